@@ -1,0 +1,24 @@
+"""Abstract bases for the extension points: stores and codecs (layer L1)."""
+
+from asyncarr.abc._codec import (
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    BytesBytesCodec,
+    Codec,
+    CodecKind,
+    NDArray,
+)
+from asyncarr.abc._store import Store, normalize_key, normalize_prefix, validate_prefix
+
+__all__ = [
+    "ArrayArrayCodec",
+    "ArrayBytesCodec",
+    "BytesBytesCodec",
+    "Codec",
+    "CodecKind",
+    "NDArray",
+    "Store",
+    "normalize_key",
+    "normalize_prefix",
+    "validate_prefix",
+]

@@ -1,0 +1,255 @@
+"""The ``Store`` extension point: an async key/value view of a storage backend."""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Self
+
+from asyncarr._types import RangeRequest, Versioned
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    InvalidKeyError,
+    ReadOnlyStoreError,
+    UnsupportedOperationError,
+)
+
+__all__ = ["Store", "normalize_key", "normalize_prefix", "validate_prefix"]
+
+
+def normalize_key(key: str, *, store: object = None) -> str:
+    """Validate a store key and return its canonical form.
+
+    Keys are ``/``-separated relative paths. Absolute paths, ``..`` and ``.``
+    segments, empty segments, backslashes and NUL bytes are refused with
+    :class:`InvalidKeyError`, so that no key can escape a store's root.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"store keys must be str, got {type(key).__name__}", store=store)
+    if key == "":
+        raise InvalidKeyError("empty store key", store=store, key=key)
+    if "\x00" in key or "\\" in key:
+        raise InvalidKeyError("store key contains a NUL byte or backslash", store=store, key=key)
+    if key.startswith("/"):
+        raise InvalidKeyError("store key must be relative, not absolute", store=store, key=key)
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidKeyError(
+                "store key has an empty, '.' or '..' segment", store=store, key=key
+            )
+    return key
+
+
+def normalize_prefix(prefix: str, *, store: object = None) -> str:
+    """A "directory" prefix in canonical form: ``""`` (the root) or ``"a/b/"``."""
+    if prefix in ("", "/"):
+        return ""
+    return normalize_key(prefix.rstrip("/"), store=store) + "/"
+
+
+def validate_prefix(prefix: str, *, store: object = None) -> str:
+    """Check a raw listing prefix (any string prefix of a valid key) and return it."""
+    if prefix == "":
+        return ""
+    if "/" in prefix.rstrip("/"):
+        normalize_key(prefix.rstrip("/").rsplit("/", 1)[0], store=store)
+    tail = prefix.rstrip("/").rsplit("/", 1)[-1]
+    if tail in (".", "..") or "\x00" in prefix or "\\" in prefix or prefix.startswith("/"):
+        raise InvalidKeyError("invalid listing prefix", store=store, key=prefix)
+    return prefix
+
+
+class Store(ABC):
+    """An async key/value store holding a Zarr hierarchy.
+
+    Contract (checked for every implementation by
+    :class:`asyncarr.testing.StoreTests`):
+
+    - ``get`` of a missing key returns ``None``; it never raises for that.
+    - keys are validated with :func:`normalize_key`; nothing escapes the root.
+    - every backend exception is translated into the :mod:`asyncarr.errors`
+      tree; faults worth retrying become :class:`TransientStoreError`.
+    - writes on a store opened with ``read_only=True`` raise
+      :class:`ReadOnlyStoreError`.
+
+    Concurrency limits and retries are applied by the runtime
+    (:mod:`asyncarr.runtime`), keyed by :attr:`endpoint_key`, so one budget
+    is shared by every array using the same endpoint.
+    """
+
+    def __init__(self, *, read_only: bool = False, limits: StoreLimits | None = None) -> None:
+        self._read_only = read_only
+        self._limits = limits if limits is not None else self.default_limits()
+        self._closed = False
+
+    # -- identity and capabilities -------------------------------------------------
+    @classmethod
+    def default_limits(cls) -> StoreLimits:
+        """Limits used when the caller gives none (override per backend)."""
+        return StoreLimits()
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def endpoint_key(self) -> str:
+        """Identifies the service endpoint whose concurrency budget this store shares.
+
+        Must not contain credentials.
+        """
+        return f"{type(self).__name__}:{id(self)}"
+
+    @property
+    def supports_listing(self) -> bool:
+        return True
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        """Whether :meth:`get_versioned` / :meth:`set_if_version` are implemented."""
+        return False
+
+    @property
+    def supports_local_files(self) -> bool:
+        """Whether :meth:`local_path` gives a real filesystem path (read in workers)."""
+        return False
+
+    def local_path(self, key: str) -> str | None:
+        """The filesystem path of ``key`` for stores backed by local files."""
+        return None
+
+    def with_read_only(self, read_only: bool = True) -> Store:
+        """A view of the same data with a different read-only flag."""
+        raise UnsupportedOperationError(
+            "this store cannot be re-opened with another mode", store=self
+        )
+
+    # -- reads --------------------------------------------------------------------------
+    @abstractmethod
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        """The value (or the requested byte range of it), or ``None`` if missing."""
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        """Several ranges of one value; ``None`` if the key is missing.
+
+        The default issues one :meth:`get` per range; backends with a
+        cheaper batched form override it.
+        """
+        out: list[bytes] = []
+        for rng in ranges:
+            part = await self.get(key, rng)
+            if part is None:
+                return None
+            out.append(part)
+        return out
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """The value with a version token for :meth:`set_if_version`."""
+        raise UnsupportedOperationError("conditional writes are not supported", store=self, key=key)
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value."""
+
+    @abstractmethod
+    async def getsize(self, key: str) -> int:
+        """Size in bytes of the value; :class:`KeyNotFoundError` if missing."""
+
+    # -- writes -----------------------------------------------------------------------------
+    @abstractmethod
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing any old value atomically."""
+
+    @abstractmethod
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent; ``True`` if it was written.
+
+        Must be atomic with respect to other writers (the service's own
+        precondition, an exclusive create, ...).
+        """
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        """Store ``value`` only if the current version still equals ``version``.
+
+        ``version=None`` means "only if absent". Raises
+        :class:`PreconditionFailedError` when another writer won.
+        """
+        raise UnsupportedOperationError("conditional writes are not supported", store=self, key=key)
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; deleting a missing key is a no-op."""
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` (``""`` removes everything)."""
+        self._check_writable()
+        keys = [k async for k in self.list_prefix(prefix)]
+        for k in keys:
+            await self.delete(k)
+
+    # -- listing -----------------------------------------------------------------------------
+    @abstractmethod
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """Every key starting with the string ``prefix`` (full keys, any order).
+
+        Implementations validate it with :meth:`_list_prefix_arg`.
+        """
+
+    async def list_dir(self, prefix: str) -> list[str]:
+        """Immediate children of the "directory" ``prefix``.
+
+        Returns child names (not full keys), without trailing ``/``, sorted,
+        each once, whether it is a value or a deeper prefix.
+        """
+        base = normalize_prefix(prefix, store=self)
+        children: set[str] = set()
+        async for key in self.list_prefix(base):
+            rest = key[len(base) :]
+            if rest:
+                children.add(rest.split("/", 1)[0])
+        return sorted(children)
+
+    async def list(self) -> AsyncIterator[str]:
+        """Every key in the store."""
+        async for key in self.list_prefix(""):
+            yield key
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Release connections and files. Idempotent."""
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- helpers for implementations -------------------------------------------------
+    def _check_writable(self, key: str | None = None) -> None:
+        if self._read_only:
+            raise ReadOnlyStoreError("store is read-only", store=self, key=key)
+
+    def _key(self, key: str) -> str:
+        return normalize_key(key, store=self)
+
+    def _prefix(self, prefix: str) -> str:
+        return normalize_prefix(prefix, store=self)
+
+    def _list_prefix_arg(self, prefix: str) -> str:
+        return validate_prefix(prefix, store=self)
+
+    @staticmethod
+    def _join(*parts: str) -> str:
+        return posixpath.join(*[p for p in parts if p])

@@ -1,0 +1,117 @@
+"""Frozen configuration dataclasses (layer L0).
+
+All tunables live here so that every layer reads the same definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from asyncarr.errors import ConfigError
+
+__all__ = [
+    "CacheConfig",
+    "ExecutorConfig",
+    "ExecutorMode",
+    "RetryConfig",
+    "StoreLimits",
+]
+
+ExecutorMode = Literal["inline", "threads", "processes", "auto"]
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How transient store faults are retried.
+
+    Exponential backoff with full jitter: attempt ``n`` sleeps a uniform
+    random time in ``[0, min(max_backoff, base_backoff * 2**n))``.
+    """
+
+    max_attempts: int = 8
+    base_backoff: float = 0.05
+    max_backoff: float = 5.0
+    deadline: float = 120.0
+    """Overall seconds across all attempts of one operation."""
+    request_timeout: float | None = 60.0
+    """Seconds one attempt may take before it counts as a transient fault."""
+
+    def __post_init__(self) -> None:
+        _positive("max_attempts", self.max_attempts)
+        _positive("base_backoff", self.base_backoff, allow_zero=True)
+        _positive("max_backoff", self.max_backoff, allow_zero=True)
+        _positive("deadline", self.deadline)
+        if self.request_timeout is not None:
+            _positive("request_timeout", self.request_timeout)
+
+    def with_(self, **changes: object) -> RetryConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Concurrency budget of one store endpoint, shared by every caller.
+
+    With ``adaptive=True`` the limit backs off multiplicatively on throttling
+    and recovers additively (AIMD) between ``min_concurrency`` and
+    ``max_concurrency``.
+    """
+
+    max_concurrency: int = 64
+    min_concurrency: int = 1
+    adaptive: bool = True
+    decrease_factor: float = 0.5
+    increase_step: float = 1.0
+    hedge_after_p95: bool = False
+    """Send a second GET when the first takes longer than the observed p95."""
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+    def __post_init__(self) -> None:
+        _positive("max_concurrency", self.max_concurrency)
+        _positive("min_concurrency", self.min_concurrency)
+        if self.min_concurrency > self.max_concurrency:
+            raise ConfigError(
+                f"min_concurrency ({self.min_concurrency}) > max_concurrency ({self.max_concurrency})"
+            )
+        if not 0 < self.decrease_factor < 1:
+            raise ConfigError(f"decrease_factor must be in (0, 1), got {self.decrease_factor!r}")
+        _positive("increase_step", self.increase_step)
+
+    def with_(self, **changes: object) -> StoreLimits:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    """Where CPU-bound codec work runs."""
+
+    mode: ExecutorMode = "auto"
+    max_workers: int | None = None
+    """Defaults to the number of usable CPUs."""
+    batch_bytes: int = 4 << 20
+    """Small chunks are grouped into executor calls of about this many decoded bytes."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("inline", "threads", "processes", "auto"):
+            raise ConfigError(
+                f"executor mode must be inline, threads, processes or auto, got {self.mode!r}"
+            )
+        if self.max_workers is not None:
+            _positive("max_workers", self.max_workers)
+        _positive("batch_bytes", self.batch_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Decoded-chunk LRU cache shared across arrays; 0 bytes disables it."""
+
+    max_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("max_bytes", self.max_bytes, allow_zero=True)

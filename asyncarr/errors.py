@@ -1,0 +1,179 @@
+"""The asyncarr exception tree.
+
+Every error the library raises derives from :class:`AsyncarrError`. Store
+adapters translate SDK exceptions at their boundary (``raise ... from exc``)
+so callers never see raw botocore/azure/pymongo/aiohttp errors.
+
+Only :class:`TransientStoreError` is retried by the scheduler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AsyncarrError",
+    "CodecError",
+    "ConfigError",
+    "ContainsArrayError",
+    "ContainsGroupError",
+    "DeadlineExceededError",
+    "IndexError_",
+    "InvalidKeyError",
+    "KeyNotFoundError",
+    "MetadataError",
+    "MissingExtraError",
+    "NodeNotFoundError",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "ReadOnlyStoreError",
+    "SelectionError",
+    "StoreError",
+    "SyncFromLoopError",
+    "ThrottledError",
+    "TransientStoreError",
+    "TruncatedReadError",
+    "UnknownCodecError",
+    "UnsupportedOperationError",
+    "WorkerCrashedError",
+]
+
+
+class AsyncarrError(Exception):
+    """Root of every error raised by asyncarr."""
+
+
+class ConfigError(AsyncarrError, ValueError):
+    """An option or argument has an invalid value."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional dependency (a pip extra) is not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional dependency {module!r}; "
+            f"install it with: pip install 'asyncarr[{extra}]'"
+        )
+        self.feature = feature
+        self.extra = extra
+        self.module = module
+
+
+class StoreError(AsyncarrError):
+    """A store operation failed.
+
+    ``store`` is a short, credential-free description of the store and
+    ``key`` the key involved (``None`` for store-wide operations).
+    """
+
+    def __init__(self, message: str, *, store: object = None, key: str | None = None) -> None:
+        where = []
+        if store is not None:
+            where.append(f"store={store}")
+        if key is not None:
+            where.append(f"key={key!r}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"{message}{suffix}")
+        self.store = store
+        self.key = key
+
+
+class KeyNotFoundError(StoreError, KeyError):
+    """A key that must exist (e.g. for ``getsize``) does not."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidKeyError(StoreError, ValueError):
+    """A key is malformed or would escape the store's root."""
+
+
+class PermissionDeniedError(StoreError, PermissionError):
+    """The store refused the operation (authentication or authorisation)."""
+
+
+class PreconditionFailedError(StoreError):
+    """A conditional write lost its race (the object changed or already exists)."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write was attempted on a store opened read-only."""
+
+
+class UnsupportedOperationError(StoreError, NotImplementedError):
+    """The store cannot do this (e.g. listing over plain HTTP)."""
+
+
+class TransientStoreError(StoreError):
+    """A fault that may go away on retry: 5xx, timeouts, resets, throttling."""
+
+
+class ThrottledError(TransientStoreError):
+    """The service asked us to slow down (S3 503 SlowDown, HTTP 429)."""
+
+
+class TruncatedReadError(TransientStoreError):
+    """A body arrived shorter than announced; retried, never decoded."""
+
+
+class DeadlineExceededError(StoreError, TimeoutError):
+    """Retries of a transient fault ran past the overall deadline."""
+
+
+class WorkerCrashedError(AsyncarrError):
+    """A codec worker process died; the pool is rebuilt for later calls."""
+
+
+class MetadataError(AsyncarrError, ValueError):
+    """Array or group metadata is missing, malformed or inconsistent."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(f"{message} (key={key!r})" if key is not None else message)
+        self.key = key
+
+
+class NodeNotFoundError(MetadataError, FileNotFoundError):
+    """No array or group exists at the given path."""
+
+
+class ContainsArrayError(MetadataError):
+    """An array already exists where a new node was to be created."""
+
+
+class ContainsGroupError(MetadataError):
+    """A group already exists where a new node was to be created."""
+
+
+class CodecError(AsyncarrError, ValueError):
+    """Encoding or decoding a chunk failed, or produced the wrong size."""
+
+    def __init__(self, message: str, *, key: str | None = None, codec: Any = None) -> None:
+        where = []
+        if codec is not None:
+            where.append(f"codec={codec}")
+        if key is not None:
+            where.append(f"key={key!r}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"{message}{suffix}")
+        self.key = key
+        self.codec = codec
+
+
+class UnknownCodecError(CodecError, MetadataError):
+    """Metadata names a codec that no registry knows."""
+
+    def __init__(self, message: str, *, key: str | None = None, codec: Any = None) -> None:
+        CodecError.__init__(self, message, key=key, codec=codec)
+
+
+class SelectionError(AsyncarrError, IndexError):
+    """A selection is out of bounds or malformed."""
+
+
+IndexError_ = SelectionError  # noqa: N816 - documented alias
+
+
+class SyncFromLoopError(AsyncarrError, RuntimeError):
+    """A blocking call was made where it would deadlock the event loop."""

@@ -1,0 +1,186 @@
+"""An in-process store: a dict of bytes. ``memory://name`` URLs share data by name."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections.abc import AsyncIterator, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from asyncarr._types import RangeRequest, Versioned, range_to_slice
+from asyncarr.abc import Store
+from asyncarr.config import StoreLimits
+from asyncarr.errors import ConfigError, KeyNotFoundError, PreconditionFailedError
+
+__all__ = ["MemoryStore", "memory_store_from_url"]
+
+
+class _Data:
+    """The shared state behind one or more MemoryStore views."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.versions: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+
+
+class MemoryStore(Store):
+    """Keys and values held in memory.
+
+    ``MemoryStore()`` is private to its creator; :func:`memory_store_from_url`
+    gives every ``memory://name`` the same data for the life of the process.
+    Thread-safe; conditional writes are exact.
+    """
+
+    def __init__(
+        self,
+        data: MutableMapping[str, bytes] | None = None,
+        *,
+        read_only: bool = False,
+        limits: StoreLimits | None = None,
+        name: str | None = None,
+        _shared: _Data | None = None,
+    ) -> None:
+        super().__init__(read_only=read_only, limits=limits)
+        if _shared is None:
+            _shared = _Data()
+            for k, v in (data or {}).items():
+                _shared.values[self._key(k)] = bytes(v)
+                _shared.versions[self._key(k)] = next(_shared.counter)
+        self._data = _shared
+        self._name = name
+
+    @classmethod
+    def default_limits(cls) -> StoreLimits:
+        return StoreLimits(max_concurrency=256, adaptive=False)
+
+    @property
+    def endpoint_key(self) -> str:
+        return f"memory:{id(self._data)}"
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return True
+
+    def with_read_only(self, read_only: bool = True) -> MemoryStore:
+        return MemoryStore(read_only=read_only, limits=self.limits, name=self._name, _shared=self._data)
+
+    def __repr__(self) -> str:
+        label = f"memory://{self._name}" if self._name else f"0x{id(self._data):x}"
+        return f"MemoryStore({label}{', read-only' if self.read_only else ''})"
+
+    __str__ = __repr__
+
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        value = self._data.values.get(self._key(key))
+        if value is None:
+            return None
+        if byte_range is None:
+            return value
+        return value[range_to_slice(byte_range, len(value))]
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        key = self._key(key)
+        with self._data.lock:
+            value = self._data.values.get(key)
+            if value is None:
+                return None
+            return Versioned(value, str(self._data.versions[key]))
+
+    async def exists(self, key: str) -> bool:
+        return self._key(key) in self._data.values
+
+    async def getsize(self, key: str) -> int:
+        value = self._data.values.get(self._key(key))
+        if value is None:
+            raise KeyNotFoundError("no such key", store=self, key=key)
+        return len(value)
+
+    async def set(self, key: str, value: bytes) -> None:
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            self._data.values[key] = bytes(value)
+            self._data.versions[key] = next(self._data.counter)
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            if key in self._data.values:
+                return False
+            self._data.values[key] = bytes(value)
+            self._data.versions[key] = next(self._data.counter)
+            return True
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            current = self._data.versions.get(key)
+            if (None if current is None else str(current)) != version:
+                raise PreconditionFailedError(
+                    f"version is {current}, expected {version}", store=self, key=key
+                )
+            self._data.values[key] = bytes(value)
+            self._data.versions[key] = next(self._data.counter)
+
+    async def delete(self, key: str) -> None:
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            self._data.values.pop(key, None)
+            self._data.versions.pop(key, None)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        prefix = self._list_prefix_arg(prefix)
+        self._check_writable(prefix)
+        with self._data.lock:
+            for key in [k for k in self._data.values if k.startswith(prefix)]:
+                del self._data.values[key]
+                del self._data.versions[key]
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        prefix = self._list_prefix_arg(prefix)
+        with self._data.lock:
+            keys = [k for k in self._data.values if k.startswith(prefix)]
+        for key in keys:
+            yield key
+
+
+_named: weakref.WeakValueDictionary[str, _Data] = weakref.WeakValueDictionary()
+_named_strong: dict[str, _Data] = {}
+_named_lock = threading.Lock()
+
+
+def memory_store_from_url(
+    url: str, *, read_only: bool, storage_options: Mapping[str, Any]
+) -> MemoryStore:
+    """``memory://name[/prefix]``: the named in-process store (created on first use).
+
+    Named stores live until :func:`forget_memory_store` or process exit, so a
+    URL can be reopened like a file path.
+    """
+    parts = urlsplit(url)
+    name = parts.netloc + parts.path
+    if not name:
+        raise ConfigError(f"memory URL needs a name, e.g. memory://scratch (got {url!r})")
+    unknown = set(storage_options) - {"limits"}
+    if unknown:
+        raise ConfigError(f"unknown storage_options for memory://: {sorted(unknown)}")
+    with _named_lock:
+        shared = _named_strong.get(name)
+        if shared is None:
+            shared = _named_strong[name] = _Data()
+    return MemoryStore(
+        read_only=read_only, limits=storage_options.get("limits"), name=name, _shared=shared
+    )
+
+
+def forget_memory_store(name: str) -> None:
+    """Drop the named in-process store ``memory://name``."""
+    with _named_lock:
+        _named_strong.pop(name, None)

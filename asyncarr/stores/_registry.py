@@ -1,0 +1,96 @@
+"""URL scheme → store factory registry.
+
+Built-in backends are registered lazily by module path so that optional SDKs
+are imported only when a URL of that scheme is opened.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from asyncarr.abc import Store
+from asyncarr.errors import ConfigError
+
+__all__ = ["StoreFactory", "register_store", "registered_schemes", "store_from_url", "unregister_store"]
+
+
+class StoreFactory(Protocol):
+    def __call__(
+        self, url: str, *, read_only: bool, storage_options: Mapping[str, Any]
+    ) -> Store: ...
+
+
+# scheme -> factory or "module:function" for lazy import
+_BUILTIN: dict[str, str] = {
+    "file": "asyncarr.stores._local:local_store_from_url",
+    "memory": "asyncarr.stores._memory:memory_store_from_url",
+    "zip": "asyncarr.stores._zip:zip_store_from_url",
+    "s3": "asyncarr.stores._s3:s3_store_from_url",
+    "gs": "asyncarr.stores._gcs:gcs_store_from_url",
+    "gcs": "asyncarr.stores._gcs:gcs_store_from_url",
+    "az": "asyncarr.stores._azure:azure_store_from_url",
+    "abfs": "asyncarr.stores._azure:azure_store_from_url",
+    "mongodb": "asyncarr.stores._mongodb:mongodb_store_from_url",
+    "http": "asyncarr.stores._http:http_store_from_url",
+    "https": "asyncarr.stores._http:http_store_from_url",
+}
+_factories: dict[str, StoreFactory | str] = dict(_BUILTIN)
+
+
+def register_store(scheme: str, factory: StoreFactory, *, replace: bool = False) -> None:
+    """Make ``scheme://...`` URLs open with ``factory``."""
+    scheme = scheme.lower()
+    if not scheme.isidentifier() and not all(c.isalnum() or c in "+-." for c in scheme):
+        raise ConfigError(f"invalid URL scheme {scheme!r}")
+    if scheme in _factories and not replace:
+        raise ConfigError(f"a store is already registered for {scheme!r}:// (pass replace=True)")
+    _factories[scheme] = factory
+
+
+def unregister_store(scheme: str) -> None:
+    """Remove a scheme registration (built-ins come back to their default)."""
+    scheme = scheme.lower()
+    if scheme in _BUILTIN:
+        _factories[scheme] = _BUILTIN[scheme]
+    else:
+        _factories.pop(scheme, None)
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_factories)
+
+
+def _resolve(scheme: str) -> StoreFactory:
+    entry = _factories.get(scheme)
+    if entry is None:
+        raise ConfigError(
+            f"no store is registered for URL scheme {scheme!r}; known: {', '.join(registered_schemes())}"
+        )
+    if isinstance(entry, str):
+        module_name, func_name = entry.split(":")
+        module = importlib.import_module(module_name)
+        factory: StoreFactory = getattr(module, func_name)
+        return factory
+    return entry
+
+
+def store_from_url(
+    url: str,
+    *,
+    read_only: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Store:
+    """Open the store a URL (or a plain local path) points to."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"expected a store URL or path, got {url!r}")
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
+        scheme = "file"  # plain path (also Windows drive letters)
+    factory = _resolve(scheme)
+    return factory(url, read_only=read_only, storage_options=dict(storage_options or {}))
+
+
+StoreFactoryCallable = Callable[..., Store]
