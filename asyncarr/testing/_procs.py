@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "find_executable", "free_port", "run_server", "wait_for_http", "wait_for_port"]
+__all__ = ["ServerProcess", "StoreLocation", "find_executable", "free_port", "run_server", "wait_for_http", "wait_for_port"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -138,3 +138,11 @@ def run_server(
             proc.wait(timeout=10)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a test may create a fresh, empty hierarchy: a URL plus its options."""
+
+    url: str
+    storage_options: dict[str, object] = field(default_factory=dict)
