@@ -1,0 +1,418 @@
+"""The managed view of a store: limiter slot, timeouts, retries and stats (layer L3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from asyncarr._types import RangeRequest, Versioned
+from asyncarr.abc import Store
+from asyncarr.config import RetryConfig
+from asyncarr.errors import (
+    PreconditionFailedError,
+    ThrottledError,
+    TransientStoreError,
+    TruncatedReadError,
+)
+from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
+from asyncarr.runtime._retry import attempt_timeout, call_with_retry
+from asyncarr.runtime._stats import StatsRecorder, StoreStats, recorder_for
+
+__all__ = ["ManagedStore", "managed"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("asyncarr.runtime")
+
+_HEDGE_MIN_SAMPLES = 20
+
+
+class _ListingGaveUp(Exception):
+    """Wraps the fault that exhausted a listing's restarts (so it is not retried)."""
+
+    def __init__(self, error: TransientStoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class ManagedStore:
+    """The only way the core talks to a store: limiter slot + per-attempt timeout + retries + stats.
+
+    Every operation takes one slot of the endpoint's :class:`AdaptiveLimiter`
+    per attempt (never while backing off), bounds the attempt with
+    ``store.limits.retry.request_timeout`` (time spent queueing for a slot
+    does not count), retries transient faults with :func:`call_with_retry`
+    and records the outcome in the endpoint's statistics. Throttling feeds
+    the limiter's AIMD.
+
+    Obtain one with :func:`managed`, which caches it per store object.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._limiter: AdaptiveLimiter = limiter_for(store)
+        self._recorder: StatsRecorder = recorder_for(store)
+        self._retry: RetryConfig = store.limits.retry
+        # The request timeout is applied inside the slot, the deadline across attempts.
+        self._outer = self._retry.with_(request_timeout=None)
+        # Bulk operations (delete_prefix, list_dir) may run long: attempts only.
+        self._bulk = self._retry.with_(request_timeout=None, deadline=math.inf)
+
+    def __repr__(self) -> str:
+        return f"ManagedStore({self.store!r})"
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The endpoint's shared concurrency budget."""
+        return self._limiter
+
+    @property
+    def stats(self) -> StoreStats:
+        """A snapshot of the endpoint's I/O statistics."""
+        return self._recorder.snapshot(self._limiter)
+
+    # -- machinery -------------------------------------------------------------------------
+    def _describe(self, op: str, key: str | None) -> str:
+        where = f" {key!r}" if key is not None else ""
+        return f"{op}{where} on {self.store.endpoint_key}"
+
+    def _on_retry(self, error: BaseException, attempt: int) -> None:
+        self._recorder.add("retries")
+        logger.debug("retrying after attempt %d failed: %s", attempt, error)
+
+    async def _attempt(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        describe: str,
+        *,
+        read: bool,
+        bounded: bool = True,
+        feedback: bool = True,
+    ) -> T:
+        """One attempt: hold a slot, bound the call, feed the limiter and stats.
+
+        ``feedback=False`` (listing steps) skips latency and AIMD growth.
+        """
+        async with self._limiter:
+            start = time.monotonic()
+            try:
+                async with attempt_timeout(
+                    self._retry.request_timeout if bounded else None, describe
+                ):
+                    result = await fn()
+            except ThrottledError:
+                self._recorder.add("throttled")
+                self._limiter.on_throttle(time.monotonic() - start)
+                raise
+            except TransientStoreError as exc:
+                if isinstance(exc.__cause__, TimeoutError):
+                    self._recorder.add("timeouts")
+                raise
+            if not feedback:
+                return result
+            latency = time.monotonic() - start
+            self._limiter.on_success(latency)
+            self._recorder.record_latency(latency, read=read)
+            return result
+
+    async def _run(
+        self,
+        op: str,
+        key: str | None,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        read: bool = False,
+        bulk: bool = False,
+    ) -> T:
+        """The whole operation: retried attempts, counted as completed or failed."""
+        describe = self._describe(op, key)
+
+        async def attempt() -> T:
+            return await self._attempt(fn, describe, read=read, bounded=not bulk)
+
+        try:
+            result = await call_with_retry(
+                attempt,
+                config=self._bulk if bulk else self._outer,
+                describe=describe,
+                on_retry=self._on_retry,
+            )
+        except Exception:
+            self._recorder.add("failed")
+            raise
+        self._recorder.add("completed")
+        return result
+
+    def _check_length(self, key: str, data: bytes | None, expected: int | None) -> None:
+        if data is not None and expected is not None and len(data) != expected:
+            self._recorder.add("truncated")
+            raise TruncatedReadError(
+                f"read {len(data)} bytes, expected {expected}", store=self.store, key=key
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+    async def get(
+        self,
+        key: str,
+        byte_range: RangeRequest | None = None,
+        *,
+        expected_length: int | None = None,
+    ) -> bytes | None:
+        """The value (or a range of it), ``None`` if missing.
+
+        A result whose length differs from ``expected_length`` raises
+        :class:`TruncatedReadError` inside the retry loop, so it is retried.
+        With ``store.limits.hedge_after_p95``, once 20 reads have been timed,
+        a GET still running after the observed p95 latency gets an identical
+        twin; the first to succeed wins and the other is cancelled.
+        """
+        describe = self._describe("get", key)
+
+        async def single() -> bytes | None:
+            data = await self._attempt(lambda: self.store.get(key, byte_range), describe, read=True)
+            self._check_length(key, data, expected_length)
+            return data
+
+        async def attempt() -> bytes | None:
+            if self.store.limits.hedge_after_p95:
+                p95 = self._recorder.read_p95(_HEDGE_MIN_SAMPLES)
+                if p95 is not None:
+                    return await self._hedged(single, p95)
+            return await single()
+
+        try:
+            data = await call_with_retry(
+                attempt, config=self._outer, describe=describe, on_retry=self._on_retry
+            )
+        except Exception:
+            self._recorder.add("failed")
+            raise
+        self._recorder.add("completed")
+        if data is not None:
+            self._recorder.add("bytes_read", len(data))
+        return data
+
+    async def _hedged(self, single: Callable[[], Awaitable[T]], delay: float) -> T:
+        """Run ``single``; if it is still running after ``delay`` s, race a second one."""
+        first: asyncio.Task[T] = asyncio.ensure_future(single())
+        tasks = [first]
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=delay)
+            if not done:
+                self._recorder.add("hedged")
+                tasks.append(asyncio.ensure_future(single()))
+            errors: list[BaseException] = []
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in tasks:  # deterministic preference: the first request
+                    if task in done and not task.cancelled() and task.exception() is None:
+                        return task.result()
+                errors.extend(
+                    asyncio.CancelledError() if t.cancelled() else t.exception() or Exception()
+                    for t in done
+                )
+            raise errors[0]
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def get_ranges(
+        self,
+        key: str,
+        ranges: Sequence[RangeRequest],
+        *,
+        expected_lengths: Sequence[int | None] | None = None,
+    ) -> list[bytes] | None:
+        """Several ranges of one value (``None`` if missing), each length-checked."""
+        ranges = list(ranges)
+        if expected_lengths is not None and len(expected_lengths) != len(ranges):
+            raise ValueError(
+                f"expected_lengths has {len(expected_lengths)} entries for {len(ranges)} ranges"
+            )
+
+        async def fn() -> list[bytes] | None:
+            parts = await self.store.get_ranges(key, ranges)
+            if parts is not None and expected_lengths is not None:
+                for part, expected in zip(parts, expected_lengths, strict=True):
+                    self._check_length(key, part, expected)
+            return parts
+
+        parts = await self._run("get_ranges", key, fn, read=True)
+        if parts is not None:
+            self._recorder.add("bytes_read", sum(len(p) for p in parts))
+        return parts
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        """The value with its version token (for :meth:`set_if_version`)."""
+        result = await self._run(
+            "get_versioned", key, lambda: self.store.get_versioned(key), read=True
+        )
+        if result is not None:
+            self._recorder.add("bytes_read", len(result.data))
+        return result
+
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value."""
+        return await self._run("exists", key, lambda: self.store.exists(key))
+
+    async def getsize(self, key: str) -> int:
+        """Size of the value in bytes (:class:`KeyNotFoundError` if missing)."""
+        return await self._run("getsize", key, lambda: self.store.getsize(key))
+
+    # -- writes ------------------------------------------------------------------------------
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` (idempotent, so safely retried)."""
+        await self._run("set", key, lambda: self.store.set(key, value))
+        self._recorder.add("bytes_written", len(value))
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        """Store ``value`` only if ``key`` is absent; ``True`` if written.
+
+        If an earlier attempt may have written the value before failing (a
+        timeout, a reset), a later attempt that finds the key present
+        compares the stored bytes with ``value``: equal bytes count as
+        written.
+        """
+        tries = 0
+
+        async def fn() -> bool:
+            nonlocal tries
+            tries += 1
+            if await self.store.set_if_not_exists(key, value):
+                return True
+            if tries > 1:
+                return await self.store.get(key) == bytes(value)
+            return False
+
+        written = await self._run("set_if_not_exists", key, fn)
+        if written:
+            self._recorder.add("bytes_written", len(value))
+        return written
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        """Store ``value`` only if the current version is ``version`` (``None``: absent).
+
+        Raises :class:`PreconditionFailedError` when another writer won. As
+        with :meth:`set_if_not_exists`, a retry that fails its precondition
+        because an earlier attempt already stored exactly ``value`` succeeds.
+        """
+        tries = 0
+
+        async def fn() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await self.store.set_if_version(key, value, version)
+            except PreconditionFailedError:
+                if tries > 1 and await self.store.get(key) == bytes(value):
+                    return
+                raise
+
+        await self._run("set_if_version", key, fn)
+        self._recorder.add("bytes_written", len(value))
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (a missing key is a no-op)."""
+        await self._run("delete", key, lambda: self.store.delete(key))
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` (no per-attempt timeout: it may be long)."""
+        await self._run(
+            "delete_prefix", prefix, lambda: self.store.delete_prefix(prefix), bulk=True
+        )
+
+    # -- listing -----------------------------------------------------------------------------
+    async def list_dir(self, prefix: str) -> list[str]:
+        """Immediate children of ``prefix`` (retried as a whole, no per-attempt timeout)."""
+        return await self._run("list_dir", prefix, lambda: self.store.list_dir(prefix), bulk=True)
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """Every key starting with ``prefix``, each exactly once.
+
+        Each step of the listing holds a limiter slot and is bounded by the
+        request timeout; nothing is held while the caller consumes a key. A
+        transient fault restarts the listing (after backoff) and skips the
+        keys already yielded, at most ``max_attempts`` times per listing.
+        """
+        describe = self._describe("list_prefix", prefix)
+        seen: set[str] = set()
+        restarts = 0
+        iterator: AsyncIterator[str] | None = None
+        done = object()
+        final: TransientStoreError | None = None
+
+        async def close_iterator() -> None:
+            nonlocal iterator
+            it, iterator = iterator, None
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # a broken listing may fail to close; it is dropped anyway
+                    logger.debug("closing a failed listing raised", exc_info=True)
+
+        async def step() -> Any:
+            nonlocal iterator, restarts
+            if iterator is None:
+                iterator = aiter(self.store.list_prefix(prefix))
+            current = iterator
+            try:
+                return await self._attempt(
+                    lambda: anext(current, done), describe, read=False, feedback=False
+                )
+            except TransientStoreError as exc:
+                await close_iterator()
+                restarts += 1
+                if restarts >= self._retry.max_attempts:
+                    raise _ListingGaveUp(exc) from exc
+                raise
+
+        try:
+            while True:
+                try:
+                    key = await call_with_retry(
+                        step, config=self._outer, describe=describe, on_retry=self._on_retry
+                    )
+                except _ListingGaveUp as gave_up:
+                    final = gave_up.error
+                except Exception:
+                    self._recorder.add("failed")
+                    raise
+                if final is not None:  # raised outside the handler: keeps its own cause
+                    self._recorder.add("failed")
+                    final.add_note(f"after {restarts} attempts: {describe}")
+                    raise final
+                if key is done:
+                    break
+                if key in seen:
+                    continue
+                seen.add(key)
+                yield key
+            self._recorder.add("completed")
+        finally:
+            await close_iterator()
+
+
+_cache: weakref.WeakKeyDictionary[Store, ManagedStore] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def managed(store: Store) -> ManagedStore:
+    """The :class:`ManagedStore` of ``store`` (one per store object, cached weakly)."""
+    with _cache_lock:
+        try:
+            found = _cache.get(store)
+        except TypeError:  # unhashable store: not cached
+            return ManagedStore(store)
+        if found is None:
+            found = _cache[store] = ManagedStore(store)
+        return found
