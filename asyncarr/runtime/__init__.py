@@ -1,0 +1,40 @@
+"""The runtime (layer L3): fan-out, retries, adaptive limits, sync portal, caches, executor.
+
+The core reaches stores only through :func:`managed` (a limiter slot, a
+per-attempt timeout, retries and statistics around every call), fans work out
+with :func:`bounded_map` / :func:`bounded_for_each`, and the blocking API
+runs on the :class:`SyncPortal`. CPU-bound codec work goes to the
+:class:`CodecExecutor`.
+"""
+
+from asyncarr.runtime._cache import CacheStats, ChunkCache, get_chunk_cache, set_chunk_cache
+from asyncarr.runtime._executor import CodecExecutor, get_executor, set_executor
+from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
+from asyncarr.runtime._managed import ManagedStore, managed
+from asyncarr.runtime._portal import SyncPortal, get_portal
+from asyncarr.runtime._retry import attempt_timeout, backoff_delay, call_with_retry
+from asyncarr.runtime._scheduler import bounded_for_each, bounded_map
+from asyncarr.runtime._stats import StoreStats, store_stats
+
+__all__ = [
+    "AdaptiveLimiter",
+    "CacheStats",
+    "ChunkCache",
+    "CodecExecutor",
+    "ManagedStore",
+    "StoreStats",
+    "SyncPortal",
+    "attempt_timeout",
+    "backoff_delay",
+    "bounded_for_each",
+    "bounded_map",
+    "call_with_retry",
+    "get_chunk_cache",
+    "get_executor",
+    "get_portal",
+    "limiter_for",
+    "managed",
+    "set_chunk_cache",
+    "set_executor",
+    "store_stats",
+]

@@ -1,0 +1,251 @@
+"""SyncPortal: blocking calls from threads and foreign loops, leases, deadlock guard, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from asyncarr.errors import SyncFromLoopError
+from asyncarr.runtime import SyncPortal, get_portal
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+@pytest.fixture
+def portal() -> Iterator[SyncPortal]:
+    p = SyncPortal(name="asyncarr-test-portal")
+    yield p
+    while p.leases:
+        p.release()
+
+
+async def where(x: int) -> tuple[int, str, str]:
+    await asyncio.sleep(0)
+    return x * 2, threading.current_thread().name, request_id.get()
+
+
+def test_call_from_plain_threads(portal: SyncPortal) -> None:
+    portal.acquire()
+    results: dict[int, tuple[int, str, str]] = {}
+
+    def caller(i: int) -> None:
+        results[i] = portal.call(where, i)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == list(range(8))
+    assert all(r[0] == 2 * i for i, r in results.items())
+    assert {r[1] for r in results.values()} == {"asyncarr-test-portal"}
+    portal.release()
+
+
+def test_exceptions_propagate_unchanged_and_context_is_copied(portal: SyncPortal) -> None:
+    error = LookupError("from the loop")
+
+    async def boom() -> None:
+        raise error
+
+    with pytest.raises(LookupError) as info:
+        portal.call(boom)
+    assert info.value is error
+    token = request_id.set("req-42")
+    try:
+        assert portal.call(where, 1)[2] == "req-42"
+    finally:
+        request_id.reset(token)
+    assert portal.call(where, x=3)[0] == 6
+
+
+def test_call_from_inside_a_running_loop_in_another_thread(portal: SyncPortal) -> None:
+    """The Jupyter case: the calling thread runs its own loop; the call blocks it, and works."""
+    out: list[object] = []
+
+    async def notebook_cell() -> None:
+        out.append(portal.call(where, 21))
+
+    def kernel() -> None:
+        try:
+            asyncio.run(notebook_cell())
+        except BaseException as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=kernel)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert out[0][:2] == (42, "asyncarr-test-portal")  # type: ignore[index]
+
+
+async def test_call_from_the_test_loop_itself_works(portal: SyncPortal) -> None:
+    # A loop thread other than the portal's may block on it (it is not the portal loop).
+    assert portal.call(where, 5)[0] == 10
+
+
+def test_blocking_call_from_the_portal_thread_raises_instead_of_deadlocking(
+    portal: SyncPortal,
+) -> None:
+    async def nested() -> int:
+        return portal.call(where, 1)[0]
+
+    portal.acquire()
+    with pytest.raises(SyncFromLoopError, match="deadlock"):
+        portal.call(nested)
+    assert portal.call(where, 2)[0] == 4  # the portal is still healthy
+    portal.release()
+
+
+def test_lease_counting_starts_and_stops_the_thread(portal: SyncPortal) -> None:
+    assert portal.thread is None
+    assert portal.loop is None
+    portal.acquire()
+    thread = portal.thread
+    assert thread is not None
+    assert thread.is_alive()
+    loop = portal.loop
+    portal.acquire()
+    assert portal.leases == 2
+    portal.release()
+    assert portal.thread is thread
+    assert thread.is_alive()
+    portal.release()
+    assert portal.thread is None
+    assert portal.loop is None
+    assert not thread.is_alive()
+    assert loop is not None
+    assert loop.is_closed()
+    with pytest.raises(RuntimeError, match="without a matching acquire"):
+        portal.release()
+
+
+def test_call_without_a_lease_uses_a_temporary_one(portal: SyncPortal) -> None:
+    assert portal.call(where, 4)[0] == 8
+    assert portal.leases == 0
+    assert portal.thread is None
+    with portal:  # context manager form of a lease
+        first = portal.thread
+        portal.call(where, 1)
+        assert portal.thread is first
+
+
+def test_last_lease_release_waits_for_pending_work(portal: SyncPortal) -> None:
+    started = threading.Event()
+    gate = threading.Event()
+    out: list[str] = []
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.to_thread(gate.wait, 30)
+        return "done"
+
+    portal.acquire()
+
+    def caller() -> None:
+        out.append(portal.call(slow))
+
+    t = threading.Thread(target=caller)
+    t.start()
+    assert started.wait(30)
+    portal.release()  # the in-flight call still holds its temporary lease
+    assert portal.thread is not None
+    gate.set()
+    t.join(30)
+    assert out == ["done"]
+    assert portal.thread is None
+
+
+def test_get_portal_is_process_wide() -> None:
+    assert get_portal() is get_portal()
+
+
+def test_forked_child_gets_a_fresh_portal() -> None:
+    parent = get_portal()
+    parent.acquire()
+    try:
+        assert parent.call(where, 1)[0] == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+            pid = os.fork()
+        if pid == 0:  # child: only async-signal-safe-ish work, then _exit
+            code = 1
+            try:
+                child = get_portal()
+                ok = child is not parent and child.call(where, 5)[0] == 10
+                ok = ok and parent.leases == 0 and parent.call(where, 6)[0] == 12
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("forked child hung using the portal")
+            time.sleep(0.01)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert parent.call(where, 7)[0] == 14  # the parent's portal is untouched
+    finally:
+        parent.release()
+
+
+CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from asyncarr.runtime import SyncPortal
+
+    portal = SyncPortal()
+
+    async def forever():
+        print("started", flush=True)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            print("cancelled", flush=True)
+            raise
+
+    try:
+        portal.call(forever)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(0)
+    sys.exit(3)
+    """
+)
+
+
+def test_ctrl_c_in_the_caller_cancels_the_coroutine() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.split() == ["cancelled", "interrupted"]
