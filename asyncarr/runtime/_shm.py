@@ -1,0 +1,472 @@
+"""Shared-memory buffers and by-reference transport for the codec executor.
+
+The codec executor's process mode must let worker processes write decoded
+chunks straight into the caller's output buffer. This module provides the
+pieces:
+
+* :func:`create_array` backs an ndarray by a POSIX shared-memory segment
+  (``shm_open`` + ``mmap``). The parent keeps only a *weak* reference to the
+  mapping, so the segment name is unlinked automatically once every array on
+  it is gone, and explicitly (and at once) by :func:`release`.
+* :func:`dumps` / :func:`loads` pickle job arguments and results. An ndarray
+  (or any view of one, strided or reversed included) whose memory lies inside
+  a known segment is reduced to a small reference (segment name, byte offset,
+  shape, strides, dtype) instead of its data; the receiving process maps the
+  same segment and rebuilds the view, so writes land in the caller's buffer.
+* Private (non-shared) buffers handed out by the executor can be registered
+  with :func:`register_private`; :func:`dumps` refuses to copy them into a
+  worker (:class:`PrivateBufferError`) because the worker's writes would be
+  lost - the executor then runs that job in a thread instead.
+* :func:`worker_call` is the function worker processes run for every job.
+
+Leak safety: every segment is registered with :mod:`multiprocessing`'s
+resource tracker (which unlinks it should this process die), unlinked by a
+``weakref.finalize`` when its mapping is garbage collected, and unlinked at
+interpreter exit. Worker processes map segments only for the duration of one
+job and never register them.
+
+Only POSIX platforms have ``shm_open``; elsewhere :data:`SHM_SUPPORTED` is
+false, nothing is shared and process-mode arguments travel by value.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import importlib
+import io
+import mmap
+import os
+import pickle
+import secrets
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from asyncarr.errors import AsyncarrError, ConfigError
+
+__all__ = [
+    "SEGMENT_PREFIX",
+    "SHM_SUPPORTED",
+    "PrivateBufferError",
+    "RemoteTraceback",
+    "create_array",
+    "dumps",
+    "live_segment_names",
+    "load_exception",
+    "loads",
+    "register_private",
+    "release",
+    "shm_free_bytes",
+    "warm_worker",
+    "worker_call",
+    "worker_pid",
+]
+
+NDArray = np.ndarray[Any, np.dtype[Any]]
+
+try:
+    _posixshmem: Any = importlib.import_module("_posixshmem")
+except ImportError:  # pragma: no cover - non-POSIX platforms
+    _posixshmem = None
+
+SHM_SUPPORTED: bool = _posixshmem is not None
+"""Whether this platform can back buffers by POSIX shared memory."""
+
+SEGMENT_PREFIX = "asyncarr-"
+"""Every segment is named ``/asyncarr-<pid>-<random>`` (``/dev/shm`` on Linux)."""
+
+_RTYPE = "shared_memory"
+
+
+class PrivateBufferError(AsyncarrError):
+    """A job argument views a non-shared output buffer (it cannot go to a worker process)."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised in a worker process."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+# --------------------------------------------------------------------------- address index
+
+
+@dataclass(eq=False, slots=True)
+class _Region:
+    """A span of this process's address space that :func:`dumps` knows about."""
+
+    start: int
+    end: int
+    name: str | None
+    """Segment name; ``None`` for a private (non-shared) buffer."""
+    mapping: Callable[[], mmap.mmap | None] = field(default=lambda: None)
+    """Returns the live mapping of a segment (a weak or strong reference)."""
+
+
+class _Index:
+    """Thread-safe lookup of the region that contains an address range."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._starts: list[int] = []
+        self._regions: list[_Region] = []
+        self._by_name: dict[str, _Region] = {}
+
+    def add(self, region: _Region) -> None:
+        with self._lock:
+            # A stale region overlapping a fresh allocation can only belong to memory
+            # that was already freed (its finalizer has not run yet): drop it.
+            i = bisect.bisect_left(self._starts, region.start)
+            while i > 0 and self._regions[i - 1].end > region.start:
+                i -= 1
+            while i < len(self._regions) and self._regions[i].start < region.end:
+                self._drop_at(i)
+            self._starts.insert(i, region.start)
+            self._regions.insert(i, region)
+            if region.name is not None:
+                self._by_name[region.name] = region
+
+    def _drop_at(self, i: int) -> None:
+        old = self._regions.pop(i)
+        del self._starts[i]
+        if old.name is not None and self._by_name.get(old.name) is old:
+            del self._by_name[old.name]
+
+    def remove(self, region: _Region) -> bool:
+        with self._lock:
+            i = bisect.bisect_left(self._starts, region.start)
+            while i < len(self._regions) and self._starts[i] == region.start:
+                if self._regions[i] is region:
+                    self._drop_at(i)
+                    return True
+                i += 1
+            return False
+
+    def find(self, lo: int, hi: int) -> _Region | None:
+        """The region holding bytes ``[lo, hi)``, if any."""
+        with self._lock:
+            i = bisect.bisect_right(self._starts, lo) - 1
+            if i >= 0:
+                region = self._regions[i]
+                if region.start <= lo and hi <= region.end:
+                    return region
+            return None
+
+    def by_name(self, name: str) -> _Region | None:
+        with self._lock:
+            return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._by_name)
+
+
+_INDEX = _Index()
+_OWNED: dict[str, weakref.finalize[Any, Any]] = {}
+"""Segments created (and not yet unlinked) by this process: name -> unlink finalizer."""
+_OWNED_LOCK = threading.Lock()
+
+
+def _address(arr: NDArray) -> int:
+    return int(arr.__array_interface__["data"][0])
+
+
+def _extent(arr: NDArray) -> tuple[int, int]:
+    """First and one-past-last byte addresses that ``arr`` can touch."""
+    lo = hi = _address(arr)
+    for n, s in zip(arr.shape, arr.strides):
+        if s < 0:
+            lo += s * (n - 1)
+        else:
+            hi += s * (n - 1)
+    return lo, hi + arr.itemsize
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def shm_free_bytes() -> int | None:
+    """Free bytes in the shared-memory filesystem (``/dev/shm``), where it can be read."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _unlink(name: str) -> None:
+    """Remove the segment name (mappings stay valid) and stop tracking it."""
+    from multiprocessing import resource_tracker
+
+    with _OWNED_LOCK:
+        _OWNED.pop(name, None)
+    try:
+        _posixshmem.shm_unlink(name)
+    except FileNotFoundError:
+        pass
+    try:
+        resource_tracker.unregister(name, _RTYPE)
+    except Exception:  # pragma: no cover - tracker gone at interpreter exit
+        pass
+
+
+def _forget(region: _Region) -> None:
+    _INDEX.remove(region)
+    if region.name is not None:
+        _unlink(region.name)
+
+
+def create_array(shape: tuple[int, ...], dtype: np.dtype[Any], order: Literal["C", "F"]) -> NDArray:
+    """A new, uninitialised ndarray backed by a fresh shared-memory segment.
+
+    Raises :class:`ConfigError` when the platform has no shared memory or the
+    shared-memory filesystem is too small for the buffer.
+    """
+    if _posixshmem is None:  # pragma: no cover - non-POSIX platforms
+        raise ConfigError("shared-memory buffers need POSIX shm_open, not available here")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    free = shm_free_bytes()
+    if free is not None and size > free:
+        raise ConfigError(
+            f"a shared-memory buffer of {size} bytes does not fit in /dev/shm "
+            f"({free} bytes free); enlarge /dev/shm or use executor mode 'threads'"
+        )
+    from multiprocessing import resource_tracker
+
+    name = f"/{SEGMENT_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    nbytes = max(size, 1)
+    fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        resource_tracker.register(name, _RTYPE)
+        os.ftruncate(fd, nbytes)
+        mm = mmap.mmap(fd, nbytes)
+    except BaseException:
+        _unlink(name)
+        raise
+    finally:
+        os.close(fd)
+    start = _address(np.frombuffer(mm, dtype=np.uint8))
+    region = _Region(start, start + nbytes, name, weakref.ref(mm))
+    _INDEX.add(region)
+    with _OWNED_LOCK:
+        _OWNED[name] = weakref.finalize(mm, _forget, region)
+    arr: NDArray = np.ndarray(shape, dtype, buffer=mm, order=order)
+    return arr
+
+
+def release(arr: NDArray) -> bool:
+    """Unlink the segment behind ``arr`` now; the memory stays valid for ``arr``.
+
+    Also forgets a private buffer registered with :func:`register_private`.
+    Returns whether ``arr`` belonged to a known buffer.
+    """
+    if arr.size == 0:
+        return False
+    lo, hi = _extent(arr)
+    region = _INDEX.find(lo, hi)
+    if region is None:
+        return False
+    if region.name is None:
+        _INDEX.remove(region)
+        return True
+    with _OWNED_LOCK:
+        fin = _OWNED.get(region.name)
+    if fin is not None:
+        fin()  # runs _forget once: drops the index entry and unlinks
+    else:
+        _INDEX.remove(region)
+    return True
+
+
+def register_private(arr: NDArray) -> None:
+    """Remember ``arr`` as an output buffer that must never be copied into a worker."""
+    if arr.size == 0:
+        return
+    lo, hi = _extent(arr)
+    region = _Region(lo, hi, None)
+    _INDEX.add(region)
+    weakref.finalize(arr, _INDEX.remove, region)
+
+
+def live_segment_names() -> list[str]:
+    """Names of the segments this process created and has not unlinked yet."""
+    with _OWNED_LOCK:
+        return list(_OWNED)
+
+
+@atexit.register
+def _unlink_all() -> None:
+    with _OWNED_LOCK:
+        finalizers = list(_OWNED.values())
+    for fin in finalizers:
+        fin()
+
+
+# --------------------------------------------------------------------------- transport
+
+_job = threading.local()
+"""Per-thread table of the segments mapped while one worker job runs."""
+
+
+def _attach(name: str) -> _Region:
+    fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+    start = _address(np.frombuffer(mm, dtype=np.uint8))
+    region = _Region(start, start + size, name, lambda: mm)
+    _INDEX.add(region)
+    return region
+
+
+def _resolve(name: str) -> mmap.mmap:
+    region = _INDEX.by_name(name)
+    mm = region.mapping() if region is not None else None
+    if mm is not None:
+        return mm
+    attached: dict[str, _Region] | None = getattr(_job, "attached", None)
+    region = _attach(name)
+    if attached is not None:
+        attached[name] = region
+    else:  # pragma: no cover - only reached outside worker_call
+        _INDEX.remove(region)
+    mm = region.mapping()
+    assert mm is not None
+    return mm
+
+
+def _rebuild_view(
+    name: str,
+    offset: int,
+    shape: tuple[int, ...],
+    strides: tuple[int, ...],
+    dtype: np.dtype[Any],
+    writeable: bool,
+) -> NDArray:
+    """Map segment ``name`` (if needed) and return the described view of it."""
+    arr: NDArray = np.ndarray(shape, dtype, buffer=_resolve(name), offset=offset, strides=strides)
+    if not writeable:
+        arr.flags.writeable = False
+    return arr
+
+
+class _RefPickler(pickle.Pickler):
+    """Pickles ndarrays that live in shared memory as references, not data."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray) and obj.size:
+            lo, hi = _extent(obj)
+            region = _INDEX.find(lo, hi)
+            if region is not None:
+                if region.name is None:
+                    raise PrivateBufferError(
+                        "a job argument views an output buffer that is not in shared memory"
+                    )
+                return _rebuild_view, (
+                    region.name,
+                    _address(obj) - region.start,
+                    obj.shape,
+                    obj.strides,
+                    obj.dtype,
+                    bool(obj.flags.writeable),
+                )
+        return NotImplemented
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj``; arrays in shared memory travel as references.
+
+    Raises :class:`PrivateBufferError` if ``obj`` holds a view of a buffer
+    registered with :func:`register_private`.
+    """
+    buf = io.BytesIO()
+    _RefPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def loads(data: bytes) -> Any:
+    """Inverse of :func:`dumps` (maps the referenced segments as needed)."""
+    return pickle.loads(data)
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def warm_worker(modules: tuple[str, ...]) -> None:
+    """Process-pool initializer: import the heavy modules once per worker."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+
+
+def _portable_exception(exc: BaseException) -> bytes:
+    """Pickle ``exc`` (with its remote traceback) or a faithful stand-in."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)
+    except Exception:
+        stand_in = AsyncarrError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
+            "(the worker's exception could not be transferred as is)"
+        )
+        data = pickle.dumps(stand_in, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((data, tb), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_exception(data: bytes) -> BaseException:
+    """Rebuild an exception sent by :func:`worker_call`, its traceback as ``__cause__``."""
+    exc_data, tb = pickle.loads(data)
+    exc: BaseException = pickle.loads(exc_data)
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    return exc
+
+
+def worker_call(payload: bytes) -> tuple[bool, bytes, float]:
+    """Run one job in a worker process.
+
+    ``payload`` is ``dumps((fn, args))``. Returns ``(ok, body, cpu_seconds)``:
+    ``body`` is ``dumps(result)`` when ``ok``, else a pickled exception for
+    :func:`load_exception`. Segments mapped for the job are unmapped (once
+    nothing references them) when it ends.
+    """
+    attached: dict[str, _Region] = {}
+    _job.attached = attached
+    cpu = 0.0
+    try:
+        try:
+            fn, args = loads(payload)
+            c0 = time.thread_time()
+            try:
+                result = fn(*args)
+            finally:
+                cpu = time.thread_time() - c0
+            return True, dumps(result), cpu
+        except Exception as exc:
+            return False, _portable_exception(exc), cpu
+    finally:
+        _job.attached = None
+        for region in attached.values():
+            _INDEX.remove(region)
+
+
+def worker_pid(delay: float) -> int:
+    """Warm-up probe: hold a worker for ``delay`` seconds and report its pid."""
+    time.sleep(delay)
+    return os.getpid()
