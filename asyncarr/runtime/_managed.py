@@ -21,7 +21,7 @@ from asyncarr.errors import (
     TruncatedReadError,
 )
 from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
-from asyncarr.runtime._retry import attempt_timeout, call_with_retry
+from asyncarr.runtime._retry import attempt_timeout, call_with_retry, deadline_exceeded
 from asyncarr.runtime._stats import StatsRecorder, StoreStats, recorder_for
 
 __all__ = ["ManagedStore", "managed"]
@@ -31,6 +31,17 @@ T = TypeVar("T")
 logger = logging.getLogger("asyncarr.runtime")
 
 _HEDGE_MIN_SAMPLES = 20
+
+
+class _Budget:
+    """Time and attempts used so far by one operation."""
+
+    __slots__ = ("attempts", "last", "start")
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.attempts = 0
+        self.last: TransientStoreError | None = None
 
 
 class _ListingGaveUp(Exception):
@@ -59,10 +70,9 @@ class ManagedStore:
         self._limiter: AdaptiveLimiter = limiter_for(store)
         self._recorder: StatsRecorder = recorder_for(store)
         self._retry: RetryConfig = store.limits.retry
-        # The request timeout is applied inside the slot, the deadline across attempts.
-        self._outer = self._retry.with_(request_timeout=None)
-        # Bulk operations (delete_prefix, list_dir) may run long: attempts only.
-        self._bulk = self._retry.with_(request_timeout=None, deadline=math.inf)
+        # Timeouts and the deadline are applied inside the limiter slot (see _attempt), so
+        # time spent queueing for a slot never counts; the retry loop only counts attempts.
+        self._loop_config = self._retry.with_(request_timeout=None, deadline=math.inf)
 
     def __repr__(self) -> str:
         return f"ManagedStore({self.store!r})"
@@ -90,6 +100,7 @@ class ManagedStore:
         self,
         fn: Callable[[], Awaitable[T]],
         describe: str,
+        budget: _Budget,
         *,
         read: bool,
         bounded: bool = True,
@@ -97,22 +108,43 @@ class ManagedStore:
     ) -> T:
         """One attempt: hold a slot, bound the call, feed the limiter and stats.
 
-        ``feedback=False`` (listing steps) skips latency and AIMD growth.
+        With ``bounded`` the call is limited by the request timeout and by
+        what is left of the operation's deadline, which starts when its
+        first attempt gets a slot. ``feedback=False`` (listing steps) skips
+        latency and AIMD growth.
         """
         async with self._limiter:
             start = time.monotonic()
+            budget.attempts += 1
+            timeout: float | None = None
+            by_deadline = False
+            if bounded:
+                if budget.start is None:
+                    budget.start = start
+                remaining = budget.start + self._retry.deadline - start
+                if remaining <= 0:
+                    raise deadline_exceeded(
+                        describe, self._retry.deadline, budget.attempts - 1, budget.last
+                    ) from budget.last
+                timeout = self._retry.request_timeout
+                if timeout is None or remaining < timeout:
+                    timeout, by_deadline = remaining, True
             try:
-                async with attempt_timeout(
-                    self._retry.request_timeout if bounded else None, describe
-                ):
+                async with attempt_timeout(timeout, describe):
                     result = await fn()
-            except ThrottledError:
+            except ThrottledError as exc:
+                budget.last = exc
                 self._recorder.add("throttled")
                 self._limiter.on_throttle(time.monotonic() - start)
                 raise
             except TransientStoreError as exc:
+                budget.last = exc
                 if isinstance(exc.__cause__, TimeoutError):
                     self._recorder.add("timeouts")
+                    if by_deadline:
+                        raise deadline_exceeded(
+                            describe, self._retry.deadline, budget.attempts, exc
+                        ) from exc
                 raise
             if not feedback:
                 return result
@@ -132,16 +164,14 @@ class ManagedStore:
     ) -> T:
         """The whole operation: retried attempts, counted as completed or failed."""
         describe = self._describe(op, key)
+        budget = _Budget()
 
         async def attempt() -> T:
-            return await self._attempt(fn, describe, read=read, bounded=not bulk)
+            return await self._attempt(fn, describe, budget, read=read, bounded=not bulk)
 
         try:
             result = await call_with_retry(
-                attempt,
-                config=self._bulk if bulk else self._outer,
-                describe=describe,
-                on_retry=self._on_retry,
+                attempt, config=self._loop_config, describe=describe, on_retry=self._on_retry
             )
         except Exception:
             self._recorder.add("failed")
@@ -173,9 +203,12 @@ class ManagedStore:
         twin; the first to succeed wins and the other is cancelled.
         """
         describe = self._describe("get", key)
+        budget = _Budget()
 
         async def single() -> bytes | None:
-            data = await self._attempt(lambda: self.store.get(key, byte_range), describe, read=True)
+            data = await self._attempt(
+                lambda: self.store.get(key, byte_range), describe, budget, read=True
+            )
             self._check_length(key, data, expected_length)
             return data
 
@@ -188,7 +221,7 @@ class ManagedStore:
 
         try:
             data = await call_with_retry(
-                attempt, config=self._outer, describe=describe, on_retry=self._on_retry
+                attempt, config=self._loop_config, describe=describe, on_retry=self._on_retry
             )
         except Exception:
             self._recorder.add("failed")
@@ -367,7 +400,7 @@ class ManagedStore:
             current = iterator
             try:
                 return await self._attempt(
-                    lambda: anext(current, done), describe, read=False, feedback=False
+                    lambda: anext(current, done), describe, budget, read=False, feedback=False
                 )
             except TransientStoreError as exc:
                 await close_iterator()
@@ -378,9 +411,10 @@ class ManagedStore:
 
         try:
             while True:
+                budget = _Budget()  # one per step of the listing, across its retries
                 try:
                     key = await call_with_retry(
-                        step, config=self._outer, describe=describe, on_retry=self._on_retry
+                        step, config=self._loop_config, describe=describe, on_retry=self._on_retry
                     )
                 except _ListingGaveUp as gave_up:
                     final = gave_up.error

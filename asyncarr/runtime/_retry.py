@@ -13,7 +13,7 @@ from typing import TypeVar
 from asyncarr.config import RetryConfig
 from asyncarr.errors import DeadlineExceededError, StoreError, TransientStoreError
 
-__all__ = ["attempt_timeout", "backoff_delay", "call_with_retry"]
+__all__ = ["attempt_timeout", "backoff_delay", "call_with_retry", "deadline_exceeded"]
 
 T = TypeVar("T")
 
@@ -49,13 +49,14 @@ async def attempt_timeout(seconds: float | None, describe: str) -> AsyncIterator
         raise TransientStoreError(f"{describe} timed out after {seconds:g}s") from exc
 
 
-def _deadline_error(
-    describe: str, config: RetryConfig, attempts: int, last: BaseException | None
+def deadline_exceeded(
+    describe: str, deadline: float, attempts: int, last: BaseException | None
 ) -> DeadlineExceededError:
+    """The error for an operation that ran out of time; the caller chains ``last``."""
     store = last.store if isinstance(last, StoreError) else None
     key = last.key if isinstance(last, StoreError) else None
     return DeadlineExceededError(
-        f"{describe} did not succeed within the {config.deadline:g}s deadline "
+        f"{describe} did not succeed within the {deadline:g}s deadline "
         f"after {attempts} attempt{'s' if attempts != 1 else ''}",
         store=store,
         key=key,
@@ -104,7 +105,7 @@ async def call_with_retry(
         attempt += 1
         remaining = deadline_at - clock()
         if remaining <= 0:
-            raise _deadline_error(describe, config, attempt - 1, last) from last
+            raise deadline_exceeded(describe, config.deadline, attempt - 1, last) from last
         cut_by_deadline = remaining < request_timeout
         limit = min(request_timeout, remaining)
         cm = asyncio.timeout(None if math.isinf(limit) else limit)
@@ -117,7 +118,7 @@ async def call_with_retry(
             if not cm.expired():
                 raise
             if cut_by_deadline:
-                raise _deadline_error(describe, config, attempt, exc) from exc
+                raise deadline_exceeded(describe, config.deadline, attempt, exc) from exc
             error = TransientStoreError(f"{describe} timed out after {limit:g}s")
             error.__cause__ = exc
         last = error
@@ -126,7 +127,7 @@ async def call_with_retry(
             raise error
         delay = backoff_delay(config, attempt - 1, rng)
         if clock() + delay >= deadline_at:
-            raise _deadline_error(describe, config, attempt, error) from error
+            raise deadline_exceeded(describe, config.deadline, attempt, error) from error
         if on_retry is not None:
             on_retry(error, attempt)
         await sleep(delay)

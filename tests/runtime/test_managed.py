@@ -221,6 +221,29 @@ async def test_deadline_exceeded_surfaces() -> None:
     assert isinstance(info.value.__cause__, TransientStoreError)
 
 
+async def test_hung_attempt_is_cut_at_the_deadline() -> None:
+    retry = RetryConfig(max_attempts=100, request_timeout=None, deadline=0.05)
+    store = FlakyStore(limits=limits(retry=retry))
+    store.faults["get"] = ["hang"]
+    m = ManagedStore(store)
+    with pytest.raises(DeadlineExceededError, match="after 1 attempt") as info:
+        await m.get("k")
+    assert isinstance(info.value.__cause__, TransientStoreError)
+    assert m.limiter.in_flight == 0
+
+
+async def test_time_queued_for_a_slot_does_not_count_against_the_deadline() -> None:
+    retry = FAST_RETRY.with_(deadline=0.05, request_timeout=0.05)
+    store = MemoryStore(limits=limits(max_concurrency=1, retry=retry))
+    await store.set("k", b"v")
+    m = ManagedStore(store)
+    async with m.limiter:  # another user holds the only slot for longer than the deadline
+        task = asyncio.create_task(m.get("k"))
+        await asyncio.sleep(0.2)
+        assert m.limiter.waiting == 1
+    assert await task == b"v"
+
+
 async def test_throttling_shrinks_the_endpoint_limit() -> None:
     store = FlakyStore(limits=limits(adaptive=True, max_concurrency=16))
     await store.set("k", b"v")
