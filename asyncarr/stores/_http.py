@@ -1,0 +1,562 @@
+"""Read-only store over plain HTTP(S) with aiohttp.
+
+``http://host[:port]/path`` (or ``https://``) is the root of a Zarr
+hierarchy; key ``a/c/0`` is fetched from ``<root>/a/c/0`` (each path segment
+percent-encoded). Writes always raise :class:`ReadOnlyStoreError`.
+
+Reads
+-----
+Byte ranges use the ``Range`` header. A server that ignores it and answers
+``200`` with the whole body still gives the right bytes (sliced locally); a
+``206`` answer is checked against its ``Content-Range``; ``416`` (the range
+starts past the end) gives ``b""``. A body shorter than its
+``Content-Length`` raises :class:`TruncatedReadError` (retried, never
+decoded). Requests ask for ``Accept-Encoding: identity`` so that lengths and
+ranges refer to the stored bytes.
+
+Status mapping: 404 and 410 (and any status listed in the
+``missing_statuses`` option, e.g. 403 for S3 buckets without list permission)
+mean "missing"; 401/403 raise :class:`PermissionDeniedError`; 429 and 503
+raise :class:`ThrottledError`; 408 and other 5xx, timeouts and connection
+faults raise :class:`TransientStoreError`.
+
+``exists``/``getsize`` use ``HEAD`` and fall back to a one-byte ranged
+``GET`` if the server refuses ``HEAD`` (405/501).
+
+Listing
+-------
+Plain HTTP cannot enumerate files. ``list_prefix``/``list_dir`` work only
+where the root holds consolidated metadata: ``.zmetadata`` (Zarr v2) and/or
+the ``consolidated_metadata`` block of the root ``zarr.json`` (Zarr v3). They
+then list the *metadata* keys it names (``zarr.json``, ``.zarray``,
+``.zgroup``, ``.zattrs``); chunk keys are never listed. Without consolidated
+metadata they raise :class:`UnsupportedOperationError`.
+:attr:`HTTPStore.supports_listing` is ``False`` until
+:meth:`HTTPStore.probe_listing` (or a listing call) has found it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+import ssl as ssl_lib
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange, range_to_slice
+from asyncarr.abc import Store
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    AsyncarrError,
+    ConfigError,
+    KeyNotFoundError,
+    PermissionDeniedError,
+    StoreError,
+    ThrottledError,
+    TransientStoreError,
+    TruncatedReadError,
+    UnsupportedOperationError,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["HTTPStore", "http_store_from_url"]
+
+_OPTIONS = frozenset(
+    {
+        "headers",
+        "timeout",
+        "connect_timeout",
+        "read_timeout",
+        "ssl",
+        "verify",
+        "limits",
+        "client_kwargs",
+        "missing_statuses",
+    }
+)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+_SAFE = "-_.~!$&'()*+,;=:@"  # sub-delims and pchar characters kept as-is in a path segment
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+# -- one ClientSession per (connection options) per event loop ---------------------------------
+
+
+@dataclass(eq=False)
+class _SharedSession:
+    session: aiohttp.ClientSession
+    refs: int = 0
+
+
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[object, _SharedSession]] = (
+    weakref.WeakKeyDictionary()
+)
+_sessions_lock = threading.Lock()
+
+
+def _acquire_session(
+    loop: asyncio.AbstractEventLoop,
+    ident: object,
+    limit: int,
+    ssl: bool | ssl_lib.SSLContext,
+    kwargs: Mapping[str, Any],
+) -> _SharedSession:
+    import aiohttp
+
+    with _sessions_lock:
+        per_loop = _sessions.setdefault(loop, {})
+        shared = per_loop.get(ident)
+        if shared is None:
+            connector = aiohttp.TCPConnector(limit=limit, ssl=ssl)
+            session = aiohttp.ClientSession(connector=connector, **kwargs)
+            shared = per_loop[ident] = _SharedSession(session)
+        shared.refs += 1
+        return shared
+
+
+def _release_session(
+    loop: asyncio.AbstractEventLoop, ident: object, shared: _SharedSession
+) -> bool:
+    """Drop one reference; ``True`` when the caller must close the session."""
+    with _sessions_lock:
+        shared.refs -= 1
+        if shared.refs > 0:
+            return False
+        per_loop = _sessions.get(loop)
+        if per_loop is not None and per_loop.get(ident) is shared:
+            del per_loop[ident]
+        return True
+
+
+async def _close_quietly(session: aiohttp.ClientSession) -> None:
+    with contextlib.suppress(Exception):
+        await session.close()
+
+
+def _range_header(rng: RangeRequest) -> str | None:
+    """The ``Range`` header for ``rng``; ``None`` when it selects no bytes at all."""
+    if isinstance(rng, ByteRange):
+        return f"bytes={rng.start}-{rng.end - 1}" if rng.end > rng.start else None
+    if isinstance(rng, OffsetRange):
+        return f"bytes={rng.offset}-"
+    return f"bytes=-{rng.length}" if rng.length > 0 else None
+
+
+class HTTPStore(Store):
+    """Read-only access to a Zarr hierarchy served over HTTP(S).
+
+    ``url`` is the root; credentials in it (``https://user:pass@host/...``)
+    become a Basic ``Authorization`` header and are never shown. One aiohttp
+    session per event loop is shared by every store with the same connection
+    options, with at most ``limits.max_concurrency`` connections.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        limits: StoreLimits | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        ssl: bool | ssl_lib.SSLContext = True,
+        client_kwargs: Mapping[str, Any] | None = None,
+        missing_statuses: Sequence[int] = (404, 410),
+    ) -> None:
+        super().__init__(read_only=True, limits=limits)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ConfigError("expected an http:// or https:// URL with a host")
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        self._headers: dict[str, str] = {"Accept-Encoding": "identity"}
+        if headers is not None:
+            if not isinstance(headers, Mapping):
+                raise ConfigError(f"headers must be a mapping, got {type(headers).__name__}")
+            self._headers.update({str(k): str(v) for k, v in headers.items()})
+        self._secrets: list[str] = []
+        if at:
+            login, _, password = userinfo.partition(":")
+            token = base64.b64encode(f"{unquote(login)}:{unquote(password)}".encode()).decode()
+            self._headers.setdefault("Authorization", f"Basic {token}")
+            self._secrets = [s for s in (password, unquote(password)) if s]
+        self._scheme = parts.scheme.lower()
+        self._hostport = hostport
+        self._base = urlunsplit((self._scheme, hostport, parts.path.rstrip("/"), "", ""))
+        self._query = parts.query
+        for name, value in (
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        self._timeouts = (
+            timeout if timeout is not None else self.limits.retry.request_timeout,
+            connect_timeout,
+            read_timeout,
+        )
+        if not isinstance(ssl, bool | ssl_lib.SSLContext):
+            raise ConfigError(f"ssl must be a bool or an ssl.SSLContext, got {type(ssl).__name__}")
+        self._ssl = ssl
+        self._client_kwargs = dict(client_kwargs or {})
+        try:
+            self._missing = frozenset(int(s) for s in missing_statuses)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"missing_statuses must be HTTP status codes: {exc}") from exc
+        self._session_ident: object = (
+            self.limits.max_concurrency,
+            ssl if isinstance(ssl, bool) else id(ssl),
+            repr(sorted(self._client_kwargs.items(), key=lambda kv: kv[0])),
+        )
+        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSession] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._head_allowed = True
+        self._listing: list[str] | None = None
+        self._listing_known: bool | None = None
+
+    # -- identity and capabilities ----------------------------------------------------------
+    @property
+    def endpoint_key(self) -> str:
+        return f"http:{self._scheme}://{self._hostport}"
+
+    @property
+    def supports_listing(self) -> bool:
+        """Whether consolidated metadata was found (see :meth:`probe_listing`)."""
+        return bool(self._listing_known)
+
+    @property
+    def url(self) -> str:
+        """The root URL, without credentials or query."""
+        return self._base
+
+    def with_read_only(self, read_only: bool = True) -> HTTPStore:
+        if not read_only:
+            raise UnsupportedOperationError("HTTP stores are always read-only", store=self)
+        return self
+
+    def __repr__(self) -> str:
+        return f"HTTPStore({self._base}, read-only)"
+
+    __str__ = __repr__
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise StoreError("store is closed", store=self)
+        loop = asyncio.get_running_loop()
+        shared = self._held.get(loop)
+        if shared is None:
+            try:
+                shared = _acquire_session(
+                    loop,
+                    self._session_ident,
+                    self.limits.max_concurrency,
+                    self._ssl,
+                    self._client_kwargs,
+                )
+            except TypeError as exc:
+                raise ConfigError(f"invalid client_kwargs for {self}: {exc}") from exc
+            self._held[loop] = shared
+        return shared.session
+
+    def _url(self, key: str) -> str:
+        path = "/".join(quote(part, safe=_SAFE) for part in self._key(key).split("/"))
+        url = f"{self._base}/{path}"
+        return f"{url}?{self._query}" if self._query else url
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None) -> Iterator[None]:
+        """Translate aiohttp and socket exceptions raised inside the block."""
+        import aiohttp
+
+        try:
+            yield
+        except AsyncarrError:
+            raise
+        except aiohttp.ClientPayloadError as exc:
+            raise TruncatedReadError(
+                f"response body cut short: {self._scrub(str(exc))}", store=self, key=key
+            ) from exc
+        except (aiohttp.ClientConnectionError, TimeoutError, ConnectionError) as exc:
+            raise TransientStoreError(
+                f"HTTP request failed: {type(exc).__name__}: {self._scrub(str(exc))}",
+                store=self,
+                key=key,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise StoreError(
+                f"HTTP request failed: {type(exc).__name__}: {self._scrub(str(exc))}",
+                store=self,
+                key=key,
+            ) from exc
+
+    async def _request(
+        self, method: str, key: str, *, range_header: str | None = None, read_body: bool = True
+    ) -> _Reply:
+        import aiohttp
+
+        url = self._url(key)
+        headers = dict(self._headers)
+        if range_header is not None:
+            headers["Range"] = range_header
+        total, connect, sock_read = self._timeouts
+        timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
+        with self._errors(key):
+            async with self._session().request(
+                method, url, headers=headers, timeout=timeout
+            ) as resp:
+                body = b""
+                if read_body and method == "GET" and resp.status in (200, 206):
+                    body = await resp.read()
+                    self._check_length(key, resp.headers, body)
+                return _Reply(resp.status, resp.headers, body)
+
+    def _check_length(self, key: str, headers: Mapping[str, str], body: bytes) -> None:
+        declared = headers.get("Content-Length")
+        encoding = headers.get("Content-Encoding", "identity").lower()
+        if declared is None or encoding not in ("", "identity"):
+            return
+        with contextlib.suppress(ValueError):
+            if len(body) != int(declared):
+                raise TruncatedReadError(
+                    f"got {len(body)} of {declared} bytes announced by Content-Length",
+                    store=self,
+                    key=key,
+                )
+
+    def _raise_for(self, reply: _Reply, key: str) -> None:
+        """Raise the asyncarr error for an unexpected status."""
+        status = reply.status
+        if status in (401, 403):
+            raise PermissionDeniedError(f"HTTP {status}: access denied", store=self, key=key)
+        if status in (429, 503):
+            raise ThrottledError(
+                f"HTTP {status}: server asked us to slow down", store=self, key=key
+            )
+        if status == 408 or status >= 500:
+            raise TransientStoreError(f"HTTP {status} from server", store=self, key=key)
+        raise StoreError(f"unexpected HTTP status {status}", store=self, key=key)
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        header = None if byte_range is None else _range_header(byte_range)
+        if byte_range is not None and header is None:
+            return b"" if await self.exists(key) else None
+        reply = await self._request("GET", key, range_header=header)
+        if reply.status in self._missing:
+            return None
+        if reply.status == 200:
+            body = reply.body
+            return body if byte_range is None else body[range_to_slice(byte_range, len(body))]
+        if reply.status == 206 and byte_range is not None:
+            return self._from_partial(key, byte_range, reply)
+        if reply.status == 416 and byte_range is not None:
+            return b""
+        self._raise_for(reply, key)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _from_partial(self, key: str, rng: RangeRequest, reply: _Reply) -> bytes:
+        """The requested bytes out of a ``206`` body, checked against ``Content-Range``."""
+        match = _CONTENT_RANGE.match(reply.headers.get("Content-Range", ""))
+        if match is None or match.group(1) is None:
+            raise StoreError("206 response without a usable Content-Range", store=self, key=key)
+        first, last = int(match.group(1)), int(match.group(2))
+        if last - first + 1 != len(reply.body):
+            raise TruncatedReadError(
+                f"Content-Range {first}-{last} but {len(reply.body)} bytes", store=self, key=key
+            )
+        if match.group(3) != "*":
+            size = int(match.group(3))
+        elif isinstance(rng, SuffixRange):  # cannot place a suffix without the size
+            raise StoreError("206 response without the total size", store=self, key=key)
+        else:  # a server sends fewer bytes than asked only when the value ends there
+            size = last + 1
+        want = range_to_slice(rng, size)
+        if want.start < first or want.stop > last + 1:
+            raise StoreError(
+                f"server sent bytes {first}-{last}, not the requested range", store=self, key=key
+            )
+        return reply.body[want.start - first : want.stop - first]
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        parts = await asyncio.gather(*(self.get(key, r) for r in ranges))
+        if any(p is None for p in parts):
+            return None
+        return [p for p in parts if p is not None]
+
+    async def _probe(self, key: str) -> tuple[bool, int | None]:
+        """Whether ``key`` exists and, when cheaply known, its size."""
+        if self._head_allowed:
+            reply = await self._request("HEAD", key, read_body=False)
+            if reply.status in (405, 501):
+                self._head_allowed = False
+            else:
+                if reply.status in self._missing:
+                    return False, None
+                if reply.status != 200:
+                    self._raise_for(reply, key)
+                length = reply.headers.get("Content-Length")
+                return True, int(length) if length and length.isdigit() else None
+        reply = await self._request("GET", key, range_header="bytes=0-0")
+        if reply.status in self._missing:
+            return False, None
+        if reply.status == 200:
+            return True, len(reply.body)
+        if reply.status in (206, 416):
+            match = _CONTENT_RANGE.match(reply.headers.get("Content-Range", ""))
+            size = match.group(3) if match else None
+            return True, int(size) if size and size != "*" else (0 if reply.status == 416 else None)
+        self._raise_for(reply, key)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def exists(self, key: str) -> bool:
+        return (await self._probe(key))[0]
+
+    async def getsize(self, key: str) -> int:
+        found, size = await self._probe(key)
+        if not found:
+            raise KeyNotFoundError("no such key", store=self, key=key)
+        if size is None:
+            value = await self.get(key)
+            if value is None:
+                raise KeyNotFoundError("no such key", store=self, key=key)
+            size = len(value)
+        return size
+
+    # -- writes: always refused ------------------------------------------------------------
+    async def set(self, key: str, value: bytes) -> None:
+        self._check_writable(self._key(key))
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        self._check_writable(self._key(key))
+        return False  # pragma: no cover - _check_writable always raises
+
+    async def delete(self, key: str) -> None:
+        self._check_writable(self._key(key))
+
+    async def delete_prefix(self, prefix: str) -> None:
+        self._check_writable(self._list_prefix_arg(prefix))
+
+    # -- listing (consolidated metadata only) -------------------------------------------------
+    async def probe_listing(self) -> bool:
+        """Look for consolidated metadata at the root; ``True`` if listing will work."""
+        return await self._metadata_keys() is not None
+
+    async def _metadata_keys(self) -> list[str] | None:
+        if self._listing_known is not None:
+            return self._listing
+        keys: set[str] = set()
+        found = False
+        v2 = await self._json(".zmetadata")
+        if isinstance(v2, dict) and isinstance(v2.get("metadata"), dict):
+            found = True
+            keys.add(".zmetadata")
+            keys.update(str(k) for k in v2["metadata"])
+        v3 = await self._json("zarr.json")
+        consolidated = v3.get("consolidated_metadata") if isinstance(v3, dict) else None
+        if isinstance(consolidated, dict) and isinstance(consolidated.get("metadata"), dict):
+            found = True
+            keys.add("zarr.json")
+            keys.update(f"{path.strip('/')}/zarr.json" for path in consolidated["metadata"])
+        self._listing = sorted(keys) if found else None
+        self._listing_known = found
+        return self._listing
+
+    async def _json(self, key: str) -> Any:
+        raw = await self.get(key)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        prefix = self._list_prefix_arg(prefix)
+        keys = await self._metadata_keys()
+        if keys is None:
+            raise UnsupportedOperationError(
+                "listing over HTTP needs consolidated metadata at the root (.zmetadata for "
+                "Zarr v2, consolidated_metadata in zarr.json for v3); chunk keys can never "
+                "be enumerated over plain HTTP",
+                store=self,
+            )
+        for key in keys:
+            if key.startswith(prefix):
+                yield key
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        held = list(self._held.items())
+        self._held.clear()
+        await super().aclose()
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, shared in held:
+            if not _release_session(loop, self._session_ident, shared):
+                continue
+            if loop is current:
+                await _close_quietly(shared.session)
+            elif loop.is_running() and not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(_close_quietly(shared.session), loop)
+
+
+def http_store_from_url(
+    url: str, *, read_only: bool, storage_options: Mapping[str, Any]
+) -> HTTPStore:
+    """Open ``http(s)://host/path`` read-only (the ``read_only`` flag is ignored).
+
+    ``storage_options``: ``headers``, ``timeout`` (total seconds per request),
+    ``connect_timeout``, ``read_timeout``, ``ssl`` (bool or SSLContext) or
+    ``verify`` (bool), ``limits``, ``client_kwargs`` (extra
+    :class:`aiohttp.ClientSession` arguments) and ``missing_statuses``.
+    """
+    unknown = set(storage_options) - _OPTIONS
+    if unknown:
+        raise ConfigError(
+            f"unknown storage_options for http(s)://: {sorted(unknown)}; "
+            f"expected some of {sorted(_OPTIONS)}"
+        )
+    options = dict(storage_options)
+    if "verify" in options:
+        verify = options.pop("verify")
+        if not isinstance(verify, bool):
+            raise ConfigError(f"verify must be a bool, got {verify!r}")
+        if "ssl" in options and options["ssl"] is not verify:
+            raise ConfigError("give either ssl or verify, not both")
+        options["ssl"] = verify
+    limits = options.get("limits")
+    if limits is not None and not isinstance(limits, StoreLimits):
+        raise ConfigError(f"limits must be a StoreLimits, got {type(limits).__name__}")
+    client_kwargs = options.get("client_kwargs")
+    if client_kwargs is not None and not isinstance(client_kwargs, Mapping):
+        raise ConfigError(f"client_kwargs must be a mapping, got {type(client_kwargs).__name__}")
+    return HTTPStore(url, **options)
