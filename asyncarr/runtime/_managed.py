@@ -7,8 +7,7 @@ import logging
 import math
 import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from asyncarr._types import RangeRequest, Versioned
@@ -64,6 +63,8 @@ class ManagedStore:
 
     Obtain one with :func:`managed`, which caches it per store object.
     """
+
+    store: Store
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -231,15 +232,15 @@ class ManagedStore:
             self._recorder.add("bytes_read", len(data))
         return data
 
-    async def _hedged(self, single: Callable[[], Awaitable[T]], delay: float) -> T:
+    async def _hedged(self, single: Callable[[], Coroutine[Any, Any, T]], delay: float) -> T:
         """Run ``single``; if it is still running after ``delay`` s, race a second one."""
-        first: asyncio.Task[T] = asyncio.ensure_future(single())
+        first: asyncio.Task[T] = asyncio.create_task(single())
         tasks = [first]
         try:
             done, _ = await asyncio.wait(tasks, timeout=delay)
             if not done:
                 self._recorder.add("hedged")
-                tasks.append(asyncio.ensure_future(single()))
+                tasks.append(asyncio.create_task(single()))
             errors: list[BaseException] = []
             pending = set(tasks)
             while pending:
@@ -436,17 +437,28 @@ class ManagedStore:
             await close_iterator()
 
 
-_cache: weakref.WeakKeyDictionary[Store, ManagedStore] = weakref.WeakKeyDictionary()
+_ATTR = "_asyncarr_managed"
 _cache_lock = threading.Lock()
 
 
 def managed(store: Store) -> ManagedStore:
-    """The :class:`ManagedStore` of ``store`` (one per store object, cached weakly)."""
-    with _cache_lock:
-        try:
-            found = _cache.get(store)
-        except TypeError:  # unhashable store: not cached
-            return ManagedStore(store)
-        if found is None:
-            found = _cache[store] = ManagedStore(store)
+    """The :class:`ManagedStore` of ``store`` (one per store object).
+
+    It is cached on the store object itself, so the pair is collected
+    together (a weak-key table could not let go: the value refers to its key).
+    Stores that refuse new attributes get a fresh one per call, which is
+    equivalent: limits, the limiter and statistics belong to the endpoint.
+    """
+    found = getattr(store, _ATTR, None)
+    if isinstance(found, ManagedStore) and found.store is store:
         return found
+    with _cache_lock:
+        found = getattr(store, _ATTR, None)
+        if isinstance(found, ManagedStore) and found.store is store:
+            return found
+        fresh = ManagedStore(store)
+        try:
+            setattr(store, _ATTR, fresh)
+        except (AttributeError, TypeError):
+            pass
+        return fresh

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -138,6 +140,20 @@ async def test_round_trip_over_memory_store() -> None:
     assert stats.bytes_read >= 10 + 3 + 4 + 1
     assert stats.latency_p50 is not None
     assert stats.latency_p50 <= stats.latency_p95 <= stats.latency_p99  # type: ignore[operator]
+
+
+def test_managed_is_cached_per_store_without_keeping_it_alive() -> None:
+    store = MemoryStore()
+    m = managed(store)
+    assert managed(store) is m
+    assert m.store is store
+    view = store.with_read_only()
+    assert managed(view) is not m  # another store object, same endpoint budget
+    assert managed(view).limiter is m.limiter
+    ref = weakref.ref(store)
+    del store, view, m
+    gc.collect()
+    assert ref() is None
 
 
 async def test_transient_faults_are_retried_and_counted() -> None:
