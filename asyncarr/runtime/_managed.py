@@ -14,6 +14,7 @@ from asyncarr._types import RangeRequest, Versioned
 from asyncarr.abc import Store
 from asyncarr.config import RetryConfig
 from asyncarr.errors import (
+    ConfigError,
     PreconditionFailedError,
     ThrottledError,
     TransientStoreError,
@@ -269,8 +270,9 @@ class ManagedStore:
         """Several ranges of one value (``None`` if missing), each length-checked."""
         ranges = list(ranges)
         if expected_lengths is not None and len(expected_lengths) != len(ranges):
-            raise ValueError(
-                f"expected_lengths has {len(expected_lengths)} entries for {len(ranges)} ranges"
+            raise ConfigError(
+                f"expected_lengths has {len(expected_lengths)} entries for {len(ranges)} "
+                f"ranges of key {key!r}; give one (or None) per range"
             )
 
         async def fn() -> list[bytes] | None:
