@@ -1,0 +1,788 @@
+"""A store over a directory of the local filesystem: ``file://`` URLs and plain paths.
+
+Keys map to files below the root (``a/c/0/1`` is ``<root>/a/c/0/1``).
+
+Guarantees (POSIX local filesystems such as ext4, xfs, btrfs, tmpfs, APFS):
+
+- **Atomic writes.** A value is written to a temporary file in the key's own
+  directory (``.<name>.<uuid>.asyncarr.tmp``) and moved over the key with
+  ``rename(2)``; a reader sees the old value or the new one, never a torn
+  file, and a crash leaves at most a stray temporary file (never listed).
+  With ``fsync=True`` the data and the directory entry are flushed to disk
+  before ``set`` returns (default ``False``: durable once the OS writes back).
+- **Conditional writes across threads and processes.** Every mutation
+  (``set``, ``set_if_not_exists``, ``set_if_version``, ``delete``) holds an
+  exclusive ``flock(2)`` on a per-key lock file ``.<name>.asyncarr.lock`` next
+  to the key, so ``set_if_version`` compares and replaces atomically with
+  respect to all asyncarr writers, in any process on the same machine. The
+  lock file is removed while still held (waiters notice and retry), so no lock
+  files accumulate. ``flock`` is not reliable on NFS and other network
+  filesystems: there these guarantees do not hold.
+- **Versions** are ``inode.mtime_ns.size.crc32c`` of the file, read through
+  one file descriptor together with the data, so the token matches the bytes
+  returned and an inode recycled within one timestamp tick still differs by
+  content checksum.
+- **No escapes.** Besides the key syntax checks every store does, the file
+  actually opened must resolve (through any symlinks) to a path under the
+  root; otherwise :class:`InvalidKeyError` is raised. The check uses the
+  opened descriptor itself (``/proc/self/fd``), so it is race-free on Linux.
+- File names ending in ``.asyncarr.tmp`` or ``.asyncarr.lock`` are reserved:
+  such keys are refused and such files are never listed.
+
+Blocking file I/O runs on a process-wide pool of threads (one call does
+open + read + close together: about twice as fast as ``aiofiles`` for many
+small chunk files, measured on 256 files of 250 KB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import fcntl
+import os
+import stat
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+import crc32c
+
+from asyncarr._types import RangeRequest, Versioned, range_to_slice
+from asyncarr.abc import Store
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    ConfigError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    ReadOnlyStoreError,
+    StoreError,
+    TransientStoreError,
+)
+
+__all__ = [
+    "IO_THREADS",
+    "LocalStore",
+    "local_store_from_url",
+    "parse_limits",
+    "run_io",
+    "translate_os_error",
+    "url_to_path",
+]
+
+T = TypeVar("T")
+
+IO_THREADS = 32
+"""Worker threads of the shared pool that runs blocking file I/O."""
+
+_TMP_SUFFIX = ".asyncarr.tmp"
+_LOCK_SUFFIX = ".asyncarr.lock"
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
+_PROC_FD = os.path.isdir("/proc/self/fd")
+_LIST_BATCH = 1000
+_DIR_RETRIES = 20
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_pool_after_fork() -> None:
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_pool_after_fork)
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="asyncarr-file-io")
+            pool = _pool
+    return pool
+
+
+async def run_io(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking ``fn(*args)`` on the shared file-I/O thread pool."""
+    return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, *args)
+
+
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.ECONNRESET, errno.EINTR}
+_TRANSIENT_ERRNOS |= {errno.EMFILE, errno.ENFILE, errno.ESTALE, errno.ETIMEDOUT}
+
+
+def translate_os_error(exc: OSError, *, store: object, key: str | None, action: str) -> StoreError:
+    """The asyncarr error for an ``OSError`` raised while doing ``action`` on ``key``.
+
+    Permission problems become :class:`PermissionDeniedError`; stale handles,
+    timeouts and exhausted descriptors :class:`TransientStoreError`; full or
+    failing disks (``ENOSPC``, ``EDQUOT``, ``EIO``) a plain, non-retried
+    :class:`StoreError`.
+    """
+    code = exc.errno
+    detail = f"{action} failed: {exc.strerror or exc}"
+    if isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
+        return PermissionDeniedError(detail, store=store, key=key)
+    if code == errno.EROFS:
+        return ReadOnlyStoreError(f"{action} failed: read-only file system", store=store, key=key)
+    if code == errno.ENAMETOOLONG:
+        return InvalidKeyError(f"{action} failed: key segment too long", store=store, key=key)
+    if code in _TRANSIENT_ERRNOS:
+        return TransientStoreError(detail, store=store, key=key)
+    if code in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
+        detail += " (the key is a directory holding other keys, or a parent key is a value)"
+    return StoreError(detail, store=store, key=key)
+
+
+def _fd_realpath(fd: int, fallback: str) -> str:
+    if _PROC_FD:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return os.path.realpath(fallback)
+
+
+def _read_exact(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` (fewer only if the file is shorter)."""
+    parts: list[bytes] = []
+    while length > 0:
+        data = os.pread(fd, length, offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+        length -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write_all(fd: int, value: bytes) -> None:
+    view = memoryview(value).cast("B")
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_versioned_fd(fd: int) -> Versioned | None:
+    """The whole file behind ``fd`` (closed afterwards) with its version token."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        data = _read_exact(fd, 0, st.st_size)
+    finally:
+        os.close(fd)
+    crc = crc32c.crc32c(data)
+    return Versioned(data, f"{st.st_ino:x}.{st.st_mtime_ns:x}.{st.st_size:x}.{crc:08x}")
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 100 else name[:60] + "~" + f"{crc32c.crc32c(name.encode()):08x}"
+
+
+def _lock_name(name: str) -> str:
+    return f".{_short(name)}{_LOCK_SUFFIX}"
+
+
+def _reserved(name: str) -> bool:
+    return name.endswith(_TMP_SUFFIX) or name.endswith(_LOCK_SUFFIX)
+
+
+class LocalStore(Store):
+    """Keys as files below a root directory (see the module docs for guarantees).
+
+    Parameters
+    ----------
+    root:
+        The directory (``~`` is expanded, relative paths are made absolute).
+        It need not exist until the first write.
+    fsync:
+        Flush each written file and its directory entry to stable storage
+        before ``set`` returns. Slower; default ``False``.
+    auto_mkdir:
+        Create a missing root directory on the first write (default ``True``);
+        with ``False`` writes to a missing root raise :class:`StoreError`.
+        Sub-directories for nested keys are always created as needed.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        limits: StoreLimits | None = None,
+        fsync: bool = False,
+        auto_mkdir: bool = True,
+    ) -> None:
+        super().__init__(read_only=read_only, limits=limits)
+        for name, flag in (("fsync", fsync), ("auto_mkdir", auto_mkdir)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"LocalStore option {name} must be a bool, got {flag!r}")
+        self._root = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        self._root_real = os.path.realpath(self._root)
+        self._fsync = fsync
+        self._auto_mkdir = auto_mkdir
+        self._endpoint = _device_key(self._root)
+
+    # -- identity ----------------------------------------------------------------
+    @classmethod
+    def default_limits(cls) -> StoreLimits:
+        return StoreLimits(max_concurrency=64, adaptive=False)
+
+    @property
+    def root(self) -> str:
+        """The absolute root directory."""
+        return self._root
+
+    @property
+    def endpoint_key(self) -> str:
+        """``file:dev=<major>:<minor>``: every store on one device shares one budget."""
+        return self._endpoint
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return True
+
+    @property
+    def supports_local_files(self) -> bool:
+        return True
+
+    def with_read_only(self, read_only: bool = True) -> LocalStore:
+        return LocalStore(
+            self._root,
+            read_only=read_only,
+            limits=self.limits,
+            fsync=self._fsync,
+            auto_mkdir=self._auto_mkdir,
+        )
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self._root!r}{', read-only' if self.read_only else ''})"
+
+    __str__ = __repr__
+
+    def local_path(self, key: str) -> str:
+        """The absolute path of ``key``'s file (it may not exist yet).
+
+        Raises :class:`InvalidKeyError` if an existing file or directory on
+        the way resolves outside the root.
+        """
+        key = self._norm(key)
+        path = probe = self._path(key)
+        while len(probe) > len(self._root):
+            try:
+                os.close(self._open(probe, _O_PATH, key))
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                probe = os.path.dirname(probe)
+            except OSError as exc:
+                raise translate_os_error(exc, store=self, key=key, action="local_path") from exc
+        return path
+
+    # -- path helpers (run in worker threads) --------------------------------------
+    def _norm(self, key: str) -> str:
+        key = self._key(key)
+        if ".asyncarr." in key and any(_reserved(p) for p in key.split("/")):
+            raise InvalidKeyError(
+                f"key segments ending in {_TMP_SUFFIX!r} or {_LOCK_SUFFIX!r} are reserved",
+                store=self,
+                key=key,
+            )
+        return key
+
+    def _path(self, rel: str) -> str:
+        return f"{self._root}/{rel}" if rel else self._root
+
+    def _inside(self, real: str) -> bool:
+        base = self._root_real
+        return real == base or real.startswith(base.rstrip("/") + "/")
+
+    def _verify(self, fd: int, path: str, key: str) -> None:
+        if not self._inside(_fd_realpath(fd, path)):
+            raise InvalidKeyError(
+                "key resolves outside the store root (through a symlink)", store=self, key=key
+            )
+
+    def _open(self, path: str, flags: int, key: str, dir_fd: int | None = None) -> int:
+        """Open ``path`` and check that what was opened lies under the root."""
+        fd = os.open(path, flags | _O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            self._verify(fd, path, key)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_key(self, key: str, flags: int) -> int | None:
+        try:
+            return self._open(self._path(key), flags, key)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _open_dir(self, rel: str, key: str, *, create: bool) -> int:
+        """An ``O_PATH`` descriptor of directory ``rel``, verified to be under the root."""
+        try:
+            return self._open(self._path(rel), _O_PATH | _O_DIRECTORY, key)
+        except FileNotFoundError:
+            if not create:
+                raise
+            return self._make_dirs(rel, key)
+
+    def _make_dirs(self, rel: str, key: str) -> int:
+        if not os.path.isdir(self._root):
+            if not self._auto_mkdir:
+                msg = f"the root directory {self._root} does not exist (auto_mkdir=False)"
+                raise StoreError(msg, store=self, key=key)
+            os.makedirs(self._root, exist_ok=True)
+            self._root_real = os.path.realpath(self._root)
+        cur = os.open(self._root, _O_PATH | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            for part in rel.split("/") if rel else ():
+                try:
+                    os.mkdir(part, dir_fd=cur)
+                except FileExistsError:
+                    pass
+                nxt = self._open(part, _O_PATH | _O_DIRECTORY, key, dir_fd=cur)
+                os.close(cur)
+                cur = nxt
+        except BaseException:
+            os.close(cur)
+            raise
+        return cur
+
+    # -- reads ------------------------------------------------------------------------
+    def _read(self, key: str, ranges: Sequence[RangeRequest | None]) -> list[bytes] | None:
+        fd = self._open_key(key, os.O_RDONLY)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            out = []
+            for rng in ranges:
+                sl = range_to_slice(rng, st.st_size)
+                out.append(_read_exact(fd, sl.start, sl.stop - sl.start))
+            return out
+        finally:
+            os.close(fd)
+
+    def _read_versioned(self, key: str) -> Versioned | None:
+        fd = self._open_key(key, os.O_RDONLY)
+        return None if fd is None else _read_versioned_fd(fd)
+
+    def _stat(self, key: str) -> os.stat_result | None:
+        fd = self._open_key(key, _O_PATH)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    async def _call(self, key: str | None, action: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await run_io(fn, *args)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise translate_os_error(exc, store=self, key=key, action=action) from exc
+
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        key = self._norm(key)
+        parts = await self._call(key, "read", self._read, key, (byte_range,))
+        return None if parts is None else parts[0]
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        key = self._norm(key)
+        return await self._call(key, "read", self._read, key, list(ranges))
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        key = self._norm(key)
+        return await self._call(key, "read", self._read_versioned, key)
+
+    async def exists(self, key: str) -> bool:
+        key = self._norm(key)
+        return await self._call(key, "stat", self._stat, key) is not None
+
+    async def getsize(self, key: str) -> int:
+        key = self._norm(key)
+        st = await self._call(key, "stat", self._stat, key)
+        if st is None:
+            raise KeyNotFoundError("no such key", store=self, key=key)
+        return st.st_size
+
+    # -- writes (run in worker threads, under the per-key lock) -------------------------
+    def _locked(self, key: str, op: Callable[[int, str], T], *, create: bool = True) -> T | None:
+        """Run ``op(dir_fd, name)`` holding the key's lock; ``None`` if the directory is missing
+        and ``create`` is false."""
+        parent, _, name = key.rpartition("/")
+        lname = _lock_name(name)
+        for _ in range(_DIR_RETRIES):
+            try:
+                dfd = self._open_dir(parent, key, create=create)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                if not create:
+                    return None
+                if isinstance(exc, NotADirectoryError):
+                    raise
+                continue  # a concurrent delete pruned the directory; make it again
+            try:
+                lfd = self._lock(dfd, lname)
+                if lfd is None:
+                    continue
+                try:
+                    return op(dfd, name)
+                finally:
+                    try:
+                        os.unlink(lname, dir_fd=dfd)
+                    finally:
+                        os.close(lfd)
+            finally:
+                os.close(dfd)
+        raise TransientStoreError(
+            "the key's directory kept disappearing during the write", store=self, key=key
+        )
+
+    @staticmethod
+    def _lock(dfd: int, lname: str) -> int | None:
+        """Hold an exclusive lock on ``lname`` in ``dfd``; ``None`` if the directory vanished."""
+        while True:
+            try:
+                lfd = os.open(
+                    lname, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o666, dir_fd=dfd
+                )
+            except FileNotFoundError:
+                return None
+            try:
+                fcntl.flock(lfd, fcntl.LOCK_EX)
+                current = os.stat(lname, dir_fd=dfd, follow_symlinks=False)
+                mine = os.fstat(lfd)
+                if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+                    return lfd
+            except FileNotFoundError:
+                pass  # the holder removed it while we waited: take a fresh one
+            except BaseException:
+                os.close(lfd)
+                raise
+            os.close(lfd)
+
+    def _write_temp(self, dfd: int, name: str, value: bytes) -> str:
+        tmp = f".{_short(name)}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o666, dir_fd=dfd
+        )
+        try:
+            _write_all(fd, value)
+            if self._fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp, dfd)
+            raise
+        os.close(fd)
+        return tmp
+
+    def _sync_dir(self, dfd: int) -> None:
+        if self._fsync:
+            fd = os.open(".", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _replace(self, dfd: int, name: str, value: bytes) -> None:
+        tmp = self._write_temp(dfd, name, value)
+        try:
+            try:
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                os.rmdir(name, dir_fd=dfd)  # an empty leftover directory may go; else it raises
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            _unlink_quietly(tmp, dfd)
+            raise
+        self._sync_dir(dfd)
+
+    def _create(self, dfd: int, name: str, value: bytes) -> bool:
+        tmp = self._write_temp(dfd, name, value)
+        try:
+            try:
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
+                    raise
+                return False
+            except OSError as exc:  # no hard links here: the key lock still makes this atomic
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if _lstat_mode(name, dfd) is not None:
+                    return False
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                tmp = ""
+        finally:
+            if tmp:
+                _unlink_quietly(tmp, dfd)
+        self._sync_dir(dfd)
+        return True
+
+    def _current_version(self, dfd: int, name: str) -> str | None:
+        try:
+            fd = os.open(name, os.O_RDONLY | _O_CLOEXEC, dir_fd=dfd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        current = _read_versioned_fd(fd)
+        return None if current is None else current.version
+
+    def _swap(self, dfd: int, name: str, value: bytes, version: str | None, key: str) -> None:
+        current = self._current_version(dfd, name)
+        if current != version:
+            state = "absent" if current is None else f"at version {current}"
+            raise PreconditionFailedError(
+                f"the key is {state}, expected {version or 'absent'}", store=self, key=key
+            )
+        self._replace(dfd, name, value)
+
+    def _remove(self, dfd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if not stat.S_ISDIR(_lstat_mode(name, dfd) or 0):  # a directory is no value: no-op
+                raise
+
+    def _prune(self, parent: str) -> None:
+        """Remove now-empty directories from ``parent`` up to (not including) the root."""
+        while parent:
+            try:
+                os.rmdir(self._path(parent))
+            except OSError:
+                return
+            parent = parent.rpartition("/")[0]
+
+    def _delete_keys(self, keys: Sequence[str]) -> None:
+        parents = builtins.set()
+        for key in keys:
+            self._locked(key, self._remove, create=False)
+            parents.add(key.rpartition("/")[0])
+        for parent in sorted(parents, key=len, reverse=True):
+            self._prune(parent)
+
+    async def set(self, key: str, value: bytes) -> None:
+        key = self._norm(key)
+        self._check_writable(key)
+        await self._call(
+            key, "write", self._locked, key, lambda dfd, name: self._replace(dfd, name, value)
+        )
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        key = self._norm(key)
+        self._check_writable(key)
+        created = await self._call(
+            key, "write", self._locked, key, lambda dfd, name: self._create(dfd, name, value)
+        )
+        return bool(created)
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        key = self._norm(key)
+        self._check_writable(key)
+        await self._call(
+            key,
+            "write",
+            self._locked,
+            key,
+            lambda dfd, name: self._swap(dfd, name, value, version, key),
+        )
+
+    async def delete(self, key: str) -> None:
+        key = self._norm(key)
+        self._check_writable(key)
+        await self._call(key, "delete", self._delete_keys, [key])
+
+    async def delete_prefix(self, prefix: str) -> None:
+        prefix = self._list_prefix_arg(prefix)
+        self._check_writable(prefix or None)
+        batch: list[str] = []
+        async for key in self.list_prefix(prefix):
+            batch.append(key)
+        for i in range(0, len(batch), 256):
+            await self._call(None, "delete", self._delete_keys, batch[i : i + 256])
+
+    # -- listing -----------------------------------------------------------------------
+    def _classify(self, entry: os.DirEntry[str], seen: builtins.set[tuple[int, int]]) -> str | None:
+        """``"file"``, ``"dir"`` or ``None`` (skip) for one directory entry."""
+        if _reserved(entry.name):
+            return None
+        if entry.is_symlink():
+            real = os.path.realpath(entry.path)
+            if not self._inside(real):
+                return None
+            try:
+                st = os.stat(real)
+            except OSError:
+                return None
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in seen:
+                    return None
+                seen.add((st.st_dev, st.st_ino))
+                return "dir"
+            return "file" if stat.S_ISREG(st.st_mode) else None
+        if entry.is_dir(follow_symlinks=False):
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+        return None
+
+    def _scan(self, rel: str) -> list[tuple[str, str]]:
+        """``(name, kind)`` of the usable entries of directory ``rel`` (empty if missing)."""
+        path = self._path(rel)
+        if rel:
+            fd = self._open_key(rel, _O_PATH | _O_DIRECTORY)
+            if fd is None:
+                return []
+            os.close(fd)
+        out: list[tuple[str, str]] = []
+        seen: builtins.set[tuple[int, int]] = builtins.set()
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    kind = self._classify(entry, seen)
+                    if kind is not None:
+                        out.append((entry.name, kind))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return out
+
+    def _walk_some(self, stack: list[str], prefix: str) -> list[str]:
+        keys: list[str] = []
+        while stack and len(keys) < _LIST_BATCH:
+            rel = stack.pop()
+            for name, kind in self._scan(rel):
+                child = f"{rel}/{name}" if rel else name
+                if kind == "file":
+                    if child.startswith(prefix):
+                        keys.append(child)
+                elif (child + "/").startswith(prefix) or prefix.startswith(child + "/"):
+                    stack.append(child)
+        return keys
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        prefix = self._list_prefix_arg(prefix)
+        stack = [prefix.rpartition("/")[0]]
+        while stack:
+            for key in await self._call(prefix or None, "list", self._walk_some, stack, prefix):
+                yield key
+
+    async def list_dir(self, prefix: str) -> list[str]:
+        """Children of one directory, from a single ``scandir`` (directories
+        left empty by an interrupted delete may show up)."""
+        base = self._prefix(prefix).rstrip("/")
+        if base:
+            self._norm(base)
+        entries = await self._call(base or None, "list", self._scan, base)
+        return sorted(name for name, _ in entries)
+
+
+def _unlink_quietly(name: str, dfd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
+
+
+def _lstat_mode(name: str, dfd: int) -> int | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return None
+
+
+def _device_key(root: str) -> str:
+    probe = root
+    while True:
+        try:
+            dev = os.stat(probe).st_dev
+            return f"file:dev={os.major(dev)}:{os.minor(dev)}"
+        except OSError:
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                return "file:local"
+            probe = parent
+
+
+_LOCAL_OPTIONS = {"fsync", "auto_mkdir", "limits"}
+
+
+def parse_limits(value: object) -> StoreLimits | None:
+    """``storage_options["limits"]``: a :class:`StoreLimits`, a mapping of its fields, or None."""
+    if value is None or isinstance(value, StoreLimits):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return StoreLimits(**value)
+        except TypeError as exc:
+            raise ConfigError(f"invalid limits {dict(value)!r}: {exc}") from exc
+    raise ConfigError(f"limits must be a StoreLimits or a mapping, got {value!r}")
+
+
+def url_to_path(url: str, scheme: str) -> str:
+    """The local path a ``scheme://`` URL (or a plain path) names.
+
+    ``scheme:///abs/path`` and ``scheme://localhost/abs/path`` are absolute;
+    ``scheme://rel/path`` is relative to the current directory (as fsspec and
+    zarr-python read it); URL forms are percent-decoded (RFC 8089), plain
+    paths are taken verbatim. ``~`` is expanded in both.
+    """
+    head = f"{scheme}:"
+    if url[: len(head)].lower() == head:
+        rest = url[len(head) :]
+        rest = rest[2:] if rest.startswith("//") else rest
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        path = unquote(rest)
+    elif "://" in url:
+        raise ConfigError(f"not a {scheme}:// URL: {url!r}")
+    else:
+        path = url
+    if not path:
+        raise ConfigError(f"{scheme} URL {url!r} names no path")
+    return os.path.expanduser(path)
+
+
+def local_store_from_url(
+    url: str, *, read_only: bool, storage_options: Mapping[str, Any]
+) -> LocalStore:
+    """``file:///abs/path``, ``file://rel/path`` or a plain path (``~`` expanded).
+
+    storage_options: ``fsync`` (bool, default False), ``auto_mkdir`` (bool,
+    default True), ``limits`` (:class:`StoreLimits` or a mapping of its fields).
+    """
+    unknown = set(storage_options) - _LOCAL_OPTIONS
+    if unknown:
+        raise ConfigError(
+            f"unknown storage_options for file://: {sorted(unknown)}; "
+            f"known: {sorted(_LOCAL_OPTIONS)}"
+        )
+    return LocalStore(
+        url_to_path(url, "file"),
+        read_only=read_only,
+        limits=parse_limits(storage_options.get("limits")),
+        fsync=storage_options.get("fsync", False),
+        auto_mkdir=storage_options.get("auto_mkdir", True),
+    )

@@ -1,0 +1,319 @@
+"""LocalStore: the conformance suite plus filesystem-specific guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from asyncarr._types import ByteRange
+from asyncarr.abc import Store
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    ConfigError,
+    InvalidKeyError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StoreError,
+)
+from asyncarr.stores import store_from_url
+from asyncarr.stores._local import LocalStore, local_store_from_url
+from asyncarr.testing import StoreTests
+from asyncarr.testing._procs import StoreLocation
+
+
+class TestLocalStore(StoreTests):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
+        s = LocalStore(tmp_path / "root")
+        yield s
+        await s.aclose()
+
+    @pytest.fixture
+    async def read_only_store(self, store: LocalStore) -> Store:
+        return store.with_read_only()
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_plugin_fixtures(local_store: LocalStore, local_location: StoreLocation) -> None:
+    await local_store.set("a/b", b"x")
+    assert [k async for k in local_store.list_prefix("")] == ["a/b"]
+    other = store_from_url(local_location.url, storage_options=local_location.storage_options)
+    assert isinstance(other, LocalStore)
+    assert [k async for k in other.list_prefix("")] == []
+
+
+async def test_files_on_disk_and_local_path(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r")
+    await store.set("g/c/0/1", b"chunk")
+    assert (tmp_path / "r" / "g" / "c" / "0" / "1").read_bytes() == b"chunk"
+    assert store.supports_local_files
+    path = store.local_path("g/c/0/1")
+    assert os.path.isabs(path)
+    assert Path(path).read_bytes() == b"chunk"
+    assert store.local_path("not/yet") == str(tmp_path / "r" / "not" / "yet")
+    assert _files(tmp_path / "r") == ["g/c/0/1"]  # no temp or lock files left behind
+
+
+async def test_symlink_escape_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.set("inner/value", b"inside")
+    (root / "dirlink").symlink_to(outside)
+    (root / "filelink").symlink_to(outside / "secret")
+    (root / "oklink").symlink_to(root / "inner")
+    for key in ("dirlink/secret", "filelink"):
+        with pytest.raises(InvalidKeyError, match="outside the store root"):
+            await store.get(key)
+        with pytest.raises(InvalidKeyError):
+            await store.get(key, ByteRange(0, 2))
+        with pytest.raises(InvalidKeyError):
+            await store.exists(key)
+        with pytest.raises(InvalidKeyError):
+            store.local_path(key)
+    with pytest.raises(InvalidKeyError):
+        await store.set("dirlink/new", b"x")
+    with pytest.raises(InvalidKeyError):
+        await store.set("dirlink/deeper/new", b"x")
+    with pytest.raises(InvalidKeyError):
+        await store.list_dir("dirlink")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]  # nothing written outside
+    # links that stay inside the root are fine; escaping ones are never listed
+    assert await store.get("oklink/value") == b"inside"
+    assert sorted([k async for k in store.list_prefix("")]) == ["inner/value", "oklink/value"]
+    assert await store.list_dir("") == ["inner", "oklink"]
+
+
+async def test_reserved_names_never_listed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r")
+    await store.set("a/k", b"v")
+    (tmp_path / "r" / "a" / ".k.0123456789abcdef0123456789abcdef.asyncarr.tmp").write_bytes(b"x")
+    (tmp_path / "r" / "a" / ".k.asyncarr.lock").write_bytes(b"")
+    assert [k async for k in store.list_prefix("")] == ["a/k"]
+    assert await store.list_dir("a") == ["k"]
+    for bad in ("x.asyncarr.tmp", "d.asyncarr.lock/k"):
+        with pytest.raises(InvalidKeyError, match="reserved"):
+            await store.set(bad, b"x")
+    # a crashed writer's temp file does not block or disturb later writes
+    await store.set("a/k", b"new")
+    assert await store.get("a/k") == b"new"
+
+
+async def test_atomic_replace_under_concurrency(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r")
+    size = 1 << 20
+    values = [bytes([i]) * size for i in range(4)]
+    await store.set("hot", values[0])
+    seen: set[bytes] = set()
+
+    async def writer(i: int) -> None:
+        for _ in range(15):
+            await store.set("hot", values[i])
+
+    async def reader() -> None:
+        for _ in range(40):
+            got = await store.get("hot")
+            assert got in values, "a reader saw a partial or mixed file"
+            seen.add(got[:1])
+            part = await store.get("hot", ByteRange(size - 10, size))
+            assert part is not None
+            assert len(part) == 10
+            assert len(set(part)) == 1
+
+    await asyncio.gather(*(writer(i) for i in range(4)), *(reader() for _ in range(4)))
+    assert _files(tmp_path / "r") == ["hot"]
+
+
+def _increment_worker(root: str, times: int) -> int:
+    async def run() -> int:
+        store = LocalStore(root)
+        conflicts = 0
+        for _ in range(times):
+            while True:
+                cur = await store.get_versioned("counter")
+                assert cur is not None
+                try:
+                    await store.set_if_version("counter", b"%d" % (int(cur.data) + 1), cur.version)
+                    break
+                except PreconditionFailedError:
+                    conflicts += 1
+        return conflicts
+
+    return asyncio.run(run())
+
+
+async def test_set_if_version_across_processes(tmp_path: Path) -> None:
+    root = str(tmp_path / "r")
+    store = LocalStore(root)
+    await store.set("counter", b"0")
+    ctx = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    with ctx.Pool(4) as pool:
+        results = [pool.apply_async(_increment_worker, (root, 40)) for _ in range(4)]
+        await loop.run_in_executor(None, lambda: [r.get(timeout=120) for r in results])
+    assert await store.get("counter") == b"160"
+    assert _files(tmp_path / "r") == ["counter"]
+
+
+async def test_versions(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r")
+    await store.set("k", b"same")
+    a = await store.get_versioned("k")
+    b = await store.get_versioned("k")
+    assert a is not None
+    assert b is not None
+    assert a.version == b.version
+    await store.set("k", b"same")
+    c = await store.get_versioned("k")
+    assert c is not None
+    assert c.version != a.version
+    with pytest.raises(PreconditionFailedError):
+        await store.set_if_version("missing", b"x", a.version)
+    await store.set_if_version("k", b"next", c.version)
+    assert await store.get("k") == b"next"
+
+
+async def test_delete_prunes_empty_directories(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    store = LocalStore(root)
+    await store.set("a/b/c/d", b"1")
+    await store.set("a/x", b"2")
+    await store.delete("a/b/c/d")
+    assert not (root / "a" / "b").exists()
+    assert (root / "a" / "x").exists()
+    await store.delete_prefix("")
+    assert root.is_dir()
+    assert list(root.iterdir()) == []
+    await store.delete("a/b/c/d")  # missing: no-op, creates nothing
+    assert list(root.iterdir()) == []
+
+
+async def test_key_directory_conflicts(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r")
+    await store.set("a/b", b"value")
+    with pytest.raises(StoreError, match="parent key is a value"):
+        await store.set("a/b/c", b"x")
+    assert await store.get("a/b/c") is None
+    assert not await store.exists("a/b/c")
+    await store.set("d/e", b"x")
+    with pytest.raises(StoreError, match="directory holding other keys"):
+        await store.set("d", b"x")
+    assert await store.get("d") is None
+    assert await store.get("d/e") == b"x"
+    await store.delete("d")  # a directory is not a value: no-op
+    assert await store.get("d/e") == b"x"
+
+
+async def test_missing_root_and_auto_mkdir(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "nope", auto_mkdir=False)
+    assert await store.get("k") is None
+    assert [k async for k in store.list_prefix("")] == []
+    assert await store.list_dir("") == []
+    with pytest.raises(StoreError, match="auto_mkdir=False"):
+        await store.set("k", b"v")
+    made = LocalStore(tmp_path / "deep" / "new" / "root")
+    await made.set("k", b"v")
+    assert (tmp_path / "deep" / "new" / "root" / "k").read_bytes() == b"v"
+
+
+async def test_fsync_option(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "r", fsync=True)
+    await store.set("a/k", b"durable")
+    assert await store.set_if_not_exists("a/j", b"new")
+    assert await store.get("a/k") == b"durable"
+
+
+def _write_as_unprivileged(root: str) -> list[str]:
+    """In a child process: drop root privileges if any, then try to write and read."""
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    async def run() -> list[str]:
+        store = LocalStore(root)
+        outcomes = []
+        ops = (store.get("open/k"), store.set("locked/other", b"v"), store.get("locked/secret"))
+        for op in ops:
+            try:
+                await op
+                outcomes.append("ok")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+        return outcomes
+
+    return asyncio.run(run())
+
+
+async def test_permission_denied() -> None:
+    base = Path(tempfile.mkdtemp(prefix="asyncarr-perm-"))  # outside pytest's 0o700 tmp dirs
+    try:
+        base.chmod(0o755)
+        root = base / "r"
+        store = LocalStore(root)
+        await store.set("open/k", b"v")
+        await store.set("locked/secret", b"v")
+        (root / "locked").chmod(0o555)
+        (root / "locked" / "secret").chmod(0o000)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            result = pool.apply_async(_write_as_unprivileged, (str(root),))
+            outcomes = await asyncio.get_running_loop().run_in_executor(None, result.get, 60)
+        denied = PermissionDeniedError.__name__
+        assert outcomes == ["ok", denied, denied]
+    finally:
+        (base / "r" / "locked").chmod(0o755)
+        shutil.rmtree(base)
+
+
+async def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cases = {
+        f"file://{tmp_path}/abs": tmp_path / "abs",
+        f"file://localhost{tmp_path}/host": tmp_path / "host",
+        f"FILE://{tmp_path}/my%20dir": tmp_path / "my dir",
+        f"file:{tmp_path}/single": tmp_path / "single",
+        "file://rel/path": tmp_path / "rel" / "path",
+        str(tmp_path / "plain%20kept"): tmp_path / "plain%20kept",
+        "relative": tmp_path / "relative",
+        "~/data": tmp_path / "home" / "data",
+        "file://~/url": tmp_path / "home" / "url",
+    }
+    for url, expected in cases.items():
+        store = store_from_url(url)
+        assert isinstance(store, LocalStore), url
+        assert store.root == str(expected), url
+    assert store_from_url(str(tmp_path), read_only=True).read_only
+    opened = local_store_from_url(
+        str(tmp_path),
+        read_only=False,
+        storage_options={"fsync": True, "auto_mkdir": False, "limits": {"max_concurrency": 3}},
+    )
+    assert opened.limits == StoreLimits(max_concurrency=3)
+    with pytest.raises(ConfigError, match="unknown storage_options"):
+        store_from_url(str(tmp_path), storage_options={"anon": True})
+    with pytest.raises(ConfigError, match="fsync"):
+        store_from_url(str(tmp_path), storage_options={"fsync": "yes"})
+    with pytest.raises(ConfigError):
+        store_from_url("file://")
+
+
+async def test_identity(tmp_path: Path) -> None:
+    a = LocalStore(tmp_path / "a")
+    b = LocalStore(tmp_path / "b" / "not" / "yet")
+    assert a.endpoint_key == b.endpoint_key
+    assert a.endpoint_key.startswith("file:dev=")
+    assert "LocalStore(" in repr(a)
+    assert str(tmp_path) in repr(a)
+    assert "read-only" in repr(a.with_read_only())
