@@ -24,25 +24,33 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
 
     * one usable CPU: ``inline`` (no pool can help);
     * jobs marked ``releases_gil=True``: ``threads``;
-    * jobs marked ``releases_gil=False`` (a *profile*: by default the
-      function, or the ``profile=`` key given to :meth:`CodecExecutor.run`)
-      first run on threads while the executor measures their *effective
-      parallelism*: the CPU seconds the jobs consumed divided by the wall
-      time during which any of them was pending (submission to completion,
-      so queueing and transport count). It concludes only from windows of
-      at least :data:`MIN_SAMPLES` jobs and :data:`MIN_WINDOW_SECONDS` busy
-      time in which callers offered real concurrency (on average at least
-      :data:`MIN_CONCURRENCY` jobs pending). If threads reach
-      :data:`MIN_GAIN` (the codec is mislabelled and scales anyway), the
-      profile stays on threads. Otherwise the process pool is started and
-      warmed, the next jobs run there and are measured the same way -
-      including pickling and shared-memory transport - and the profile moves
-      to processes only if their parallelism is at least :data:`MIN_GAIN`
-      times what threads achieved. Small chunks where transport overhead
-      dominates therefore stay on threads. A profile that never offers
-      concurrency within :data:`MAX_PROBE_JOBS` jobs of a phase stays on
-      threads. The decision is final for the executor's lifetime
-      (:meth:`CodecExecutor.decisions` reports it with the measurements).
+    * jobs marked ``releases_gil=False`` are grouped into *profiles* (the
+      ``profile=`` key given to :meth:`CodecExecutor.run`, by default the
+      function). A profile first runs on threads while the executor measures
+      its *effective parallelism*: CPU seconds the jobs consumed per wall
+      second during which any of them was pending (submission to result,
+      so queueing and transport count). A measurement window is conclusive
+      with at least :data:`MIN_SAMPLES` jobs, :data:`MIN_WINDOW_SECONDS` of
+      such wall time and real concurrency offered by the callers (on
+      average at least :data:`MIN_CONCURRENCY` jobs pending).
+
+      - Threads reach :data:`MIN_GAIN`: the codec scales anyway (it was
+        mislabelled) and stays on threads.
+      - Otherwise the process pool is started and warmed off the event
+        loop (jobs keep running on threads meanwhile), then the next jobs
+        run in processes and are measured the same way, pickling and
+        shared-memory transport included. The profile moves to processes
+        only if that parallelism is at least :data:`MIN_GAIN` times what
+        threads achieved, so small chunks whose transport overhead
+        dominates stay on threads.
+      - A phase still inconclusive after :data:`MAX_PROBE_JOBS` jobs (no
+        concurrency offered, or jobs too tiny to matter) settles on threads.
+
+      Decisions are final for the executor's lifetime;
+      :meth:`CodecExecutor.decisions` reports them with the measurements.
+      ``auto`` never uses processes when worker start-up would re-run the
+      user's main script (no ``if __name__ == "__main__":`` guard, see
+      :func:`main_module_is_reimport_safe`).
 
 Only buffers handed out by :meth:`CodecExecutor.allocate` may be *written*
 by jobs: a job that views a non-shared buffer from ``allocate`` never goes
@@ -50,7 +58,7 @@ to a worker process (it would write into a copy); it runs on a thread
 instead. Functions (and arguments) for process mode must be picklable,
 i.e. module-level functions; in ``auto`` mode anything unpicklable simply
 stays on threads. As with any ``spawn``/``forkserver`` pool, scripts that
-use process mode need the usual ``if __name__ == "__main__":`` guard.
+use ``processes`` mode need the usual ``if __name__ == "__main__":`` guard.
 
 The executor is thread-safe and may be used from several event loops at once
 (the sync portal's loop and users' loops): results are handed back to the
@@ -63,6 +71,8 @@ import asyncio
 import multiprocessing
 import os
 import queue
+import re
+import sys
 import threading
 import time
 from collections import deque
@@ -89,6 +99,7 @@ __all__ = [
     "CodecExecutor",
     "ResolvedMode",
     "get_executor",
+    "main_module_is_reimport_safe",
     "set_executor",
     "usable_cpus",
 ]
@@ -110,6 +121,32 @@ MAX_PROBE_JOBS = 256
 """Jobs after which an inconclusive probe phase settles on threads."""
 
 _WARM_MODULES = ("numpy", "numcodecs", "asyncarr.codecs")
+_MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
+
+
+def main_module_is_reimport_safe() -> bool:
+    """Whether worker processes can start without re-running the main script.
+
+    ``spawn`` and ``forkserver`` workers re-import the main module; that is
+    harmless when there is none to import (REPL, Jupyter, ``-c``), when it is
+    a package's ``__main__`` (skipped by multiprocessing) or when its source
+    has an ``if __name__ == "__main__":`` guard.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return True
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if isinstance(spec_name, str) and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        return True
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            source = fh.read()
+    except OSError:
+        return False
+    return _MAIN_GUARD.search(source) is not None
 
 
 def usable_cpus() -> int:
@@ -367,11 +404,16 @@ class CodecExecutor:
 
     See the module documentation for the modes and the ``auto`` policy.
     ``mp_context`` overrides the process start method (``"forkserver"`` or
-    ``"spawn"``; ``"fork"`` is refused).
+    ``"spawn"``; ``"fork"`` is refused). ``warm_modules`` are imported by
+    every worker process when it starts, besides numpy and numcodecs.
     """
 
     def __init__(
-        self, config: ExecutorConfig | None = None, *, mp_context: str | None = None
+        self,
+        config: ExecutorConfig | None = None,
+        *,
+        mp_context: str | None = None,
+        warm_modules: tuple[str, ...] = (),
     ) -> None:
         self._config = config if config is not None else ExecutorConfig()
         self._cpus = usable_cpus()
@@ -387,12 +429,14 @@ class CodecExecutor:
         mode = self._config.mode
         self._inline = mode == "inline" or (mode == "auto" and self._cpus <= 1)
         self._auto = mode == "auto" and not self._inline
-        self._processes_possible = mode == "processes" or (self._auto and self._workers > 1)
+        self._processes_possible = mode == "processes" or (
+            self._auto and self._workers > 1 and main_module_is_reimport_safe()
+        )
         self._lock = threading.Lock()
         self._threads: _ThreadPool | None = None
         self._procs: ProcessPoolExecutor | None = None
         self._profiles: dict[Hashable, _Profile] = {}
-        self._auto_processes = False
+        self._warm_modules = _WARM_MODULES + tuple(warm_modules)
 
     def __repr__(self) -> str:
         return (
@@ -505,7 +549,7 @@ class CodecExecutor:
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context(self._mp_context),
                     initializer=_shm.warm_worker,
-                    initargs=(_WARM_MODULES,),
+                    initargs=(self._warm_modules,),
                 )
             return self._procs
 
@@ -563,7 +607,6 @@ class CodecExecutor:
 
     def _warm_processes(self, profile: _Profile) -> None:
         """Start and warm the process pool off the event loop, then let ``profile`` probe it."""
-        self._auto_processes = True
 
         def warm() -> None:
             try:
@@ -584,7 +627,13 @@ class CodecExecutor:
     # ----------------------------------------------------------------- buffers
 
     def _may_use_processes(self) -> bool:
-        return self._config.mode == "processes" or (self._auto and self._auto_processes)
+        if self._config.mode == "processes":
+            return True
+        if not (self._auto and self._processes_possible):
+            return False
+        with self._lock:
+            profiles = list(self._profiles.values())
+        return any(p.state in ("warming", "probe-processes", "processes") for p in profiles)
 
     def allocate(
         self,

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import mmap
 import os
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -370,6 +371,32 @@ def test_usable_from_two_event_loops_at_once(mode: str, proc_executor: CodecExec
 # --------------------------------------------------------------------------- auto mode
 
 
+@pytest.mark.parametrize(
+    ("source", "safe"),
+    [
+        ("import asyncarr\nrun()\n", False),
+        ("def main(): ...\nif __name__ == '__main__':\n    main()\n", True),
+        ('if "__main__" == __name__:\n    pass\n', True),
+    ],
+)
+def test_auto_avoids_processes_that_would_rerun_the_main_script(
+    source: str, safe: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    fake_main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    assert _executor.main_module_is_reimport_safe() is safe
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: 4)
+    ex = CodecExecutor(ExecutorConfig(mode="auto"))
+    ex._profile(py_work).state = "processes"
+    assert ex.mode_for(False, profile=py_work) == ("processes" if safe else "threads")
+
+
 def test_auto_is_inline_on_one_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_executor, "usable_cpus", lambda: 1)
     ex = CodecExecutor(ExecutorConfig(mode="auto"))
@@ -443,6 +470,10 @@ def _samples(profile: _Profile, mode: Any, n: int, cpu: float, overlap: bool) ->
         profile.record(mode, start, end, cpu)
 
 
+def _state(profile: _Profile) -> str:
+    return profile.state
+
+
 class TestAutoPolicy:
     """The decision rules, fed with synthetic measurements."""
 
@@ -456,11 +487,11 @@ class TestAutoPolicy:
         for i in range(4):
             p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02)
             p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02)
-        assert p.state == "probe-threads"  # 80 ms: too short a window to conclude
+        assert _state(p) == "probe-threads"  # 80 ms: too short a window to conclude
         for i in range(4, 8):
             p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02)
             p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02)
-        assert p.state == "threads"
+        assert _state(p) == "threads"
         assert p.thread_parallelism is not None
         assert p.thread_parallelism >= MIN_GAIN
         assert not warmups
@@ -468,14 +499,14 @@ class TestAutoPolicy:
     def test_gil_bound_with_real_process_gain_moves_to_processes(self) -> None:
         p, warmups = self._profile()
         _samples(p, "threads", 8, cpu=0.02, overlap=True)  # serialised by the GIL: 1x
-        assert p.state == "warming"
+        assert _state(p) == "warming"
         assert warmups == [p]
         assert p.route() == ("threads", None)
         p.warmed(ok=True)
         assert p.route() == ("processes", p)
         _samples(p, "threads", 3, cpu=0.02, overlap=True)  # stragglers are ignored
         _samples(p, "processes", 8, cpu=0.04, overlap=True)  # 2x
-        assert p.state == "processes"
+        assert _state(p) == "processes"
         assert p.route() == ("processes", None)
 
     def test_transport_overhead_keeps_threads(self) -> None:
@@ -483,16 +514,16 @@ class TestAutoPolicy:
         _samples(p, "threads", 8, cpu=0.02, overlap=True)
         p.warmed(ok=True)
         _samples(p, "processes", 8, cpu=0.024, overlap=True)  # 1.2x: not worth it
-        assert p.state == "threads"
+        assert _state(p) == "threads"
         assert p.process_parallelism == pytest.approx(1.2)
         assert "too small" in p.reason
 
     def test_no_concurrency_is_inconclusive_then_threads(self) -> None:
         p, warmups = self._profile()
         _samples(p, "threads", MAX_PROBE_JOBS - 1, cpu=0.02, overlap=False)
-        assert p.state == "probe-threads"
+        assert _state(p) == "probe-threads"
         _samples(p, "threads", 1, cpu=0.02, overlap=False)
-        assert p.state == "threads"
+        assert _state(p) == "threads"
         assert "inconclusive" in p.reason
         assert not warmups
 
@@ -500,7 +531,7 @@ class TestAutoPolicy:
         p, _ = self._profile()
         _samples(p, "threads", 8, cpu=0.02, overlap=True)
         p.warmed(ok=False)
-        assert p.state == "threads"
+        assert _state(p) == "threads"
 
 
 # --------------------------------------------------------------------------- default executor
