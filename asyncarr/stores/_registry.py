@@ -34,6 +34,7 @@ _BUILTIN: dict[str, str] = {
     "az": "asyncarr.stores._azure:azure_store_from_url",
     "abfs": "asyncarr.stores._azure:azure_store_from_url",
     "mongodb": "asyncarr.stores._mongodb:mongodb_store_from_url",
+    "mongodb+srv": "asyncarr.stores._mongodb:mongodb_store_from_url",
     "http": "asyncarr.stores._http:http_store_from_url",
     "https": "asyncarr.stores._http:http_store_from_url",
 }

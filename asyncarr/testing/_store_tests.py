@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import pytest
 
-from asyncarr._types import ByteRange, OffsetRange, SuffixRange
+from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange
 from asyncarr.abc import Store
 from asyncarr.errors import (
     InvalidKeyError,
@@ -89,7 +89,7 @@ class StoreTests:
 
     async def test_get_ranges(self, store: Store) -> None:
         await store.set("r", PAYLOAD)
-        ranges = [ByteRange(0, 4), ByteRange(100, 200), SuffixRange(8), OffsetRange(1020)]
+        ranges: list[RangeRequest] = [ByteRange(0, 4), ByteRange(100, 200), SuffixRange(8), OffsetRange(1020)]
         got = await store.get_ranges("r", ranges)
         assert got == [PAYLOAD[0:4], PAYLOAD[100:200], PAYLOAD[-8:], PAYLOAD[1020:]]
 

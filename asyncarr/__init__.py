@@ -1,0 +1,76 @@
+"""asyncarr: an asyncio-first I/O engine for Zarr v2 and v3 arrays.
+
+The async API lives here; ``asyncarr.sync`` has blocking twins with the same
+names and signatures.
+
+    import asyncarr
+    arr = await asyncarr.create_array("memory://demo", shape=(1000, 1000), chunks=(100, 100), dtype="f4")
+    await arr.write(1.0, (slice(0, 100), slice(None)))
+    block = await arr.read((slice(0, 10), slice(0, 10)))
+"""
+
+from asyncarr import errors
+from asyncarr._types import ByteRange, ChunkSpec, OffsetRange, SuffixRange, Versioned
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec, Store
+from asyncarr.codecs import register_codec, registered_codecs, unregister_codec
+from asyncarr.config import CacheConfig, ExecutorConfig, RetryConfig, StoreLimits
+from asyncarr.core import (
+    ArrayInfo,
+    ArrayMetadata,
+    AsyncArray,
+    AsyncGroup,
+    GroupMetadata,
+    consolidate_metadata,
+    create_array,
+    create_group,
+    open,
+    open_array,
+    open_group,
+)
+from asyncarr.errors import AsyncarrError
+from asyncarr.runtime import StoreStats, set_chunk_cache, set_executor, store_stats
+from asyncarr.stores import MemoryStore, register_store, store_from_url, unregister_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArrayArrayCodec",
+    "ArrayBytesCodec",
+    "ArrayInfo",
+    "ArrayMetadata",
+    "AsyncArray",
+    "AsyncGroup",
+    "AsyncarrError",
+    "ByteRange",
+    "BytesBytesCodec",
+    "CacheConfig",
+    "ChunkSpec",
+    "Codec",
+    "ExecutorConfig",
+    "GroupMetadata",
+    "MemoryStore",
+    "OffsetRange",
+    "RetryConfig",
+    "Store",
+    "StoreLimits",
+    "StoreStats",
+    "SuffixRange",
+    "Versioned",
+    "__version__",
+    "consolidate_metadata",
+    "create_array",
+    "create_group",
+    "errors",
+    "open",
+    "open_array",
+    "open_group",
+    "register_codec",
+    "register_store",
+    "registered_codecs",
+    "set_chunk_cache",
+    "set_executor",
+    "store_from_url",
+    "store_stats",
+    "unregister_codec",
+    "unregister_store",
+]

@@ -1,0 +1,5 @@
+"""``python -m asyncarr``."""
+
+from asyncarr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""``asyncarr info|tree|copy|demo``: inspect, copy and try out Zarr data from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from asyncarr.errors import AsyncarrError
+
+__all__ = ["main"]
+
+
+def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"asyncarr: --storage-option needs KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+async def _info(args: argparse.Namespace) -> int:
+    from asyncarr.core import AsyncArray, open as open_node
+
+    node = await open_node(args.url, storage_options=_storage_options(args.storage_option))
+    try:
+        if isinstance(node, AsyncArray):
+            info = await node.info_complete()
+            if args.json:
+                print(json.dumps(info.to_dict(), default=str, indent=2))
+            else:
+                print(info)
+        else:
+            members = await node.members(max_depth=None)
+            summary = {
+                "type": "group",
+                "zarr_format": node.zarr_format,
+                "attributes": dict(node.attrs),
+                "arrays": sum(isinstance(m, AsyncArray) for _, m in members),
+                "groups": sum(not isinstance(m, AsyncArray) for _, m in members),
+                "consolidated": node.metadata.consolidated is not None,
+            }
+            if args.json:
+                print(json.dumps(summary, indent=2, default=str))
+            else:
+                for k, v in summary.items():
+                    print(f"{k:<12} : {v}")
+    finally:
+        await node.aclose()
+    return 0
+
+
+async def _tree(args: argparse.Namespace) -> int:
+    from asyncarr.core import AsyncArray, open as open_node
+
+    node = await open_node(args.url, storage_options=_storage_options(args.storage_option))
+    try:
+        if isinstance(node, AsyncArray):
+            print(f"{node.name} {node.shape} {node.dtype}")
+        else:
+            print(await node.tree())
+    finally:
+        await node.aclose()
+    return 0
+
+
+async def _copy(args: argparse.Namespace) -> int:
+    from asyncarr.ingest import copy_array
+
+    report = await copy_array(
+        args.source,
+        args.dest,
+        source_options=_storage_options(args.source_option),
+        dest_options=_storage_options(args.dest_option),
+        zarr_format=args.zarr_format,
+        compressor=args.compressor,
+        overwrite=args.overwrite,
+    )
+    print(report)
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from asyncarr.ingest import run_demo
+
+    print(await run_demo(args.path, size=args.size))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncarr", description="Inspect and move Zarr v2/v3 data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_url(p: argparse.ArgumentParser) -> None:
+        p.add_argument("url", help="a URL (file://, s3://, gs://, az://, mongodb://, http(s)://, zip://) or a path")
+        p.add_argument("-o", "--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="storage option (value parsed as JSON when possible); repeatable")
+
+    p = sub.add_parser("info", help="format, shape, dtype, chunks, codecs, stored size, compression ratio")
+    add_url(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("tree", help="print the hierarchy below a group")
+    add_url(p)
+    p.set_defaults(func=_tree)
+
+    p = sub.add_parser("copy", help="copy an array between any two stores (bulk ingest)")
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--dest-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None)
+    p.add_argument("--compressor", default=None, help="e.g. zstd, blosc, gzip, none (default: keep the source's)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_copy)
+
+    p = sub.add_parser("demo", help="write, read and verify an array on the local disk and report speed")
+    p.add_argument("--path", default=".cache/demo", help="where to put the demo data")
+    p.add_argument("--size", type=int, default=4096, help="edge length of the square float32 array")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asyncarr`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(args.func(args))
+    except AsyncarrError as exc:
+        print(f"asyncarr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

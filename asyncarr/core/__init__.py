@@ -1,0 +1,38 @@
+"""The Zarr engine (layer L4): metadata, chunk grids and indexing, codec pipeline,
+sharding, :class:`AsyncArray` and :class:`AsyncGroup`."""
+
+from asyncarr.codecs import register_codec as _register_codec
+from asyncarr.core._api import (
+    AccessMode,
+    consolidate_metadata,
+    create_array,
+    create_group,
+    open,
+    open_array,
+    open_group,
+)
+from asyncarr.core._array import AsyncArray
+from asyncarr.core._create import DEFAULT_COMPRESSOR
+from asyncarr.core._group import AsyncGroup
+from asyncarr.core._info import ArrayInfo
+from asyncarr.core._metadata import ArrayMetadata, GroupMetadata
+from asyncarr.core._sharding import ShardingCodec
+
+_register_codec("sharding_indexed", ShardingCodec, replace=True)
+
+__all__ = [
+    "DEFAULT_COMPRESSOR",
+    "AccessMode",
+    "ArrayInfo",
+    "ArrayMetadata",
+    "AsyncArray",
+    "AsyncGroup",
+    "GroupMetadata",
+    "ShardingCodec",
+    "consolidate_metadata",
+    "create_array",
+    "create_group",
+    "open",
+    "open_array",
+    "open_group",
+]

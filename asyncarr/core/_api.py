@@ -1,0 +1,279 @@
+"""The top-level async API: create/open arrays and groups from URLs or stores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from asyncarr.abc import Store
+from asyncarr.core._array import AsyncArray
+from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
+from asyncarr.core._group import AsyncGroup, load_v2_consolidated
+from asyncarr.core._metadata import ZARR_JSON, ZARRAY, ZGROUP, ArrayMetadata, GroupMetadata, dumps_json
+from asyncarr.core._nodes import join_path, load_node, save_array_metadata, save_group_metadata
+from asyncarr.errors import (
+    AsyncarrError,
+    ConfigError,
+    ContainsArrayError,
+    ContainsGroupError,
+    NodeNotFoundError,
+)
+from asyncarr.runtime import managed
+from asyncarr.stores import store_from_url
+
+__all__ = [
+    "AccessMode",
+    "consolidate_metadata",
+    "create_array",
+    "create_group",
+    "open",
+    "open_array",
+    "open_group",
+]
+
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
+_MODES = ("r", "r+", "a", "w", "w-")
+
+
+def _resolve_store(
+    store: str | Store, *, read_only: bool, storage_options: Mapping[str, Any] | None
+) -> tuple[Store, bool]:
+    """(store, whether we opened it and must close it)."""
+    if isinstance(store, Store):
+        if storage_options:
+            raise ConfigError("storage_options only apply when a URL is given, not a Store object")
+        if read_only and not store.read_only:
+            try:
+                return store.with_read_only(True), False
+            except AsyncarrError:
+                return store, False
+        return store, False
+    if not isinstance(store, str):
+        import os
+
+        if isinstance(store, os.PathLike):
+            store = os.fspath(store)
+        else:
+            raise ConfigError(f"expected a URL, a path or a Store, got {type(store).__name__}")
+    return store_from_url(str(store), read_only=read_only, storage_options=storage_options), True
+
+
+async def _existing(store: Store, path: str) -> ArrayMetadata | GroupMetadata | None:
+    try:
+        return await load_node(managed(store), path)
+    except NodeNotFoundError:
+        return None
+
+
+async def _prepare_location(store: Store, path: str, overwrite: bool) -> None:
+    existing = await _existing(store, path)
+    if existing is None:
+        return
+    if not overwrite:
+        where = f"path {path!r}" if path else "the store root"
+        if isinstance(existing, ArrayMetadata):
+            raise ContainsArrayError(f"an array already exists at {where} (pass overwrite=True)")
+        raise ContainsGroupError(f"a group already exists at {where} (pass overwrite=True)")
+    io = managed(store)
+    await io.delete_prefix(f"{path}/" if path else "")
+
+
+async def _close_on_error(store: Store, owns: bool, exc: BaseException) -> None:
+    if owns:
+        await store.aclose()
+
+
+async def create_array(
+    store: str | Store,
+    *,
+    shape: Sequence[int] | int,
+    chunks: Sequence[int] | int | None = None,
+    dtype: Any = "float64",
+    zarr_format: Literal[2, 3] = 3,
+    fill_value: Any = None,
+    compressor: Any = DEFAULT_COMPRESSOR,
+    filters: Any = None,
+    codecs: Any = None,
+    shards: Sequence[int] | None = None,
+    order: Literal["C", "F"] = "C",
+    dimension_names: Sequence[str | None] | None = None,
+    attributes: dict[str, Any] | None = None,
+    chunk_key_encoding: Any = None,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    path: str = "",
+    write_empty_chunks: bool = False,
+) -> AsyncArray:
+    """Create a new array at ``store`` (a URL, a local path or a :class:`Store`).
+
+    v2 takes ``compressor``/``filters`` (names like ``"zstd"``, numcodecs-style
+    dicts or numcodecs objects); v3 takes ``codecs`` (``{"name", "configuration"}``
+    dicts or codec objects) or builds the chain from ``compressor``/``filters``.
+    The default compressor is zstd (level 3). ``shards`` (v3) groups
+    ``chunks``-shaped inner chunks into shard objects.
+    """
+    meta = build_array_metadata(
+        shape=shape, chunks=chunks, dtype=dtype, zarr_format=zarr_format, fill_value=fill_value,
+        compressor=compressor, filters=filters, codecs=codecs, shards=shards, order=order,
+        dimension_names=dimension_names, attributes=attributes, chunk_key_encoding=chunk_key_encoding,
+    )
+    st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
+    path = join_path(path)
+    try:
+        await _prepare_location(st, path, overwrite)
+        io = managed(st)
+        first = join_path(path, ZARR_JSON if zarr_format == 3 else ZARRAY)
+        if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
+            raise ContainsArrayError(f"another writer created a node at {path or 'the store root'!r} concurrently")
+        if zarr_format == 2 and meta.attributes:
+            await save_array_metadata(io, path, meta)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+    return AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
+
+
+async def create_group(
+    store: str | Store,
+    *,
+    zarr_format: Literal[2, 3] = 3,
+    attributes: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    path: str = "",
+) -> AsyncGroup:
+    """Create a new group."""
+    if zarr_format not in (2, 3):
+        raise ConfigError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
+    path = join_path(path)
+    meta = GroupMetadata(zarr_format, dict(attributes or {}))
+    try:
+        await _prepare_location(st, path, overwrite)
+        io = managed(st)
+        first = join_path(path, ZARR_JSON if zarr_format == 3 else ZGROUP)
+        if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
+            raise ContainsGroupError(f"another writer created a node at {path or 'the store root'!r} concurrently")
+        if zarr_format == 2 and meta.attributes:
+            await save_group_metadata(io, path, meta)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+    return AsyncGroup(st, path, meta, owns_store=owns)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in _MODES:
+        raise ConfigError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+
+
+async def open(  # noqa: A001 - mirrors zarr.open
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    use_consolidated: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> AsyncArray | AsyncGroup:
+    """Open whatever node is at ``store``/``path`` (array or group, v2 or v3)."""
+    _check_mode(mode)
+    if mode in ("w", "w-"):
+        raise ConfigError("open() cannot create a node; use create_array or create_group")
+    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    path = join_path(path)
+    try:
+        meta = await load_node(managed(st), path, zarr_format=zarr_format)
+        if isinstance(meta, ArrayMetadata):
+            return AsyncArray(st, path, meta, owns_store=owns)
+        return await _group_from(st, path, meta, owns, use_consolidated)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+
+
+async def _group_from(
+    st: Store, path: str, meta: GroupMetadata, owns: bool, use_consolidated: bool | None
+) -> AsyncGroup:
+    if meta.zarr_format == 2 and use_consolidated is not False:
+        docs = await load_v2_consolidated(st, path)
+        if docs is not None:
+            meta = GroupMetadata(2, meta.attributes, docs)
+        elif use_consolidated:
+            raise NodeNotFoundError(f"no consolidated metadata (.zmetadata) at {path or 'the store root'!r}")
+    elif use_consolidated and meta.consolidated is None:
+        raise NodeNotFoundError(f"the group at {path or 'the store root'!r} has no consolidated metadata")
+    return AsyncGroup(st, path, meta, owns_store=owns, use_consolidated=use_consolidated is not False)
+
+
+async def open_array(
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    write_empty_chunks: bool = False,
+) -> AsyncArray:
+    """Open an existing array (format detected unless ``zarr_format`` is given)."""
+    _check_mode(mode)
+    if mode in ("w", "w-"):
+        raise ConfigError("open_array() cannot create an array; use create_array")
+    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    path = join_path(path)
+    try:
+        meta = await load_node(managed(st), path, zarr_format=zarr_format)
+        if not isinstance(meta, ArrayMetadata):
+            raise ContainsGroupError(f"expected an array at {path or 'the store root'!r}, found a group")
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+    return AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
+
+
+async def open_group(
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    use_consolidated: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> AsyncGroup:
+    """Open a group; ``mode="a"`` creates it when missing.
+
+    Consolidated metadata is used when present (``use_consolidated=None``),
+    required with ``True`` and ignored with ``False``.
+    """
+    _check_mode(mode)
+    if mode in ("w", "w-"):
+        return await create_group(
+            store, zarr_format=zarr_format or 3, overwrite=mode == "w", storage_options=storage_options, path=path
+        )
+    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    path = join_path(path)
+    try:
+        try:
+            meta = await load_node(managed(st), path, zarr_format=zarr_format)
+        except NodeNotFoundError:
+            if mode != "a":
+                raise
+            grp = await create_group(st, zarr_format=zarr_format or 3, path=path)
+            return AsyncGroup(st, path, grp.metadata, owns_store=owns)
+        if not isinstance(meta, GroupMetadata):
+            raise ContainsArrayError(f"expected a group at {path or 'the store root'!r}, found an array")
+        return await _group_from(st, path, meta, owns, use_consolidated)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+
+
+async def consolidate_metadata(
+    store: str | Store,
+    *,
+    path: str = "",
+    storage_options: Mapping[str, Any] | None = None,
+) -> AsyncGroup:
+    """Gather the metadata of every node below the group at ``path`` into it."""
+    group = await open_group(store, mode="r+", path=path, use_consolidated=False, storage_options=storage_options)
+    return await group.consolidate_metadata()

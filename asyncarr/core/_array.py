@@ -1,0 +1,404 @@
+"""``AsyncArray``: the async handle on one Zarr array."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+import numpy as np
+
+from asyncarr.abc import Codec, NDArray, Store
+from asyncarr.core._context import ArrayContext, chunk_lock
+from asyncarr.core._indexing import Selection, normalize_selection
+from asyncarr.core._info import ArrayInfo
+from asyncarr.core._metadata import ArrayMetadata
+from asyncarr.core._nodes import join_path, save_array_metadata
+from asyncarr.core._read import read_selection
+from asyncarr.core._write import write_selection
+from asyncarr.errors import ConfigError, ReadOnlyStoreError, SelectionError
+from asyncarr.runtime import bounded_for_each
+
+__all__ = ["AsyncArray"]
+
+
+class _AsyncOrthogonalIndexer:
+    """``await arr.oindex[sel]`` reads an orthogonal selection."""
+
+    def __init__(self, array: AsyncArray) -> None:
+        self._array = array
+
+    def __getitem__(self, selection: Any) -> Any:
+        return self._array.read(selection, orthogonal=True)
+
+
+class AsyncArray:
+    """An open Zarr array (v2 or v3). Create one with :func:`asyncarr.create_array`
+    or :func:`asyncarr.open_array`.
+
+    Reads return new :class:`numpy.ndarray` objects; writes take anything
+    numpy can broadcast to the selection. Use ``async with`` or :meth:`aclose`
+    to release a store the array opened itself.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        path: str,
+        metadata: ArrayMetadata,
+        *,
+        write_empty_chunks: bool = False,
+        owns_store: bool = False,
+    ) -> None:
+        self._store = store
+        self._path = join_path(path)
+        self._ctx = ArrayContext(store, self._path, metadata, write_empty_chunks)
+        self._owns_store = owns_store
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def metadata(self) -> ArrayMetadata:
+        return self._ctx.meta
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return "/" + self._path
+
+    @property
+    def basename(self) -> str:
+        return self._path.rsplit("/", 1)[-1]
+
+    @property
+    def zarr_format(self) -> int:
+        return self.metadata.zarr_format
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.metadata.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.metadata.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The shape of one chunk (the inner chunk for sharded arrays)."""
+        sharding = self._ctx.sharding
+        return sharding.chunk_shape if sharding is not None else self.metadata.chunk_shape
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """The shape of one shard, or ``None`` when the array is not sharded."""
+        return self.metadata.chunk_shape if self._ctx.sharding is not None else None
+
+    @property
+    def fill_value(self) -> Any:
+        return self.metadata.fill_value
+
+    @property
+    def order(self) -> str:
+        return self.metadata.order
+
+    @property
+    def dimension_names(self) -> tuple[str | None, ...] | None:
+        return self.metadata.dimension_names
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The attributes (a read-only view; change them with :meth:`update_attributes`)."""
+        return MappingProxyType(self.metadata.attributes)
+
+    @property
+    def codecs(self) -> tuple[Codec, ...]:
+        return self.metadata.codecs
+
+    @property
+    def read_only(self) -> bool:
+        return self._store.read_only
+
+    @property
+    def write_empty_chunks(self) -> bool:
+        return self._ctx.write_empty_chunks
+
+    @property
+    def nchunks(self) -> int:
+        """Number of chunks (shards for sharded arrays) in the grid."""
+        return self.metadata.nchunks
+
+    @property
+    def info(self) -> ArrayInfo:
+        """A readable summary (no I/O); see :meth:`info_complete` for stored sizes."""
+        return ArrayInfo.from_array(self)
+
+    @property
+    def oindex(self) -> _AsyncOrthogonalIndexer:
+        return _AsyncOrthogonalIndexer(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AsyncArray {self._store}{self.name} shape={self.shape} dtype={self.dtype} "
+            f"chunks={self.chunks} zarr_format={self.zarr_format}>"
+        )
+
+    # -- data ----------------------------------------------------------------------------
+    def _selection(self, selection: Any, orthogonal: bool) -> Selection:
+        return normalize_selection(
+            selection, self.shape, dimension_names=self.dimension_names, orthogonal=orthogonal
+        )
+
+    async def read(self, selection: Any = Ellipsis, *, orthogonal: bool = False) -> NDArray:
+        """Read ``selection`` (numpy basic indexing, or orthogonal with ``orthogonal=True``).
+
+        A mapping selects by dimension name: ``await arr.read({"time": slice(0, 31)})``.
+        """
+        return await read_selection(self._ctx, self._selection(selection, orthogonal))
+
+    async def write(self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False) -> None:
+        """Write ``value`` (broadcast like numpy) into ``selection``."""
+        self._check_writable()
+        sel = self._selection(selection, orthogonal)
+        arr = self._coerce(value, sel)
+        await write_selection(self._ctx, sel, arr)
+
+    def _coerce(self, value: Any, sel: Selection) -> NDArray:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise SelectionError(f"cannot convert value of type {type(value).__name__} to an array") from exc
+        if arr.dtype != self.dtype:
+            if not np.can_cast(arr.dtype, self.dtype, casting="same_kind") and not (
+                arr.dtype.kind in "biu" and self.dtype.kind in "biufc"
+            ):
+                raise SelectionError(
+                    f"cannot write values of dtype {arr.dtype} to an array of dtype {self.dtype}"
+                )
+            arr = arr.astype(self.dtype)
+        try:
+            arr = np.broadcast_to(arr, sel.result_shape)
+        except ValueError as exc:
+            raise SelectionError(
+                f"value of shape {arr.shape} cannot be broadcast to the selection shape {sel.result_shape}"
+            ) from exc
+        return arr.reshape(sel.out_shape)
+
+    # -- shape changes ---------------------------------------------------------------------
+    async def resize(self, *shape: int | tuple[int, ...]) -> None:
+        """Change the shape; data outside the new shape is deleted, new regions read as fill."""
+        self._check_writable()
+        new_shape = self._parse_shape(shape)
+        old = self.metadata
+        if new_shape == old.shape:
+            return
+        grown = any(n > o for n, o in zip(new_shape, old.shape, strict=True))
+        if grown:
+            # Clear anything stale in the region that becomes visible before it does.
+            await self._clear_outside(old.shape, new_shape)
+        new_meta = old.evolve(shape=new_shape)
+        await save_array_metadata(self._ctx.io, self._path, new_meta)
+        self._set_metadata(new_meta)
+        await self._clear_outside(new_shape, None)
+
+    def _parse_shape(self, shape: tuple[int | tuple[int, ...], ...]) -> tuple[int, ...]:
+        if len(shape) == 1 and isinstance(shape[0], tuple | list):
+            shape = tuple(shape[0])
+        if len(shape) != self.ndim or any(not isinstance(s, int | np.integer) or s < 0 for s in shape):
+            raise ConfigError(f"new shape must be {self.ndim} non-negative integers, got {shape!r}")
+        return tuple(int(s) for s in shape)  # type: ignore[arg-type]
+
+    async def _clear_outside(self, keep: tuple[int, ...], limit: tuple[int, ...] | None) -> None:
+        """Delete chunks entirely outside ``keep`` and fill the outside part of edge chunks.
+
+        Only chunks within ``limit`` (default: the chunk grid extent found by
+        listing) are touched.
+        """
+        meta = self.metadata
+        cshape = meta.chunk_shape
+        extent = limit if limit is not None else await self._stored_extent()
+        grid = tuple(-(-max(e, k) // c) for e, k, c in zip(extent, keep, cshape, strict=True))
+
+        async def visit(coords: tuple[int, ...]) -> None:
+            lo = [i * c for i, c in zip(coords, cshape, strict=True)]
+            if all(lo_d + c <= k for lo_d, c, k in zip(lo, cshape, keep, strict=True)):
+                return  # entirely inside
+            key = self._ctx.chunk_key(coords)
+            if any(lo_d >= k for lo_d, k in zip(lo, keep, strict=True)):
+                await self._ctx.io.delete(key)
+                return
+            await self._fill_chunk_outside(coords, keep)
+
+        coords_iter = (
+            coords
+            for coords in itertools.product(*(range(g) for g in grid))
+            if any(ci * c + c > k for ci, c, k in zip(coords, cshape, keep, strict=True))
+        )
+        await bounded_for_each(visit, coords_iter, limit=self._ctx.io_concurrency())
+
+    async def _stored_extent(self) -> tuple[int, ...]:
+        """The element extent covered by chunks found in the store (by listing)."""
+        extent = list(self.shape)
+        cshape = self.metadata.chunk_shape
+        async for coords in self._iter_stored_chunks():
+            for d, (ci, c) in enumerate(zip(coords, cshape, strict=True)):
+                extent[d] = max(extent[d], (ci + 1) * c)
+        return tuple(extent)
+
+    async def _fill_chunk_outside(self, coords: tuple[int, ...], keep: tuple[int, ...]) -> None:
+        ctx = self._ctx
+        key = ctx.chunk_key(coords)
+        async with chunk_lock(self._store, key):
+            data = await ctx.io.get(key)
+            if data is None:
+                return
+            chunk = np.array(ctx.pipeline.decode(data, key=key), copy=True)
+            valid = tuple(
+                slice(0, max(0, min(c, k - ci * c)))
+                for ci, c, k in zip(coords, self.metadata.chunk_shape, keep, strict=True)
+            )
+            cleared = np.full(chunk.shape, ctx.fill, dtype=chunk.dtype)
+            cleared[valid] = chunk[valid]
+            if not ctx.write_empty_chunks and ctx.pipeline.is_fill(cleared):
+                await ctx.io.delete(key)
+            else:
+                await ctx.io.set(key, ctx.pipeline.encode(cleared))
+
+    async def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
+        """Grow along ``axis`` and write ``data`` there; returns the new shape."""
+        self._check_writable()
+        arr = np.asarray(data)
+        if arr.ndim != self.ndim:
+            raise SelectionError(f"appended data must have {self.ndim} dimensions, got {arr.ndim}")
+        if not -self.ndim <= axis < self.ndim:
+            raise SelectionError(f"axis {axis} is out of range for {self.ndim} dimensions")
+        axis %= self.ndim
+        for d in range(self.ndim):
+            if d != axis and arr.shape[d] != self.shape[d]:
+                raise SelectionError(
+                    f"appended data has shape {arr.shape}; all axes but {axis} must match {self.shape}"
+                )
+        old = self.shape[axis]
+        new_shape = tuple(s + arr.shape[axis] if d == axis else s for d, s in enumerate(self.shape))
+        await self.resize(new_shape)
+        sel = tuple(slice(old, None) if d == axis else slice(None) for d in range(self.ndim))
+        await self.write(arr, sel)
+        return new_shape
+
+    # -- attributes ---------------------------------------------------------------------
+    async def update_attributes(self, new: Mapping[str, Any]) -> None:
+        """Merge ``new`` into the attributes and persist them."""
+        await self.set_attributes({**self.metadata.attributes, **dict(new)})
+
+    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Replace all attributes and persist them."""
+        self._check_writable()
+        from asyncarr.core._metadata import dumps_json
+
+        attrs = dict(attributes)
+        try:
+            dumps_json(attrs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+        meta = self.metadata.evolve(attributes=attrs)
+        await save_array_metadata(self._ctx.io, self._path, meta)
+        self._set_metadata(meta)
+
+    # -- inspection ----------------------------------------------------------------------
+    async def _iter_stored_chunks(self) -> Any:
+        """Coordinates of every chunk object present in the store (by listing)."""
+        meta = self.metadata
+        enc = meta.chunk_key_encoding
+        prefix = self._ctx.prefix
+        root = prefix + ("c" + enc.separator if enc.kind == "default" else "")
+        if enc.kind == "default" and meta.ndim == 0:
+            root = prefix + "c"
+        async for key in self._ctx.io.list_prefix(root):
+            rest = key[len(root):]
+            parts = rest.split(enc.separator) if rest else []
+            if enc.kind == "default" and meta.ndim == 0:
+                if key == prefix + "c":
+                    yield ()
+                continue
+            if meta.ndim == 0 and enc.kind == "v2":
+                if rest == "0":
+                    yield ()
+                continue
+            if len(parts) != meta.ndim or not all(p.isdigit() for p in parts):
+                continue
+            yield tuple(int(p) for p in parts)
+
+    async def nchunks_initialized(self) -> int:
+        """How many chunks (shards for sharded arrays) exist in the store."""
+        grid = self.metadata.chunk_grid_shape
+        n = 0
+        async for coords in self._iter_stored_chunks():
+            if all(c < g for c, g in zip(coords, grid, strict=True)):
+                n += 1
+        return n
+
+    async def nbytes_stored(self) -> int:
+        """Bytes of metadata and chunks this array occupies in the store."""
+        total = 0
+        prefix = self._ctx.prefix
+        names = {"zarr.json", ".zarray", ".zattrs"}
+        keys = [k async for k in self._ctx.io.list_prefix(prefix)]
+
+        async def size(k: str) -> None:
+            nonlocal total
+            total += await self._ctx.io.getsize(k)
+
+        chunk_keys = set()
+        async for coords in self._iter_stored_chunks():
+            chunk_keys.add(self._ctx.chunk_key(coords))
+        wanted = [k for k in keys if k in chunk_keys or k[len(prefix):] in names]
+        await bounded_for_each(size, wanted, limit=self._ctx.io_concurrency())
+        return total
+
+    async def info_complete(self) -> ArrayInfo:
+        """:attr:`info` plus stored bytes, compression ratio and initialised chunks."""
+        return ArrayInfo.from_array(
+            self, nbytes_stored=await self.nbytes_stored(), nchunks_initialized=await self.nchunks_initialized()
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _set_metadata(self, meta: ArrayMetadata) -> None:
+        self._ctx = ArrayContext(self._store, self._path, meta, self._ctx.write_empty_chunks)
+
+    def _check_writable(self) -> None:
+        if self._store.read_only:
+            raise ReadOnlyStoreError("array is opened read-only", store=self._store, key=self._path or None)
+
+    async def aclose(self) -> None:
+        """Release the store if this array opened it. Idempotent."""
+        if self._owns_store:
+            await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+

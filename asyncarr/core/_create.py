@@ -1,0 +1,186 @@
+"""Turning ``create_array`` arguments into validated array metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, Codec
+from asyncarr.codecs import (
+    BytesCodec,
+    TransposeCodec,
+    codec_from_metadata,
+    codecs_from_compressor,
+    filters_from_spec,
+    v2_codecs,
+)
+from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
+from asyncarr.core._dtype import decode_fill_value, parse_dtype
+from asyncarr.core._metadata import ArrayMetadata, validate_codec_chain
+from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.core._sharding import ShardingCodec
+from asyncarr.core._types_bridge import chunk_spec
+from asyncarr.errors import ConfigError, MetadataError
+
+__all__ = ["DEFAULT_COMPRESSOR", "build_array_metadata"]
+
+DEFAULT_COMPRESSOR = "default"
+"""Sentinel: zstd at level 3 (both formats)."""
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def _v3_chain(
+    *,
+    dtype: np.dtype[Any],
+    compressor: Any,
+    filters: Any,
+    codecs: Any,
+    order: str,
+    ndim: int,
+) -> list[Codec]:
+    endian = "big" if dtype.byteorder == ">" else "little"
+    if codecs is not None:
+        if compressor not in (DEFAULT_COMPRESSOR, None) or filters:
+            raise ConfigError("pass either codecs= or compressor=/filters=, not both")
+        chain = [c if isinstance(c, Codec) else codec_from_metadata(c) for c in _as_list(codecs)]
+        if not any(isinstance(c, ArrayBytesCodec) for c in chain):
+            split = sum(1 for c in chain if isinstance(c, ArrayArrayCodec))
+            chain = [*chain[:split], BytesCodec.for_dtype(dtype, endian), *chain[split:]]
+        return chain
+    chain = list(filters_from_spec(filters, zarr_format=3, dtype=dtype))
+    if order == "F" and ndim > 1:
+        chain.insert(0, TransposeCodec(order=list(range(ndim))[::-1]))
+    chain.append(BytesCodec.for_dtype(dtype, endian))
+    chain.extend(codecs_from_compressor(compressor, zarr_format=3, dtype=dtype))
+    return chain
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if isinstance(value, int | np.integer):
+        value = (value,)
+    try:
+        out = tuple(int(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be a sequence of integers, got {value!r}") from exc
+    if any(int(v) != v for v in value):
+        raise ConfigError(f"{what} must be integers, got {value!r}")
+    return out
+
+
+def build_array_metadata(
+    *,
+    shape: Any,
+    chunks: Any,
+    dtype: Any,
+    zarr_format: int,
+    fill_value: Any,
+    compressor: Any,
+    filters: Any,
+    codecs: Any,
+    shards: Any,
+    order: str,
+    dimension_names: Sequence[str | None] | None,
+    attributes: dict[str, Any] | None,
+    chunk_key_encoding: Any,
+) -> ArrayMetadata:
+    """Validate ``create_array`` arguments and build the metadata they describe."""
+    if zarr_format not in (2, 3):
+        raise ConfigError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    if order not in ("C", "F"):
+        raise ConfigError(f"order must be 'C' or 'F', got {order!r}")
+    dt = parse_dtype(dtype)
+    shape_t = _shape(shape, "shape")
+    chunks_t = _shape(chunks if chunks is not None else shape_t, "chunks")
+    if len(chunks_t) != len(shape_t):
+        raise ConfigError(f"chunks {chunks_t} must have one entry per dimension of shape {shape_t}")
+    if chunks is None:
+        chunks_t = tuple(max(1, s) for s in shape_t)
+    if any(s < 0 for s in shape_t) or any(c <= 0 for c in chunks_t):
+        raise ConfigError(f"shape must be >= 0 and chunks > 0, got shape={shape_t}, chunks={chunks_t}")
+    names = tuple(dimension_names) if dimension_names is not None else None
+    if names is not None and len(names) != len(shape_t):
+        raise ConfigError(f"dimension_names {list(names)} must name each of {len(shape_t)} dimensions")
+    attrs = dict(attributes or {})
+    fv_json = _fill_to_json(fill_value, dt)
+
+    if zarr_format == 2:
+        if codecs is not None or shards is not None:
+            raise ConfigError("codecs= and shards= need zarr_format=3")
+        comp = codecs_from_compressor(compressor, zarr_format=2, dtype=dt)
+        filt = filters_from_spec(filters, zarr_format=2, dtype=dt)
+        comp_config = comp[0].to_v2_config() if comp else None  # type: ignore[attr-defined]
+        if comp_config and comp_config.get("id") == "zstd" and not comp_config.get("checksum", True):
+            del comp_config["checksum"]  # tensorstore refuses the (default) key
+        filter_configs = [f.to_v2_config() for f in filt] or None  # type: ignore[attr-defined]
+        sep = parse_chunk_key_encoding(chunk_key_encoding or {"name": "v2", "configuration": {"separator": "."}})
+        if names is not None:
+            attrs.setdefault("_ARRAY_DIMENSIONS", list(names))
+        meta = ArrayMetadata(
+            zarr_format=2,
+            shape=shape_t,
+            chunk_shape=chunks_t,
+            dtype=dt,
+            fill_value=decode_fill_value(fv_json, dt, zarr_format=2),
+            codecs=tuple(v2_codecs(compressor=comp_config, filters=filter_configs, dtype=dt)),
+            chunk_key_encoding=ChunkKeyEncoding("v2", sep.separator),
+            dimension_names=names,
+            attributes=attrs,
+            order=order,  # type: ignore[arg-type]
+            v2_compressor=comp_config,
+            v2_filters=filter_configs,
+        )
+        CodecPipeline(meta.codecs, chunk_spec(meta))
+        return meta
+
+    native = dt.newbyteorder("=") if dt.byteorder == ">" else dt
+    chain = _v3_chain(dtype=dt, compressor=compressor, filters=filters, codecs=codecs, order=order, ndim=len(shape_t))
+    grid = chunks_t
+    if shards is not None:
+        shards_t = _shape(shards, "shards")
+        if len(shards_t) != len(shape_t) or any(s % c for s, c in zip(shards_t, chunks_t, strict=True)):
+            raise ConfigError(f"shards {shards_t} must be a multiple of chunks {chunks_t} in every dimension")
+        chain = [ShardingCodec(chunk_shape=chunks_t, codecs=chain)]
+        grid = shards_t
+    validate_codec_chain(tuple(chain))
+    fill = decode_fill_value(0 if fv_json is None else fv_json, native, zarr_format=3)
+    meta = ArrayMetadata(
+        zarr_format=3,
+        shape=shape_t,
+        chunk_shape=grid,
+        dtype=native,
+        fill_value=fill,
+        codecs=tuple(chain),
+        chunk_key_encoding=parse_chunk_key_encoding(chunk_key_encoding),
+        dimension_names=names,
+        attributes=attrs,
+    )
+    try:
+        CodecPipeline(meta.codecs, chunk_spec(meta))
+    except MetadataError as exc:
+        raise ConfigError(str(exc)) from exc
+    return meta
+
+
+def _fill_to_json(value: Any, dt: np.dtype[Any]) -> Any:
+    """A user fill value in metadata JSON form (validated later against the dtype)."""
+    from asyncarr.core._dtype import encode_fill_value
+
+    if value is None:
+        return None
+    try:
+        scalar = np.asarray(value).astype(dt, casting="unsafe") if not isinstance(value, str) else value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"fill_value {value!r} is not valid for {dt}") from exc
+    if isinstance(scalar, str):
+        return scalar
+    if dt.kind in "iu" and np.asarray(value).dtype.kind == "f" and not float(value).is_integer():
+        raise ConfigError(f"fill_value {value!r} is not valid for {dt}")
+    return encode_fill_value(scalar[()], dt, zarr_format=3)

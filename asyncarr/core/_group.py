@@ -1,0 +1,303 @@
+"""``AsyncGroup``: the async handle on a Zarr group (v2 or v3)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+from asyncarr.abc import Store
+from asyncarr.core._array import AsyncArray
+from asyncarr.core._metadata import (
+    ZARR_JSON,
+    ZARRAY,
+    ZATTRS,
+    ZGROUP,
+    ZMETADATA,
+    ArrayMetadata,
+    GroupMetadata,
+    dumps_json,
+    loads_json,
+)
+from asyncarr.core._nodes import join_path, load_node, node_from_documents, save_group_metadata
+from asyncarr.errors import ConfigError, MetadataError, NodeNotFoundError, ReadOnlyStoreError
+from asyncarr.runtime import bounded_map, managed
+
+__all__ = ["AsyncGroup", "load_v2_consolidated"]
+
+
+
+
+def _validate_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip("/"):
+        raise ConfigError(f"invalid member name {name!r}")
+    parts = name.strip("/").split("/")
+    if any(p in ("", ".", "..") or p.startswith("__") for p in parts):
+        raise ConfigError(f"invalid member name {name!r}")
+    return "/".join(parts)
+
+
+class AsyncGroup:
+    """An open Zarr group: a node holding arrays and other groups."""
+
+    def __init__(
+        self,
+        store: Store,
+        path: str,
+        metadata: GroupMetadata,
+        *,
+        owns_store: bool = False,
+        use_consolidated: bool = True,
+    ) -> None:
+        self._store = store
+        self._path = join_path(path)
+        self._meta = metadata
+        self._owns_store = owns_store
+        self._use_consolidated = use_consolidated and metadata.consolidated is not None
+        self._io = managed(store)
+
+    # -- description --------------------------------------------------------------------
+    @property
+    def metadata(self) -> GroupMetadata:
+        return self._meta
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return "/" + self._path
+
+    @property
+    def basename(self) -> str:
+        return self._path.rsplit("/", 1)[-1]
+
+    @property
+    def zarr_format(self) -> int:
+        return self._meta.zarr_format
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._meta.attributes)
+
+    @property
+    def read_only(self) -> bool:
+        return self._store.read_only
+
+    def __repr__(self) -> str:
+        return f"<AsyncGroup {self._store}{self.name} zarr_format={self.zarr_format}>"
+
+    def _child(self, name: str) -> str:
+        return join_path(self._path, _validate_name(name))
+
+    # -- attributes -----------------------------------------------------------------------
+    async def update_attributes(self, new: Mapping[str, Any]) -> None:
+        """Merge ``new`` into the attributes and persist them."""
+        await self.set_attributes({**self._meta.attributes, **dict(new)})
+
+    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Replace all attributes and persist them."""
+        self._check_writable()
+        attrs = dict(attributes)
+        try:
+            dumps_json(attrs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+        meta = GroupMetadata(self._meta.zarr_format, attrs, self._meta.consolidated)
+        await save_group_metadata(self._io, self._path, meta)
+        self._meta = meta
+
+    # -- members ------------------------------------------------------------------------
+    def _node(self, path: str, meta: ArrayMetadata | GroupMetadata) -> AsyncArray | AsyncGroup:
+        if isinstance(meta, ArrayMetadata):
+            return AsyncArray(self._store, path, meta)
+        return AsyncGroup(self._store, path, meta, use_consolidated=False)
+
+    def _consolidated_node(self, rel: str) -> ArrayMetadata | GroupMetadata | None:
+        docs = self._meta.consolidated
+        if not self._use_consolidated or docs is None:
+            return None
+        path = join_path(self._path, rel)
+        if self.zarr_format == 3:
+            doc = docs.get(rel)
+            if doc is None:
+                return None
+            return node_from_documents(path, doc, None, None, None, zarr_format=3)
+        zarray = docs.get(f"{rel}/{ZARRAY}")
+        zgroup = docs.get(f"{rel}/{ZGROUP}")
+        if zarray is None and zgroup is None:
+            return None
+        return node_from_documents(path, None, zarray, zgroup, docs.get(f"{rel}/{ZATTRS}"), zarr_format=2)
+
+    async def get(self, name: str) -> AsyncArray | AsyncGroup:
+        """The member at ``name`` (a path relative to this group)."""
+        rel = _validate_name(name)
+        meta = self._consolidated_node(rel)
+        path = join_path(self._path, rel)
+        if meta is None:
+            meta = await load_node(self._io, path, zarr_format=self.zarr_format)
+        return self._node(path, meta)
+
+    def __getitem__(self, name: str) -> Any:
+        """``await group["name"]``."""
+        return self.get(name)
+
+    async def contains(self, name: str) -> bool:
+        try:
+            await self.get(name)
+        except NodeNotFoundError:
+            return False
+        return True
+
+    async def _child_names(self) -> list[str]:
+        if self._use_consolidated and self._meta.consolidated is not None:
+            names = set()
+            for rel in self._meta.consolidated:
+                first = rel.split("/", 1)[0]
+                if first and not first.startswith("."):
+                    names.add(first)
+            return sorted(names)
+        return [n for n in await self._io.list_dir(self._path) if not n.startswith(".") and n not in (ZARR_JSON,)]
+
+    async def members(self, max_depth: int | None = 0) -> list[tuple[str, AsyncArray | AsyncGroup]]:
+        """``(relative path, node)`` for each child; ``max_depth=None`` recurses fully.
+
+        ``max_depth=0`` gives the direct children only.
+        """
+        names = await self._child_names()
+
+        async def load(name: str) -> tuple[str, AsyncArray | AsyncGroup] | None:
+            try:
+                return name, await self.get(name)
+            except NodeNotFoundError:
+                return None  # a plain prefix (e.g. chunk directory), not a node
+
+        found = [m for m in await bounded_map(load, names, limit=32) if m is not None]
+        out = list(found)
+        if max_depth is None or max_depth > 0:
+            deeper = None if max_depth is None else max_depth - 1
+            for name, node in found:
+                if isinstance(node, AsyncGroup):
+                    for sub, child in await node.members(deeper):
+                        out.append((f"{name}/{sub}", child))
+        return sorted(out, key=lambda m: m[0])
+
+    async def array_keys(self) -> list[str]:
+        return [n for n, node in await self.members() if isinstance(node, AsyncArray)]
+
+    async def group_keys(self) -> list[str]:
+        return [n for n, node in await self.members() if isinstance(node, AsyncGroup)]
+
+    async def tree(self) -> str:
+        """A text tree of the hierarchy below this group."""
+        members = await self.members(max_depth=None)
+        lines = [self.name]
+        for path, node in members:
+            depth = path.count("/")
+            label = path.rsplit("/", 1)[-1]
+            if isinstance(node, AsyncArray):
+                label += f" {node.shape} {node.dtype}"
+            lines.append("    " * (depth + 1) + label)
+        return "\n".join(lines)
+
+    # -- creation -------------------------------------------------------------------------
+    async def create_group(
+        self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False
+    ) -> AsyncGroup:
+        """Create a child group (same format as this group)."""
+        from asyncarr.core._api import create_group
+
+        return await create_group(
+            self._store, path=self._child(name), zarr_format=self.zarr_format,
+            attributes=attributes, overwrite=overwrite,
+        )
+
+    async def require_group(self, name: str) -> AsyncGroup:
+        """The child group ``name``, created if missing."""
+        try:
+            node = await self.get(name)
+        except NodeNotFoundError:
+            return await self.create_group(name)
+        if not isinstance(node, AsyncGroup):
+            raise MetadataError(f"{name!r} is an array, not a group")
+        return node
+
+    async def create_array(self, name: str, **kwargs: Any) -> AsyncArray:
+        """Create a child array; keywords as for :func:`asyncarr.create_array`."""
+        from asyncarr.core._api import create_array
+
+        kwargs.setdefault("zarr_format", self.zarr_format)
+        return await create_array(self._store, path=self._child(name), **kwargs)
+
+    async def delete(self, name: str) -> None:
+        """Delete the member ``name`` and everything below it."""
+        self._check_writable()
+        await self._io.delete_prefix(self._child(name) + "/")
+
+    # -- consolidated metadata --------------------------------------------------------------
+    async def consolidate_metadata(self) -> AsyncGroup:
+        """Write every descendant's metadata into this group (v3 ``zarr.json`` block, v2 ``.zmetadata``)."""
+        self._check_writable()
+        plain = AsyncGroup(self._store, self._path, GroupMetadata(self.zarr_format, dict(self._meta.attributes)))
+        members = await plain.members(max_depth=None)
+        if self.zarr_format == 3:
+            docs: dict[str, Any] = {}
+            for rel, node in members:
+                docs[rel] = node.metadata.to_json()
+            meta = GroupMetadata(3, dict(self._meta.attributes), docs)
+            await save_group_metadata(self._io, self._path, meta)
+            self._meta = meta
+        else:
+            v2docs: dict[str, Any] = {ZGROUP: {"zarr_format": 2}}
+            if self._meta.attributes:
+                v2docs[ZATTRS] = self._meta.attributes
+            for rel, node in members:
+                if isinstance(node, AsyncArray):
+                    v2docs[f"{rel}/{ZARRAY}"] = node.metadata.to_json()
+                else:
+                    v2docs[f"{rel}/{ZGROUP}"] = {"zarr_format": 2}
+                if node.metadata.attributes:
+                    v2docs[f"{rel}/{ZATTRS}"] = dict(node.metadata.attributes)
+            body = {"zarr_consolidated_format": 1, "metadata": v2docs}
+            await self._io.set(join_path(self._path, ZMETADATA), json.dumps(body, indent=2).encode())
+            self._meta = GroupMetadata(2, dict(self._meta.attributes), {k: v for k, v in v2docs.items()})
+        self._use_consolidated = True
+        return self
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._store.read_only:
+            raise ReadOnlyStoreError("group is opened read-only", store=self._store, key=self._path or None)
+
+    async def aclose(self) -> None:
+        if self._owns_store:
+            await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None:
+    """The ``metadata`` mapping of a v2 ``.zmetadata`` document, if present."""
+    key = join_path(path, ZMETADATA)
+    data = await managed(store).get(key)
+    if data is None:
+        return None
+    doc = loads_json(data, key=key)
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        raise MetadataError("consolidated metadata lacks a 'metadata' object", key=key)
+    return meta
+
+

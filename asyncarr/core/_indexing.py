@@ -1,0 +1,256 @@
+"""Selections → per-chunk projections.
+
+A selection is normalised per dimension into either a ``slice`` with a
+positive step or a sorted-or-not integer array (orthogonal indexing).
+Integer indices become length-1 slices and are dropped from the result
+shape at the end (:attr:`Selection.drop_axes`). Negative-step slices become
+integer arrays. Projections are generated lazily, one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+
+from asyncarr.errors import SelectionError
+
+__all__ = [
+    "ChunkProjection",
+    "DimSelection",
+    "Selection",
+    "normalize_selection",
+    "project",
+]
+
+DimSelection: TypeAlias = slice | np.ndarray[Any, np.dtype[np.intp]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A normalised selection over an array of ``shape``."""
+
+    dims: tuple[DimSelection, ...]
+    shape: tuple[int, ...]
+    drop_axes: tuple[int, ...]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Result shape before dropping integer-indexed axes."""
+        return tuple(_dim_len(d) for d in self.dims)
+
+    @property
+    def result_shape(self) -> tuple[int, ...]:
+        full = self.out_shape
+        return tuple(n for i, n in enumerate(full) if i not in self.drop_axes)
+
+    @property
+    def is_orthogonal_array(self) -> bool:
+        return any(isinstance(d, np.ndarray) for d in self.dims)
+
+
+def _dim_len(d: DimSelection) -> int:
+    if isinstance(d, slice):
+        return len(range(d.start, d.stop, d.step))
+    return int(d.shape[0])
+
+
+def _normalize_int(i: Any, n: int, axis: int) -> int:
+    try:
+        i = operator.index(i)
+    except TypeError as exc:
+        raise SelectionError(f"invalid index {i!r} for axis {axis}") from exc
+    if i < -n or i >= n:
+        raise SelectionError(f"index {i} is out of bounds for axis {axis} with size {n}")
+    return i + n if i < 0 else i
+
+
+def _normalize_dim(sel: Any, n: int, axis: int, *, allow_arrays: bool) -> tuple[DimSelection, bool]:
+    """(normalised selection, dropped?) for one axis."""
+    if isinstance(sel, slice):
+        try:
+            start, stop, step = sel.indices(n)
+        except (TypeError, ValueError) as exc:
+            raise SelectionError(f"invalid slice {sel!r} for axis {axis}: {exc}") from exc
+        if step > 0:
+            stop = max(stop, start)
+            count = len(range(start, stop, step))
+            return slice(start, start + (count - 1) * step + 1 if count else start, step), False
+        return np.arange(start, stop, step, dtype=np.intp), False
+    if isinstance(sel, int | np.integer) and not isinstance(sel, bool):
+        i = _normalize_int(sel, n, axis)
+        return slice(i, i + 1, 1), True
+    if not allow_arrays:
+        raise SelectionError(
+            f"unsupported selection {sel!r} for axis {axis}; use ints, slices and Ellipsis, "
+            "or .oindex[...] for integer/boolean arrays"
+        )
+    arr = np.asarray(sel)
+    if arr.dtype == bool:
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise SelectionError(
+                f"boolean selection for axis {axis} must be 1-d with length {n}, got shape {arr.shape}"
+            )
+        return np.flatnonzero(arr).astype(np.intp), False
+    if arr.dtype.kind in "iu":
+        if arr.ndim != 1:
+            raise SelectionError(f"integer array selection for axis {axis} must be 1-d, got {arr.shape}")
+        idx = arr.astype(np.intp, copy=True)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise SelectionError(f"index out of bounds for axis {axis} with size {n}")
+        idx[idx < 0] += n
+        return idx, False
+    raise SelectionError(f"unsupported selection {sel!r} for axis {axis}")
+
+
+def normalize_selection(
+    selection: Any,
+    shape: tuple[int, ...],
+    *,
+    dimension_names: Sequence[str | None] | None = None,
+    orthogonal: bool = False,
+) -> Selection:
+    """Normalise a user selection (numpy-style basic, or orthogonal when ``orthogonal``).
+
+    A mapping selects by dimension name: ``{"time": slice(0, 31)}``.
+    """
+    ndim = len(shape)
+    if isinstance(selection, Mapping):
+        if dimension_names is None:
+            raise SelectionError("selection by dimension name needs an array with dimension_names")
+        names = list(dimension_names)
+        parts: list[Any] = [slice(None)] * ndim
+        for name, sel in selection.items():
+            if name not in names:
+                raise SelectionError(f"unknown dimension name {name!r}; known: {names}")
+            parts[names.index(name)] = sel
+        selection = tuple(parts)
+    if not isinstance(selection, tuple):
+        selection = (selection,)
+    n_ellipsis = sum(1 for s in selection if s is Ellipsis)
+    if n_ellipsis > 1:
+        raise SelectionError("a selection may contain only one Ellipsis")
+    if n_ellipsis:
+        i = next(k for k, s in enumerate(selection) if s is Ellipsis)
+        fill = ndim - (len(selection) - 1)
+        if fill < 0:
+            raise SelectionError(f"too many indices for an array with {ndim} dimensions")
+        selection = selection[:i] + (slice(None),) * fill + selection[i + 1 :]
+    if any(s is None for s in selection):
+        raise SelectionError("np.newaxis (None) is not supported in selections")
+    if len(selection) > ndim:
+        raise SelectionError(
+            f"too many indices for an array with {ndim} dimensions: got {len(selection)}"
+        )
+    selection = selection + (slice(None),) * (ndim - len(selection))
+    dims: list[DimSelection] = []
+    drop: list[int] = []
+    for axis, (sel, n) in enumerate(zip(selection, shape, strict=True)):
+        d, dropped = _normalize_dim(sel, n, axis, allow_arrays=orthogonal)
+        dims.append(d)
+        if dropped:
+            drop.append(axis)
+    return Selection(tuple(dims), tuple(shape), tuple(drop))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkProjection:
+    """How one chunk contributes: which part of it, to which part of the output."""
+
+    coords: tuple[int, ...]
+    chunk_sel: tuple[DimSelection, ...]
+    out_sel: tuple[DimSelection, ...]
+    is_complete: bool
+    """The selection covers every valid element of the chunk (edge padding excluded)."""
+
+    def index_pair(self) -> tuple[Any, Any]:
+        """(chunk index, output index) usable with numpy, orthogonally."""
+        if any(isinstance(s, np.ndarray) for s in self.chunk_sel + self.out_sel):
+            return _ix(self.chunk_sel), _ix(self.out_sel)
+        return self.chunk_sel, self.out_sel
+
+
+def _ix(sel: tuple[DimSelection, ...]) -> Any:
+    arrays = [
+        np.arange(s.start, s.stop, s.step, dtype=np.intp) if isinstance(s, slice) else s for s in sel
+    ]
+    return np.ix_(*arrays)
+
+
+_DimPart = tuple[int, DimSelection, DimSelection, bool]
+
+
+def _project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
+    start, stop, step = s.start, s.stop, s.step
+    if stop <= start:
+        return []
+    parts: list[_DimPart] = []
+    last = stop - 1
+    for k in range(start // c, last // c + 1):
+        lo = k * c
+        hi = min(lo + c, n)
+        first = start if start >= lo else start + -(-(lo - start) // step) * step
+        if first >= min(stop, hi):
+            continue
+        count = -(-(min(stop, hi) - first) // step)
+        a = first - lo
+        chunk_sel = slice(a, a + (count - 1) * step + 1, step)
+        o = (first - start) // step
+        complete = step == 1 and a == 0 and count == hi - lo
+        parts.append((k, chunk_sel, slice(o, o + count, 1), complete))
+    return parts
+
+
+def _as_slice_if_contiguous(idx: np.ndarray[Any, np.dtype[np.intp]]) -> DimSelection:
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1, 1)
+    return idx
+
+
+def _project_array(idx: np.ndarray[Any, np.dtype[np.intp]], n: int, c: int) -> list[_DimPart]:
+    if idx.size == 0:
+        return []
+    chunk_ids = idx // c
+    order = np.argsort(chunk_ids, kind="stable")
+    sorted_ids = chunk_ids[order]
+    bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
+    parts: list[_DimPart] = []
+    for group in np.split(order, bounds):
+        k = int(chunk_ids[group[0]])
+        local = idx[group] - k * c
+        out_pos = group.astype(np.intp)
+        valid = min(c, n - k * c)
+        chunk_sel = _as_slice_if_contiguous(local)
+        complete = isinstance(chunk_sel, slice) and chunk_sel.start == 0 and chunk_sel.stop == valid
+        parts.append((k, chunk_sel, _as_slice_if_contiguous(out_pos), complete))
+    return parts
+
+
+def project(selection: Selection, chunk_shape: tuple[int, ...]) -> Iterator[ChunkProjection]:
+    """Lazily yield the chunks a selection touches (C order of chunk coordinates)."""
+    per_dim: list[list[_DimPart]] = []
+    for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
+        per_dim.append(_project_slice(d, n, c) if isinstance(d, slice) else _project_array(d, n, c))
+    for combo in itertools.product(*per_dim):
+        yield ChunkProjection(
+            coords=tuple(p[0] for p in combo),
+            chunk_sel=tuple(p[1] for p in combo),
+            out_sel=tuple(p[2] for p in combo),
+            is_complete=all(p[3] for p in combo),
+        )
+
+
+def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
+    """Number of chunks :func:`project` yields (without generating them)."""
+    total = 1
+    for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
+        if isinstance(d, slice):
+            total *= len(_project_slice(d, n, c))
+        else:
+            total *= len(np.unique(d // c)) if d.size else 0
+    return math.prod([total])

@@ -1,0 +1,120 @@
+"""Readable summaries of arrays (``arr.info``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asyncarr.core._array import AsyncArray
+
+__all__ = ["ArrayInfo"]
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """What ``asyncarr info`` prints; ``str(info)`` is a readable table."""
+
+    name: str
+    store: str
+    zarr_format: int
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    fill_value: Any
+    order: str
+    codecs: list[dict[str, Any]]
+    dimension_names: tuple[str | None, ...] | None
+    nbytes: int
+    nchunks: int
+    nbytes_stored: int | None = None
+    nchunks_initialized: int | None = None
+
+    @classmethod
+    def from_array(
+        cls, arr: AsyncArray, *, nbytes_stored: int | None = None, nchunks_initialized: int | None = None
+    ) -> ArrayInfo:
+        meta = arr.metadata
+        if meta.zarr_format == 2:
+            codecs = [*(meta.v2_filters or []), *([meta.v2_compressor] if meta.v2_compressor else [])]
+        else:
+            codecs = [c.to_metadata() for c in meta.codecs]
+        return cls(
+            name=arr.name,
+            store=str(arr.store),
+            zarr_format=meta.zarr_format,
+            shape=arr.shape,
+            dtype=str(arr.dtype),
+            chunks=arr.chunks,
+            shards=arr.shards,
+            fill_value=arr.fill_value,
+            order=arr.order,
+            codecs=codecs,
+            dimension_names=arr.dimension_names,
+            nbytes=arr.nbytes,
+            nchunks=arr.nchunks,
+            nbytes_stored=nbytes_stored,
+            nchunks_initialized=nchunks_initialized,
+        )
+
+    @property
+    def compression_ratio(self) -> float | None:
+        if not self.nbytes_stored:
+            return None
+        return self.nbytes / self.nbytes_stored
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items()}
+        out["fill_value"] = repr(self.fill_value)
+        out["compression_ratio"] = self.compression_ratio
+        return out
+
+    def __str__(self) -> str:
+        rows: list[tuple[str, str]] = [
+            ("Name", self.name),
+            ("Store", self.store),
+            ("Zarr format", str(self.zarr_format)),
+            ("Shape", str(self.shape)),
+            ("Data type", self.dtype),
+            ("Chunk shape", str(self.chunks)),
+        ]
+        if self.shards is not None:
+            rows.append(("Shard shape", str(self.shards)))
+        rows += [
+            ("Fill value", repr(self.fill_value)),
+            ("Order", self.order),
+            ("Codecs", ", ".join(_codec_label(c) for c in self.codecs) or "none"),
+        ]
+        if self.dimension_names is not None:
+            rows.append(("Dimension names", str(list(self.dimension_names))))
+        rows.append(("No. bytes", f"{self.nbytes} ({_human(self.nbytes)})"))
+        grid_label = "shards" if self.shards is not None else "chunks"
+        if self.nbytes_stored is not None:
+            rows.append(("No. bytes stored", f"{self.nbytes_stored} ({_human(self.nbytes_stored)})"))
+            ratio = self.compression_ratio
+            rows.append(("Compression ratio", f"{ratio:.2f}" if ratio else "-"))
+        if self.nchunks_initialized is not None:
+            rows.append((f"{grid_label.capitalize()} initialized", f"{self.nchunks_initialized}/{self.nchunks}"))
+        else:
+            rows.append((f"No. {grid_label}", str(self.nchunks)))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+
+
+def _codec_label(c: dict[str, Any]) -> str:
+    name = c.get("name") or c.get("id") or "?"
+    config = c.get("configuration") or {k: v for k, v in c.items() if k != "id"}
+    if not config:
+        return str(name)
+    inner = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("codecs", "index_codecs"))
+    return f"{name}({inner})"

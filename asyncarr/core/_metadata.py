@@ -1,0 +1,357 @@
+"""Array and group metadata for Zarr v2 and v3: parsing, validation, serialisation."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec
+from asyncarr.errors import AsyncarrError, MetadataError
+from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
+from asyncarr.core._dtype import (
+    decode_fill_value,
+    encode_fill_value,
+    parse_v2_dtype,
+    parse_v3_dtype,
+    v2_dtype_str,
+    v3_dtype_name,
+)
+
+__all__ = [
+    "ArrayMetadata",
+    "GroupMetadata",
+    "MAX_CHUNK_BYTES",
+    "ZARR_JSON",
+    "ZARRAY",
+    "ZATTRS",
+    "ZGROUP",
+    "ZMETADATA",
+    "dumps_json",
+    "loads_json",
+    "parse_array_metadata_v2",
+    "parse_array_metadata_v3",
+    "parse_group_metadata_v2",
+    "parse_group_metadata_v3",
+    "validate_codec_chain",
+]
+
+ZARR_JSON = "zarr.json"
+ZARRAY = ".zarray"
+ZGROUP = ".zgroup"
+ZATTRS = ".zattrs"
+ZMETADATA = ".zmetadata"
+
+MAX_CHUNK_BYTES = 1 << 34
+"""Chunks (shards) whose decoded size exceeds this are refused as absurd metadata."""
+MAX_DIM = (1 << 63) - 1
+
+
+def loads_json(data: bytes, *, key: str) -> dict[str, Any]:
+    """Parse a metadata document; anything but a JSON object is a MetadataError."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MetadataError(f"metadata is not valid JSON: {exc}", key=key) from exc
+    if not isinstance(doc, dict):
+        raise MetadataError(f"metadata must be a JSON object, got {type(doc).__name__}", key=key)
+    return doc
+
+
+def dumps_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, allow_nan=False, sort_keys=False).encode()
+
+
+def _int_tuple(value: object, what: str, key: str | None, *, positive: bool) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple):
+        raise MetadataError(f"{what} must be a list of integers, got {value!r}", key=key)
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise MetadataError(f"{what} must be a list of integers, got {value!r}", key=key)
+        v = int(v)
+        if v < (1 if positive else 0) or v > MAX_DIM:
+            bound = "> 0" if positive else ">= 0"
+            raise MetadataError(f"{what} entries must be {bound} and < 2**63, got {value!r}", key=key)
+        out.append(v)
+    return tuple(out)
+
+
+def _check_attrs(value: object, key: str | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MetadataError(f"attributes must be a JSON object, got {type(value).__name__}", key=key)
+    return value
+
+
+def validate_codec_chain(codecs: tuple[Codec, ...], *, key: str | None = None) -> None:
+    """Array→array codecs, then exactly one array→bytes, then bytes→bytes."""
+    stage = 0
+    n_ab = 0
+    for c in codecs:
+        if isinstance(c, ArrayArrayCodec):
+            if stage > 0:
+                raise MetadataError(f"array->array codec {c.codec_name!r} after the array->bytes codec", key=key)
+        elif isinstance(c, ArrayBytesCodec):
+            n_ab += 1
+            stage = 1
+        elif isinstance(c, BytesBytesCodec):
+            if stage == 0:
+                raise MetadataError(f"bytes->bytes codec {c.codec_name!r} before any array->bytes codec", key=key)
+        else:
+            raise MetadataError(f"{c!r} is not a codec", key=key)
+    if n_ab != 1:
+        raise MetadataError(f"the codec chain needs exactly one array->bytes codec, found {n_ab}", key=key)
+
+
+@dataclass(frozen=True)
+class ArrayMetadata:
+    """Everything needed to read and write one array, whatever its format."""
+
+    zarr_format: Literal[2, 3]
+    shape: tuple[int, ...]
+    chunk_shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill_value: Any
+    codecs: tuple[Codec, ...]
+    chunk_key_encoding: ChunkKeyEncoding
+    dimension_names: tuple[str | None, ...] | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    order: Literal["C", "F"] = "C"
+    extra: dict[str, Any] = field(default_factory=dict)
+    v2_compressor: dict[str, Any] | None = None
+    """v2 only: the ``.zarray`` ``compressor`` entry (the chain in ``codecs`` runs it)."""
+    v2_filters: list[dict[str, Any]] | None = None
+    """v2 only: the ``.zarray`` ``filters`` entry."""
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != len(self.chunk_shape):
+            raise MetadataError(
+                f"shape {list(self.shape)} and chunk shape {list(self.chunk_shape)} differ in length"
+            )
+        if self.dimension_names is not None and len(self.dimension_names) != len(self.shape):
+            raise MetadataError(
+                f"dimension_names {list(self.dimension_names)} do not match {len(self.shape)} dimensions"
+            )
+        nbytes = self.dtype.itemsize * math.prod(self.chunk_shape)
+        if nbytes > MAX_CHUNK_BYTES:
+            raise MetadataError(
+                f"chunk shape {list(self.chunk_shape)} of {self.dtype} is {nbytes} bytes, over the "
+                f"{MAX_CHUNK_BYTES}-byte limit"
+            )
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def chunk_grid_shape(self) -> tuple[int, ...]:
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunk_shape, strict=True))
+
+    @property
+    def nchunks(self) -> int:
+        return math.prod(self.chunk_grid_shape)
+
+    def chunk_key(self, coords: tuple[int, ...]) -> str:
+        return self.chunk_key_encoding.encode(coords)
+
+    def evolve(self, **changes: Any) -> ArrayMetadata:
+        return replace(self, **changes)
+
+    # -- serialisation --------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """``zarr.json`` (v3) or ``.zarray`` (v2; attributes go to ``.zattrs``)."""
+        if self.zarr_format == 2:
+            doc: dict[str, Any] = {
+                "zarr_format": 2,
+                "shape": list(self.shape),
+                "chunks": list(self.chunk_shape),
+                "dtype": v2_dtype_str(self.dtype),
+                "compressor": self.v2_compressor,
+                "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=2),
+                "order": self.order,
+                "filters": self.v2_filters or None,
+                "dimension_separator": self.chunk_key_encoding.separator,
+            }
+            doc.update(self.extra)
+            return doc
+        doc = {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": list(self.shape),
+            "data_type": v3_dtype_name(self.dtype),
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(self.chunk_shape)}},
+            "chunk_key_encoding": self.chunk_key_encoding.to_json(),
+            "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=3),
+            "codecs": [c.to_metadata() for c in self.codecs],
+            "attributes": self.attributes,
+        }
+        if self.dimension_names is not None:
+            doc["dimension_names"] = list(self.dimension_names)
+        doc.update(self.extra)
+        return doc
+
+
+def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> ArrayMetadata:
+    """Validate and parse an array ``zarr.json`` document."""
+    from asyncarr.core._codec_lookup import codec_chain_from_metadata
+
+    if doc.get("zarr_format") != 3:
+        raise MetadataError(f"expected zarr_format 3, got {doc.get('zarr_format')!r}", key=key)
+    if doc.get("node_type") != "array":
+        raise MetadataError(f"expected node_type 'array', got {doc.get('node_type')!r}", key=key)
+    known = {
+        "zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
+        "fill_value", "codecs", "attributes", "dimension_names", "storage_transformers",
+    }
+    extra: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name in known:
+            continue
+        if isinstance(value, dict) and value.get("must_understand") is False:
+            extra[name] = value
+            continue
+        raise MetadataError(f"unknown metadata field {name!r} that must be understood", key=key)
+    for required in ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs"):
+        if required not in doc:
+            raise MetadataError(f"array metadata lacks the required field {required!r}", key=key)
+    if doc.get("storage_transformers"):
+        raise MetadataError("storage_transformers are not supported", key=key)
+    shape = _int_tuple(doc["shape"], "shape", key, positive=False)
+    grid = doc["chunk_grid"]
+    if not isinstance(grid, dict) or grid.get("name") != "regular":
+        raise MetadataError(f"only the 'regular' chunk grid is supported, got {grid!r}", key=key)
+    chunk_shape = _int_tuple(
+        (grid.get("configuration") or {}).get("chunk_shape"), "chunk_shape", key, positive=True
+    )
+    dtype = parse_v3_dtype(doc["data_type"], key=key)
+    fill_value = decode_fill_value(doc["fill_value"], dtype, zarr_format=3, key=key)
+    names = doc.get("dimension_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(n is None or isinstance(n, str) for n in names):
+            raise MetadataError(f"dimension_names must be a list of strings or nulls: {names!r}", key=key)
+        names = tuple(names)
+    try:
+        meta = ArrayMetadata(
+            zarr_format=3,
+            shape=shape,
+            chunk_shape=chunk_shape,
+            dtype=dtype,
+            fill_value=fill_value,
+            codecs=(),
+            chunk_key_encoding=parse_chunk_key_encoding(doc["chunk_key_encoding"], key=key),
+            dimension_names=names,
+            attributes=_check_attrs(doc.get("attributes"), key),
+            extra=extra,
+        )
+    except MetadataError as exc:
+        if exc.key is not None:
+            raise
+        raise MetadataError(str(exc), key=key) from exc
+    codecs = codec_chain_from_metadata(doc["codecs"], meta, key=key)
+    return meta.evolve(codecs=codecs)
+
+
+def parse_array_metadata_v2(
+    doc: dict[str, Any], attrs: dict[str, Any] | None = None, *, key: str | None = None
+) -> ArrayMetadata:
+    """Validate and parse a ``.zarray`` document (plus its ``.zattrs``)."""
+    if doc.get("zarr_format") != 2:
+        raise MetadataError(f"expected zarr_format 2, got {doc.get('zarr_format')!r}", key=key)
+    for required in ("shape", "chunks", "dtype"):
+        if required not in doc:
+            raise MetadataError(f"array metadata lacks the required field {required!r}", key=key)
+    shape = _int_tuple(doc["shape"], "shape", key, positive=False)
+    chunks = _int_tuple(doc["chunks"], "chunks", key, positive=True)
+    dtype = parse_v2_dtype(doc["dtype"], key=key)
+    order = doc.get("order", "C")
+    if order not in ("C", "F"):
+        raise MetadataError(f"order must be 'C' or 'F', got {order!r}", key=key)
+    sep = doc.get("dimension_separator", ".")
+    if sep is None:
+        sep = "."
+    if sep not in ("/", "."):
+        raise MetadataError(f"dimension_separator must be '.' or '/', got {sep!r}", key=key)
+    filters = doc.get("filters")
+    if filters is not None and not isinstance(filters, list):
+        raise MetadataError(f"filters must be a list or null, got {filters!r}", key=key)
+    compressor = doc.get("compressor")
+    if compressor is not None and not isinstance(compressor, dict):
+        raise MetadataError(f"compressor must be an object or null, got {compressor!r}", key=key)
+    from asyncarr.codecs import v2_codecs
+
+    try:
+        codecs = tuple(v2_codecs(compressor=compressor, filters=filters, dtype=dtype))
+    except AsyncarrError as exc:
+        if getattr(exc, "key", None) is None:
+            exc.key = key  # type: ignore[attr-defined]
+            exc.args = (f"{exc.args[0]} (key={key!r})",)
+        raise
+    attrs = _check_attrs(attrs, key)
+    names = attrs.get("_ARRAY_DIMENSIONS")
+    dimension_names = (
+        tuple(names)
+        if isinstance(names, list) and len(names) == len(shape) and all(isinstance(n, str) for n in names)
+        else None
+    )
+    known = {"zarr_format", "shape", "chunks", "dtype", "compressor", "fill_value", "order",
+             "filters", "dimension_separator"}
+    return ArrayMetadata(
+        zarr_format=2,
+        shape=shape,
+        chunk_shape=chunks,
+        dtype=dtype,
+        fill_value=decode_fill_value(doc.get("fill_value"), dtype, zarr_format=2, key=key),
+        codecs=codecs,
+        chunk_key_encoding=ChunkKeyEncoding("v2", sep),
+        dimension_names=dimension_names,
+        attributes=attrs,
+        order=order,
+        extra={k: v for k, v in doc.items() if k not in known},
+        v2_compressor=compressor,
+        v2_filters=filters,
+    )
+
+
+@dataclass(frozen=True)
+class GroupMetadata:
+    """A group's format, attributes and (optionally) consolidated child metadata."""
+
+    zarr_format: Literal[2, 3]
+    attributes: dict[str, Any] = field(default_factory=dict)
+    consolidated: dict[str, dict[str, Any]] | None = None
+    """Path (relative to the group) -> raw metadata document of every descendant."""
+
+    def to_json(self) -> dict[str, Any]:
+        if self.zarr_format == 2:
+            return {"zarr_format": 2}
+        doc: dict[str, Any] = {"zarr_format": 3, "node_type": "group", "attributes": self.attributes}
+        if self.consolidated is not None:
+            doc["consolidated_metadata"] = {
+                "kind": "inline",
+                "must_understand": False,
+                "metadata": self.consolidated,
+            }
+        return doc
+
+
+def parse_group_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> GroupMetadata:
+    if doc.get("zarr_format") != 3 or doc.get("node_type") != "group":
+        raise MetadataError("expected a v3 group document", key=key)
+    consolidated = None
+    block = doc.get("consolidated_metadata")
+    if isinstance(block, dict) and isinstance(block.get("metadata"), dict):
+        consolidated = block["metadata"]
+    return GroupMetadata(3, _check_attrs(doc.get("attributes"), key), consolidated)
+
+
+def parse_group_metadata_v2(
+    doc: dict[str, Any], attrs: dict[str, Any] | None = None, *, key: str | None = None
+) -> GroupMetadata:
+    if doc.get("zarr_format") != 2:
+        raise MetadataError(f"expected zarr_format 2, got {doc.get('zarr_format')!r}", key=key)
+    return GroupMetadata(2, _check_attrs(attrs, key))

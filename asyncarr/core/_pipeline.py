@@ -1,0 +1,122 @@
+"""The codec pipeline: one chunk's codec chain with every stage's spec precomputed.
+
+Everything here is synchronous CPU work and picklable, so the runtime can
+run it in threads or worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from asyncarr._types import ChunkSpec
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec, NDArray
+from asyncarr.errors import AsyncarrError, CodecError
+
+__all__ = ["CodecPipeline", "build_chain_specs"]
+
+_BOMB_SLACK = 1 << 16
+
+
+def build_chain_specs(codecs: Sequence[Codec], spec: ChunkSpec) -> tuple[list[Codec], list[ChunkSpec]]:
+    """Evolve each codec for the spec it sees; return codecs and their input specs."""
+    evolved: list[Codec] = []
+    specs: list[ChunkSpec] = []
+    for codec in codecs:
+        codec = codec.evolve(spec)
+        codec.validate(spec)
+        evolved.append(codec)
+        specs.append(spec)
+        if isinstance(codec, ArrayArrayCodec):
+            spec = codec.resolve_spec(spec)
+    return evolved, specs
+
+
+class CodecPipeline:
+    """Encode/decode chunks of one array (or one shard's inner chunks)."""
+
+    def __init__(self, codecs: Sequence[Codec], spec: ChunkSpec) -> None:
+        evolved, specs = build_chain_specs(codecs, spec)
+        self.spec = spec
+        self.codecs = tuple(evolved)
+        self.aa = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, ArrayArrayCodec)]
+        ab = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, ArrayBytesCodec)]
+        if len(ab) != 1:
+            raise CodecError(f"a codec chain needs exactly one array->bytes codec, got {len(ab)}")
+        self.ab, self.ab_spec = ab[0]
+        self.bb = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, BytesBytesCodec)]
+        self.releases_gil = all(getattr(c, "releases_gil", True) for c in evolved)
+        self._fixed_size = self.ab.codec_name == "bytes"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__
+
+    @property
+    def decoded_bound(self) -> int | None:
+        """An upper bound for intermediate decoded bytes (decompression-bomb guard)."""
+        if not self._fixed_size:
+            return None
+        n = self.ab_spec.nbytes
+        return n + max(_BOMB_SLACK, n // 8)
+
+    def encode(self, chunk: NDArray) -> bytes:
+        spec = self.spec
+        if chunk.shape != spec.shape:
+            raise CodecError(f"chunk has shape {chunk.shape}, expected {spec.shape}")
+        data: Any = chunk
+        try:
+            for codec, s in self.aa:
+                data = codec.encode(data, s)
+            out: Any = self.ab.encode(data, self.ab_spec)
+            for codec, s in self.bb:
+                out = codec.encode(out, s)
+        except AsyncarrError:
+            raise
+        except Exception as exc:
+            raise CodecError(f"encoding failed: {exc!r}") from exc
+        return bytes(out) if not isinstance(out, bytes) else out
+
+    def decode(self, data: bytes | memoryview, *, key: str | None = None) -> NDArray:
+        """Decode one chunk; the result has exactly ``spec.shape`` and ``spec.dtype``."""
+        try:
+            buf: Any = data
+            bound = self.decoded_bound
+            for codec, s in reversed(self.bb):
+                buf = codec.decode(buf, s, bound)
+            arr = self.ab.decode(buf, self.ab_spec)
+            for codec, s in reversed(self.aa):
+                arr = codec.decode(arr, s)
+        except CodecError as exc:
+            if key is not None and exc.key is None:
+                exc.key = key
+                exc.args = (f"{exc.args[0]} (key={key!r})",)
+            raise
+        except AsyncarrError:
+            raise
+        except Exception as exc:
+            raise CodecError(f"decoding failed: {exc!r}", key=key) from exc
+        if arr.shape != self.spec.shape or arr.dtype != self.spec.dtype:
+            raise CodecError(
+                f"chunk decoded to shape {arr.shape} of {arr.dtype}, expected "
+                f"{self.spec.shape} of {self.spec.dtype}",
+                key=key,
+            )
+        return arr
+
+    def is_fill(self, chunk: NDArray) -> bool:
+        """Whether every element equals the fill value (NaN-aware)."""
+        return chunk_equals_fill(chunk, self.spec.fill_value)
+
+
+def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
+    if fill_value is None:
+        fill_value = 0
+    if chunk.dtype.kind in "fc":
+        fv = np.asarray(fill_value, dtype=chunk.dtype)
+        if np.isnan(fv).any():
+            if chunk.dtype.kind == "c":
+                return bool(np.all((chunk == fv) | (np.isnan(chunk.real) & np.isnan(chunk.imag))))
+            return bool(np.all(np.isnan(chunk)))
+    return bool(np.all(chunk == fill_value))

@@ -1,0 +1,265 @@
+"""The read path: selection → chunk fetches → batched decode into one output array."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from asyncarr._types import ByteRange
+from asyncarr.abc import NDArray
+from asyncarr.core._context import ArrayContext
+from asyncarr.core._indexing import ChunkProjection, DimSelection, Selection, count_chunks, project
+from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.core._sharding import MISSING, ShardingCodec
+from asyncarr.errors import CodecError, StoreError
+from asyncarr.runtime import ChunkCache, bounded_for_each
+
+__all__ = ["DecodeJob", "decode_jobs", "read_selection"]
+
+COALESCE_GAP = 1 << 16
+"""Inner-chunk byte ranges closer than this are fetched as one request."""
+
+
+@dataclass(slots=True)
+class DecodeJob:
+    """One chunk to decode into the output.
+
+    ``payload`` is the encoded bytes, a local file path (read by the worker),
+    or ``None`` for a missing chunk (filled with the fill value).
+    """
+
+    key: str
+    payload: bytes | str | None
+    chunk_sel: Any
+    out_sel: Any
+    complete: bool
+    coords: tuple[int, ...] = ()
+
+
+def decode_jobs(
+    pipeline: CodecPipeline,
+    jobs: list[DecodeJob],
+    out: NDArray,
+    fill: Any,
+    cache: ChunkCache | None = None,
+    cache_prefix: str = "",
+) -> int:
+    """Decode ``jobs`` into ``out``; runs in the codec executor (threads or processes)."""
+    decoded = 0
+    for job in jobs:
+        payload = job.payload
+        if isinstance(payload, str):
+            try:
+                with open(payload, "rb") as f:
+                    payload = f.read()
+            except FileNotFoundError:
+                payload = None
+            except OSError as exc:
+                raise StoreError(f"cannot read chunk file: {exc}", key=job.key) from exc
+        if payload is None:
+            out[job.out_sel] = fill
+            continue
+        chunk = pipeline.decode(payload, key=job.key)
+        decoded += 1
+        if cache is not None:
+            cache.put((cache_prefix, job.key), chunk)
+        if job.complete and not isinstance(job.chunk_sel, tuple | list):
+            out[job.out_sel] = chunk
+        else:
+            out[job.out_sel] = chunk[job.chunk_sel]
+    return decoded
+
+
+def _as_index(p: ChunkProjection) -> tuple[Any, Any]:
+    return p.index_pair()
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _workers(ctx: ArrayContext) -> int:
+    n = ctx.executor.config.max_workers or (os.cpu_count() or 1)
+    return max(1, n)
+
+
+def _batch_size(ctx: ArrayContext, chunk_nbytes: int, total: int) -> int:
+    per_batch = max(1, ctx.executor.config.batch_bytes // max(1, chunk_nbytes))
+    # keep at least ~4 batches per worker so the pool stays busy
+    spread = max(1, math.ceil(total / (4 * _workers(ctx))))
+    return max(1, min(per_batch, spread))
+
+
+async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
+    """Read ``selection`` into a new array of ``selection.result_shape``."""
+    executor = ctx.executor
+    out = executor.allocate(selection.out_shape, ctx.dtype)
+    try:
+        if math.prod(selection.out_shape) > 0:
+            if ctx.sharding is not None:
+                await _read_sharded(ctx, selection, out)
+            else:
+                await _read_chunks(ctx, selection, out)
+    finally:
+        out = executor.finalize(out)
+    if selection.drop_axes:
+        out = out.reshape(selection.result_shape)
+    return out
+
+
+def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
+    cache = ctx.cache
+    if cache is None:
+        return False
+    hit = cache.get((ctx.store.endpoint_key, job.key))
+    if hit is None:
+        return False
+    out[job.out_sel] = hit if job.complete and not isinstance(job.chunk_sel, tuple) else hit[job.chunk_sel]
+    return True
+
+
+async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
+    total = count_chunks(selection, ctx.meta.chunk_shape)
+    size = _batch_size(ctx, ctx.pipeline.spec.nbytes, total)
+    local = ctx.store.supports_local_files
+    executor = ctx.executor
+    cache = ctx.cache
+    mode = executor.mode_for(ctx.pipeline.releases_gil)
+    worker_cache = cache if mode != "processes" else None
+
+    def jobs() -> Iterator[DecodeJob]:
+        for p in project(selection, ctx.meta.chunk_shape):
+            chunk_sel, out_sel = _as_index(p)
+            yield DecodeJob(ctx.chunk_key(p.coords), None, chunk_sel, out_sel, p.is_complete)
+
+    async def run_batch(batch: list[DecodeJob]) -> None:
+        if cache is not None:
+            batch = [j for j in batch if not _cache_lookup(ctx, j, out)]
+            if not batch:
+                return
+        if local:
+            for j in batch:
+                j.payload = ctx.store.local_path(j.key)
+        else:
+            payloads = await asyncio.gather(*(ctx.io.get(j.key) for j in batch))
+            for j, data in zip(batch, payloads, strict=True):
+                j.payload = data
+        await executor.run(
+            decode_jobs, ctx.pipeline, batch, out, ctx.fill, worker_cache, ctx.store.endpoint_key,
+            releases_gil=ctx.pipeline.releases_gil,
+        )
+
+    limit = max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size))
+    await bounded_for_each(run_batch, _batched(jobs(), size), limit=limit)
+
+
+# -- sharded arrays ---------------------------------------------------------------------
+
+
+def _compose(outer: DimSelection, inner: DimSelection) -> DimSelection:
+    """Output positions of ``inner`` (relative to a shard's output block ``outer``)."""
+    if isinstance(outer, slice) and isinstance(inner, slice):
+        return slice(outer.start + inner.start, outer.start + inner.stop, 1)
+    outer_idx = np.arange(outer.start, outer.stop, outer.step) if isinstance(outer, slice) else outer
+    inner_idx = np.arange(inner.start, inner.stop, inner.step) if isinstance(inner, slice) else inner
+    return np.asarray(outer_idx[inner_idx], dtype=np.intp)
+
+
+def _inner_jobs(ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection, key: str) -> list[DecodeJob]:
+    inner_sel = Selection(tuple(shard.chunk_sel), ctx.meta.chunk_shape, ())
+    jobs = []
+    for p in project(inner_sel, codec.chunk_shape):
+        out_dims = tuple(_compose(o, i) for o, i in zip(shard.out_sel, p.out_sel, strict=True))
+        composed = ChunkProjection(p.coords, p.chunk_sel, out_dims, p.is_complete)
+        chunk_sel, out_sel = composed.index_pair()
+        label = f"{key}[{','.join(map(str, p.coords))}]"
+        jobs.append(DecodeJob(label, None, chunk_sel, out_sel, p.is_complete, p.coords))
+    return jobs
+
+
+def coalesce(ranges: list[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int, list[int]]]:
+    """Merge (start, end) ranges closer than ``gap``; returns (start, end, member indices)."""
+    order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
+    merged: list[tuple[int, int, list[int]]] = []
+    for i in order:
+        s, e = ranges[i]
+        if merged and s - merged[-1][1] <= gap:
+            ms, me, members = merged[-1]
+            merged[-1] = (ms, max(me, e), [*members, i])
+        else:
+            merged.append((s, e, [i]))
+    return merged
+
+
+async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
+    codec = ctx.sharding
+    assert codec is not None
+    executor = ctx.executor
+    inner = codec.inner
+    n_inner = codec.n_inner()
+
+    async def read_shard(shard: ChunkProjection) -> None:
+        key = ctx.chunk_key(shard.coords)
+        jobs = _inner_jobs(ctx, codec, shard, key)
+        if len(jobs) == n_inner:
+            data = await ctx.io.get(key)
+            if data is None:
+                for j in jobs:
+                    j.payload = None
+            else:
+                parts = codec.split_parts(data, key=key)
+                for j in jobs:
+                    j.payload = parts.get(j.coords)
+        else:
+            await _fetch_inner_ranges(ctx, codec, key, jobs)
+        await executor.run(decode_jobs, inner, jobs, out, ctx.fill, releases_gil=inner.releases_gil)
+
+    limit = max(2 * _workers(ctx), ctx.io_concurrency() // 4)
+    await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
+
+
+async def _fetch_inner_ranges(ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]) -> None:
+    raw_index = await ctx.io.get(key, codec.index_range(), expected_length=codec.index_size)
+    if raw_index is None or len(raw_index) == 0:
+        for j in jobs:
+            j.payload = None
+        return
+    if len(raw_index) < codec.index_size:
+        raise CodecError(
+            f"shard is {len(raw_index)} bytes, shorter than its {codec.index_size}-byte index",
+            key=key, codec="sharding_indexed",
+        )
+    index = codec.decode_index(raw_index, key=key)
+    wanted: list[tuple[int, int]] = []
+    wanted_jobs: list[DecodeJob] = []
+    for j in jobs:
+        off, size = (int(v) for v in index[j.coords])
+        if off == int(MISSING):
+            j.payload = None
+            continue
+        wanted.append((off, off + size))
+        wanted_jobs.append(j)
+    if not wanted:
+        return
+    groups = coalesce(wanted)
+    ranges = [ByteRange(s, e) for s, e, _ in groups]
+    blobs = await ctx.io.get_ranges(key, ranges, expected_lengths=[e - s for s, e, _ in groups])
+    if blobs is None:
+        raise StoreError("shard disappeared between index and data reads", key=key)
+    for (s, _e, members), blob in zip(groups, blobs, strict=True):
+        for m in members:
+            a, b = wanted[m]
+            wanted_jobs[m].payload = bytes(blob[a - s : b - s])

@@ -1,0 +1,175 @@
+"""The write path: split a value by chunk, encode in the executor, store under the limit.
+
+Whole chunks are encoded and stored directly. Partly covered chunks are
+read-modify-written: serialised per chunk within the process, and made safe
+across processes with the store's conditional writes where it has them
+(retried when another writer won the race).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import numpy as np
+
+from asyncarr.abc import NDArray
+from asyncarr.core._context import ArrayContext, chunk_lock
+from asyncarr.core._indexing import ChunkProjection, Selection, project
+from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.errors import PreconditionFailedError, StoreError
+from asyncarr.runtime import bounded_for_each
+
+__all__ = ["write_selection"]
+
+MAX_CAS_ATTEMPTS = 64
+
+
+def _edge_shape(ctx: ArrayContext, coords: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(
+        min(c, s - i * c) for i, c, s in zip(coords, ctx.meta.chunk_shape, ctx.meta.shape, strict=True)
+    )
+
+
+def encode_full_chunks(
+    pipeline: CodecPipeline, chunks: list[NDArray], write_empty: bool
+) -> list[bytes | None]:
+    """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped)."""
+    out: list[bytes | None] = []
+    for chunk in chunks:
+        if not write_empty and pipeline.is_fill(chunk):
+            out.append(None)
+        else:
+            out.append(pipeline.encode(chunk))
+    return out
+
+
+def merge_chunk(
+    pipeline: CodecPipeline,
+    old: bytes | None,
+    value: NDArray,
+    chunk_sel: Any,
+    write_empty: bool,
+    key: str,
+) -> bytes | None:
+    """Decode ``old`` (or start from fill), write ``value`` at ``chunk_sel``, re-encode."""
+    if old is None:
+        chunk = np.full(pipeline.spec.shape, pipeline.spec.fill_value, dtype=pipeline.spec.dtype)
+    else:
+        chunk = np.array(pipeline.decode(old, key=key), copy=True)
+    chunk[chunk_sel] = value
+    if not write_empty and pipeline.is_fill(chunk):
+        return None
+    return pipeline.encode(chunk)
+
+
+def _chunk_from_value(
+    ctx: ArrayContext, value: NDArray, p: ChunkProjection, out_sel: Any
+) -> NDArray:
+    """The whole chunk ``p`` taken from ``value`` (edge chunks padded with fill)."""
+    spec = ctx.pipeline.spec
+    part = value[out_sel]
+    if part.shape == spec.shape and part.flags.c_contiguous:
+        return part
+    chunk = np.full(spec.shape, spec.fill_value, dtype=spec.dtype)
+    chunk[tuple(slice(0, n) for n in part.shape)] = part
+    return chunk
+
+
+async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArray) -> None:
+    """Write ``value`` (already broadcast to ``selection.out_shape``) at ``selection``."""
+    if math.prod(selection.out_shape) == 0:
+        return
+    executor = ctx.executor
+    pipeline = ctx.pipeline
+    releases = pipeline.releases_gil
+    workers = max(1, executor.config.max_workers or 2)
+    per_batch = max(1, min(executor.config.batch_bytes // max(1, pipeline.spec.nbytes), 16))
+    cache = ctx.cache
+
+    async def write_full(batch: list[ChunkProjection]) -> None:
+        chunks = [_chunk_from_value(ctx, value, p, p.index_pair()[1]) for p in batch]
+        encoded = await executor.run(
+            encode_full_chunks, pipeline, chunks, ctx.write_empty_chunks, releases_gil=releases
+        )
+
+        async def put(p: ChunkProjection, data: bytes | None) -> None:
+            key = ctx.chunk_key(p.coords)
+            await _store(ctx, key, data)
+            if cache is not None:
+                cache.invalidate((ctx.store.endpoint_key, key))
+
+        await asyncio.gather(*(put(p, d) for p, d in zip(batch, encoded, strict=True)))
+
+    async def write_partial(p: ChunkProjection) -> None:
+        key = ctx.chunk_key(p.coords)
+        chunk_sel, out_sel = p.index_pair()
+        part = np.ascontiguousarray(value[out_sel])
+        async with chunk_lock(ctx.store, key):
+            if ctx.store.supports_conditional_writes:
+                await _cas_update(ctx, key, part, chunk_sel)
+            else:
+                old = await ctx.io.get(key)
+                new = await executor.run(
+                    merge_chunk, pipeline, old, part, chunk_sel, ctx.write_empty_chunks, key,
+                    releases_gil=releases,
+                )
+                await _store(ctx, key, new)
+        if cache is not None:
+            cache.invalidate((ctx.store.endpoint_key, key))
+
+    async def handle(item: list[ChunkProjection] | ChunkProjection) -> None:
+        if isinstance(item, list):
+            await write_full(item)
+        else:
+            await write_partial(item)
+
+    def items() -> Any:
+        pending: list[ChunkProjection] = []
+        for p in project(selection, ctx.meta.chunk_shape):
+            if p.is_complete and _edge_shape(ctx, p.coords) == tuple(
+                (s.stop - s.start) if isinstance(s, slice) else len(s) for s in p.chunk_sel
+            ):
+                pending.append(p)
+                if len(pending) >= per_batch:
+                    yield pending
+                    pending = []
+            else:
+                yield p
+        if pending:
+            yield pending
+
+    limit = max(2 * workers, math.ceil(ctx.io_concurrency() / per_batch))
+    await bounded_for_each(handle, items(), limit=limit)
+
+
+async def _store(ctx: ArrayContext, key: str, data: bytes | None) -> None:
+    if data is None:
+        await ctx.io.delete(key)
+    else:
+        await ctx.io.set(key, data)
+
+
+async def _cas_update(ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any) -> None:
+    """Read-modify-write one chunk with optimistic concurrency (version check)."""
+    executor = ctx.executor
+    for _attempt in range(MAX_CAS_ATTEMPTS):
+        current = await ctx.io.get_versioned(key)
+        old = current.data if current is not None else None
+        new = await executor.run(
+            merge_chunk, ctx.pipeline, old, part, chunk_sel, ctx.write_empty_chunks, key,
+            releases_gil=ctx.pipeline.releases_gil,
+        )
+        if new is None:
+            if current is None:
+                return
+            await ctx.io.delete(key)  # not conditional: documented narrow race
+            return
+        try:
+            await ctx.io.set_if_version(key, new, current.version if current is not None else None)
+            return
+        except PreconditionFailedError:
+            await asyncio.sleep(0.001 * (1 + _attempt))
+            continue
+    raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting concurrent updates", key=key)

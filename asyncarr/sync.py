@@ -1,0 +1,513 @@
+"""Blocking twins of the async API (layer L5).
+
+Every function and method here has the same name and signature as its async
+counterpart and simply runs it on the shared event-loop thread
+(:class:`asyncarr.runtime.SyncPortal`) and waits. ``Array`` adds numpy
+conveniences: ``arr[...]``, ``arr[...] = v``, ``arr.oindex[...]`` and
+``numpy.asarray(arr)``.
+
+Calling these from inside a running event loop works (the loop's thread is
+blocked while the portal does the work, as in Jupyter), except from the
+portal's own thread, which raises :class:`asyncarr.errors.SyncFromLoopError`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, Self, TypeVar
+
+import numpy as np
+
+from asyncarr import core
+from asyncarr.abc import Codec, NDArray, Store
+from asyncarr.core import AccessMode, ArrayInfo, ArrayMetadata, AsyncArray, AsyncGroup, GroupMetadata
+from asyncarr.core import DEFAULT_COMPRESSOR
+from asyncarr.errors import SelectionError
+from asyncarr.runtime import get_portal
+
+__all__ = [
+    "Array",
+    "Group",
+    "consolidate_metadata",
+    "create_array",
+    "create_group",
+    "open",
+    "open_array",
+    "open_group",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _run(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    return get_portal().call(fn, *args, **kwargs)
+
+
+class _Leased:
+    """Holds a portal lease for as long as the object lives (or until closed)."""
+
+    def __init__(self) -> None:
+        portal = get_portal()
+        portal.acquire()
+        self._finalizer = weakref.finalize(self, portal.release)
+
+    def _release_lease(self) -> None:
+        self._finalizer()
+
+
+class _Attributes(MutableMapping[str, Any]):
+    """``node.attrs``: reads are local, every change is persisted at once."""
+
+    def __init__(self, node: Array | Group) -> None:
+        self._node = node
+
+    def _current(self) -> Mapping[str, Any]:
+        return self._node._async.attrs
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._node.update_attributes({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        attrs = dict(self._current())
+        del attrs[key]
+        self._node.set_attributes(attrs)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def asdict(self) -> dict[str, Any]:
+        return dict(self._current())
+
+    def __repr__(self) -> str:
+        return repr(dict(self._current()))
+
+
+class _OrthogonalIndexer:
+    def __init__(self, array: Array) -> None:
+        self._array = array
+
+    def __getitem__(self, selection: Any) -> NDArray:
+        return self._array.read(selection, orthogonal=True)
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self._array.write(value, selection, orthogonal=True)
+
+
+def _uses_arrays(selection: Any) -> bool:
+    items = selection if isinstance(selection, tuple) else (selection,)
+    n = sum(1 for s in items if isinstance(s, list | np.ndarray))
+    if n > 1:
+        raise SelectionError(
+            "indexing with several integer/boolean arrays is ambiguous (numpy pairs them up); "
+            "use arr.oindex[...] for orthogonal selection"
+        )
+    return n == 1
+
+
+class Array(_Leased):
+    """A blocking handle on a Zarr array; wraps an :class:`asyncarr.AsyncArray`."""
+
+    def __init__(self, async_array: AsyncArray) -> None:
+        super().__init__()
+        self._async = async_array
+
+    # -- description (same properties as AsyncArray) ---------------------------------------
+    @property
+    def async_array(self) -> AsyncArray:
+        return self._async
+
+    @property
+    def metadata(self) -> ArrayMetadata:
+        return self._async.metadata
+
+    @property
+    def store(self) -> Store:
+        return self._async.store
+
+    @property
+    def path(self) -> str:
+        return self._async.path
+
+    @property
+    def name(self) -> str:
+        return self._async.name
+
+    @property
+    def basename(self) -> str:
+        return self._async.basename
+
+    @property
+    def zarr_format(self) -> int:
+        return self._async.zarr_format
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._async.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._async.ndim
+
+    @property
+    def size(self) -> int:
+        return self._async.size
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._async.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self._async.nbytes
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self._async.chunks
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        return self._async.shards
+
+    @property
+    def fill_value(self) -> Any:
+        return self._async.fill_value
+
+    @property
+    def order(self) -> str:
+        return self._async.order
+
+    @property
+    def dimension_names(self) -> tuple[str | None, ...] | None:
+        return self._async.dimension_names
+
+    @property
+    def attrs(self) -> _Attributes:
+        """Attributes; assigning ``arr.attrs["k"] = v`` persists immediately."""
+        return _Attributes(self)
+
+    @property
+    def codecs(self) -> tuple[Codec, ...]:
+        return self._async.codecs
+
+    @property
+    def read_only(self) -> bool:
+        return self._async.read_only
+
+    @property
+    def write_empty_chunks(self) -> bool:
+        return self._async.write_empty_chunks
+
+    @property
+    def nchunks(self) -> int:
+        return self._async.nchunks
+
+    @property
+    def info(self) -> ArrayInfo:
+        return self._async.info
+
+    @property
+    def oindex(self) -> _OrthogonalIndexer:
+        return _OrthogonalIndexer(self)
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("<AsyncArray", "<Array", 1)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    # -- data -----------------------------------------------------------------------------------
+    def read(self, selection: Any = Ellipsis, *, orthogonal: bool = False) -> NDArray:
+        """Blocking :meth:`AsyncArray.read`."""
+        return _run(self._async.read, selection, orthogonal=orthogonal)
+
+    def write(self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False) -> None:
+        """Blocking :meth:`AsyncArray.write`."""
+        _run(self._async.write, value, selection, orthogonal=orthogonal)
+
+    def __getitem__(self, selection: Any) -> Any:
+        out = self.read(selection, orthogonal=_uses_arrays(selection))
+        return out[()] if out.ndim == 0 else out
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        self.write(value, selection, orthogonal=_uses_arrays(selection))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        out = self.read()
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    # -- changes --------------------------------------------------------------------------------
+    def resize(self, *shape: int | tuple[int, ...]) -> None:
+        _run(self._async.resize, *shape)
+
+    def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
+        return _run(self._async.append, data, axis)
+
+    def update_attributes(self, new: Mapping[str, Any]) -> None:
+        _run(self._async.update_attributes, new)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        _run(self._async.set_attributes, attributes)
+
+    def nchunks_initialized(self) -> int:
+        return _run(self._async.nchunks_initialized)
+
+    def nbytes_stored(self) -> int:
+        return _run(self._async.nbytes_stored)
+
+    def info_complete(self) -> ArrayInfo:
+        return _run(self._async.info_complete)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the store if this array opened it, and the portal lease."""
+        try:
+            _run(self._async.aclose)
+        finally:
+            self._release_lease()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _wrap(node: AsyncArray | AsyncGroup) -> Array | Group:
+    return Array(node) if isinstance(node, AsyncArray) else Group(node)
+
+
+class Group(_Leased):
+    """A blocking handle on a Zarr group; wraps an :class:`asyncarr.AsyncGroup`."""
+
+    def __init__(self, async_group: AsyncGroup) -> None:
+        super().__init__()
+        self._async = async_group
+
+    @property
+    def async_group(self) -> AsyncGroup:
+        return self._async
+
+    @property
+    def metadata(self) -> GroupMetadata:
+        return self._async.metadata
+
+    @property
+    def store(self) -> Store:
+        return self._async.store
+
+    @property
+    def path(self) -> str:
+        return self._async.path
+
+    @property
+    def name(self) -> str:
+        return self._async.name
+
+    @property
+    def basename(self) -> str:
+        return self._async.basename
+
+    @property
+    def zarr_format(self) -> int:
+        return self._async.zarr_format
+
+    @property
+    def attrs(self) -> _Attributes:
+        return _Attributes(self)
+
+    @property
+    def read_only(self) -> bool:
+        return self._async.read_only
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("<AsyncGroup", "<Group", 1)
+
+    def update_attributes(self, new: Mapping[str, Any]) -> None:
+        _run(self._async.update_attributes, new)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        _run(self._async.set_attributes, attributes)
+
+    def get(self, name: str) -> Array | Group:
+        return _wrap(_run(self._async.get, name))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def contains(self, name: str) -> bool:
+        return _run(self._async.contains, name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.contains(name)
+
+    def members(self, max_depth: int | None = 0) -> list[tuple[str, Array | Group]]:
+        return [(n, _wrap(node)) for n, node in _run(self._async.members, max_depth)]
+
+    def array_keys(self) -> list[str]:
+        return _run(self._async.array_keys)
+
+    def group_keys(self) -> list[str]:
+        return _run(self._async.group_keys)
+
+    def tree(self) -> str:
+        return _run(self._async.tree)
+
+    def create_group(
+        self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False
+    ) -> Group:
+        return Group(_run(self._async.create_group, name, attributes=attributes, overwrite=overwrite))
+
+    def require_group(self, name: str) -> Group:
+        return Group(_run(self._async.require_group, name))
+
+    def create_array(self, name: str, **kwargs: Any) -> Array:
+        return Array(_run(self._async.create_array, name, **kwargs))
+
+    def delete(self, name: str) -> None:
+        _run(self._async.delete, name)
+
+    def consolidate_metadata(self) -> Group:
+        self._async = _run(self._async.consolidate_metadata)
+        return self
+
+    def close(self) -> None:
+        try:
+            _run(self._async.aclose)
+        finally:
+            self._release_lease()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def create_array(
+    store: str | Store,
+    *,
+    shape: Sequence[int] | int,
+    chunks: Sequence[int] | int | None = None,
+    dtype: Any = "float64",
+    zarr_format: Literal[2, 3] = 3,
+    fill_value: Any = None,
+    compressor: Any = DEFAULT_COMPRESSOR,
+    filters: Any = None,
+    codecs: Any = None,
+    shards: Sequence[int] | None = None,
+    order: Literal["C", "F"] = "C",
+    dimension_names: Sequence[str | None] | None = None,
+    attributes: dict[str, Any] | None = None,
+    chunk_key_encoding: Any = None,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    path: str = "",
+    write_empty_chunks: bool = False,
+) -> Array:
+    """Blocking :func:`asyncarr.create_array`."""
+    return Array(
+        _run(
+            core.create_array, store, shape=shape, chunks=chunks, dtype=dtype, zarr_format=zarr_format,
+            fill_value=fill_value, compressor=compressor, filters=filters, codecs=codecs, shards=shards,
+            order=order, dimension_names=dimension_names, attributes=attributes,
+            chunk_key_encoding=chunk_key_encoding, overwrite=overwrite, storage_options=storage_options,
+            path=path, write_empty_chunks=write_empty_chunks,
+        )
+    )
+
+
+def create_group(
+    store: str | Store,
+    *,
+    zarr_format: Literal[2, 3] = 3,
+    attributes: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    path: str = "",
+) -> Group:
+    """Blocking :func:`asyncarr.create_group`."""
+    return Group(
+        _run(
+            core.create_group, store, zarr_format=zarr_format, attributes=attributes,
+            overwrite=overwrite, storage_options=storage_options, path=path,
+        )
+    )
+
+
+def open(  # noqa: A001
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    use_consolidated: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Array | Group:
+    """Blocking :func:`asyncarr.open`."""
+    return _wrap(
+        _run(
+            core.open, store, mode=mode, path=path, zarr_format=zarr_format,
+            use_consolidated=use_consolidated, storage_options=storage_options,
+        )
+    )
+
+
+def open_array(
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    write_empty_chunks: bool = False,
+) -> Array:
+    """Blocking :func:`asyncarr.open_array`."""
+    return Array(
+        _run(
+            core.open_array, store, mode=mode, path=path, zarr_format=zarr_format,
+            storage_options=storage_options, write_empty_chunks=write_empty_chunks,
+        )
+    )
+
+
+def open_group(
+    store: str | Store,
+    *,
+    mode: AccessMode = "r",
+    path: str = "",
+    zarr_format: Literal[2, 3] | None = None,
+    use_consolidated: bool | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Group:
+    """Blocking :func:`asyncarr.open_group`."""
+    return Group(
+        _run(
+            core.open_group, store, mode=mode, path=path, zarr_format=zarr_format,
+            use_consolidated=use_consolidated, storage_options=storage_options,
+        )
+    )
+
+
+def consolidate_metadata(
+    store: str | Store,
+    *,
+    path: str = "",
+    storage_options: Mapping[str, Any] | None = None,
+) -> Group:
+    """Blocking :func:`asyncarr.consolidate_metadata`."""
+    return Group(_run(core.consolidate_metadata, store, path=path, storage_options=storage_options))

@@ -1,0 +1,212 @@
+"""Core array behaviour on the memory and local stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import asyncarr
+from asyncarr.errors import (
+    ContainsArrayError,
+    MetadataError,
+    NodeNotFoundError,
+    ReadOnlyStoreError,
+    SelectionError,
+)
+from asyncarr.stores import MemoryStore
+
+FORMATS = [2, 3]
+
+
+@pytest.fixture(params=["memory", "local"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    if request.param == "memory":
+        return MemoryStore()
+    return str(tmp_path / "data.zarr")
+
+
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_roundtrip_full_and_partial(store_url: object, zarr_format: int) -> None:
+    data = np.arange(37 * 23, dtype="int32").reshape(37, 23)
+    arr = await asyncarr.create_array(
+        store_url, shape=data.shape, chunks=(10, 7), dtype="int32", zarr_format=zarr_format
+    )
+    await arr.write(data)
+    np.testing.assert_array_equal(await arr.read(), data)
+    np.testing.assert_array_equal(await arr.read((slice(3, 30, 4), slice(None, None, -3))), data[3:30:4, ::-3])
+    np.testing.assert_array_equal(await arr.read((5, slice(2, 9))), data[5, 2:9])
+    np.testing.assert_array_equal(await arr.read((-1, -1)), data[-1, -1])
+    np.testing.assert_array_equal(await arr.read(Ellipsis), data)
+    await arr.write(-1, (slice(8, 12), slice(5, 6)))
+    data[8:12, 5:6] = -1
+    np.testing.assert_array_equal(await arr.read(), data)
+    reopened = await asyncarr.open_array(store_url)
+    assert reopened.zarr_format == zarr_format
+    np.testing.assert_array_equal(await reopened.read(), data)
+
+
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_missing_chunks_read_as_fill(zarr_format: int) -> None:
+    store = MemoryStore()
+    arr = await asyncarr.create_array(
+        store, shape=(10, 10), chunks=(5, 5), dtype="float32", fill_value=np.nan, zarr_format=zarr_format
+    )
+    out = await arr.read()
+    assert np.isnan(out).all()
+    await arr.write(np.ones((5, 5), "f4"), (slice(0, 5), slice(0, 5)))
+    out = await arr.read()
+    assert (out[:5, :5] == 1).all() and np.isnan(out[5:, :]).all()
+    assert await arr.nchunks_initialized() == 1
+
+
+async def test_write_empty_chunks_false_deletes_fill_chunks() -> None:
+    store = MemoryStore()
+    arr = await asyncarr.create_array(store, shape=(10,), chunks=(5,), dtype="i2", fill_value=7)
+    await arr.write(np.arange(10))
+    assert await arr.nchunks_initialized() == 2
+    await arr.write(7, slice(0, 5))
+    assert await arr.nchunks_initialized() == 1
+    await arr.write(7, slice(5, 8))
+    await arr.write(7, slice(8, 10))
+    assert await arr.nchunks_initialized() == 0
+    assert (await arr.read() == 7).all()
+
+
+async def test_orthogonal_and_named_selection() -> None:
+    data = np.random.default_rng(0).random((20, 30, 4))
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=data.shape, chunks=(6, 7, 3), dtype="f8", dimension_names=["time", "x", "band"]
+    )
+    await arr.write(data)
+    idx = np.array([19, 0, 5, 5, 7])
+    mask = np.zeros(30, bool)
+    mask[[1, 2, 29]] = True
+    got = await arr.oindex[idx, mask, 1:3]
+    np.testing.assert_array_equal(got, data[idx][:, mask][:, :, 1:3])
+    np.testing.assert_array_equal(await arr.read({"time": slice(0, 11)}), data[:11])
+    np.testing.assert_array_equal(await arr.read({"band": 2, "x": slice(3, 5)}), data[:, 3:5, 2])
+    with pytest.raises(SelectionError):
+        await arr.read({"nope": 1})
+    await arr.write(0.5, (idx, slice(None), 0), orthogonal=True)
+    data[idx, :, 0] = 0.5
+    np.testing.assert_array_equal(await arr.read(), data)
+
+
+async def test_out_of_bounds_and_bad_selections() -> None:
+    arr = await asyncarr.create_array(MemoryStore(), shape=(4, 4), chunks=(2, 2), dtype="u1")
+    with pytest.raises(SelectionError, match="out of bounds"):
+        await arr.read((4, 0))
+    with pytest.raises(SelectionError):
+        await arr.read((0, 0, 0))
+    with pytest.raises(SelectionError):
+        await arr.write(np.ones((3, 3)), (slice(0, 2), slice(0, 2)))
+    with pytest.raises(SelectionError):
+        await arr.read(([0, 1], [0, 1]))
+
+
+async def test_resize_and_append(tmp_path: Path) -> None:
+    url = str(tmp_path / "r.zarr")
+    arr = await asyncarr.create_array(url, shape=(10, 4), chunks=(4, 4), dtype="i4")
+    await arr.write(np.arange(40).reshape(10, 4))
+    await arr.resize((6, 4))
+    assert arr.shape == (6, 4)
+    await arr.resize((12, 4))
+    out = await arr.read()
+    np.testing.assert_array_equal(out[:6], np.arange(24).reshape(6, 4))
+    assert (out[6:] == 0).all(), "data beyond a shrink must not reappear"
+    shape = await arr.append(np.full((3, 4), 9), axis=0)
+    assert shape == (15, 4)
+    np.testing.assert_array_equal((await asyncarr.open_array(url)).shape, (15, 4))
+    assert (await arr.read((slice(12, 15),)) == 9).all()
+
+
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_attributes_persist(zarr_format: int) -> None:
+    store = MemoryStore()
+    arr = await asyncarr.create_array(store, shape=(3,), chunks=(3,), dtype="f4", zarr_format=zarr_format,
+                                      attributes={"units": "K"})
+    await arr.update_attributes({"scale": 2})
+    reopened = await asyncarr.open_array(store)
+    assert dict(reopened.attrs) == {"units": "K", "scale": 2}
+
+
+async def test_create_refuses_existing_and_overwrites() -> None:
+    store = MemoryStore()
+    await asyncarr.create_array(store, shape=(3,), chunks=(3,), dtype="f4")
+    with pytest.raises(ContainsArrayError):
+        await asyncarr.create_array(store, shape=(3,), chunks=(3,), dtype="f4")
+    arr = await asyncarr.create_array(store, shape=(5,), chunks=(5,), dtype="i1", overwrite=True)
+    assert arr.shape == (5,)
+
+
+async def test_open_missing_and_read_only() -> None:
+    store = MemoryStore()
+    with pytest.raises(NodeNotFoundError):
+        await asyncarr.open_array(store)
+    await asyncarr.create_array(store, shape=(3,), chunks=(3,), dtype="f4")
+    ro = await asyncarr.open_array(store, mode="r")
+    with pytest.raises(ReadOnlyStoreError):
+        await ro.write(1.0)
+
+
+async def test_bad_metadata_is_a_clear_error() -> None:
+    store = MemoryStore()
+    await store.set("zarr.json", b"{not json")
+    with pytest.raises(MetadataError, match="zarr.json"):
+        await asyncarr.open_array(store)
+    await store.set("zarr.json", b'{"zarr_format": 3, "node_type": "array", "shape": [-1]}')
+    with pytest.raises(MetadataError):
+        await asyncarr.open_array(store)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+     "float16", "float32", "float64", "complex64", "complex128", ">f8", ">i4", ">c16"],
+)
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_dtypes(dtype: str, zarr_format: int) -> None:
+    rng = np.random.default_rng(1)
+    dt = np.dtype(dtype)
+    raw = rng.integers(0, 100, size=(9, 5))
+    data = (raw % 2 == 0) if dt.kind == "b" else raw.astype(dt)
+    if dt.kind == "c":
+        data = data + 1j * data[::-1]
+    arr = await asyncarr.create_array(MemoryStore(), shape=data.shape, chunks=(4, 3), dtype=dtype,
+                                      zarr_format=zarr_format)
+    await arr.write(data)
+    np.testing.assert_array_equal(await arr.read(), data)
+
+
+async def test_sharded_roundtrip_and_partial_reads() -> None:
+    store = MemoryStore()
+    data = np.random.default_rng(2).random((50, 40)).astype("f4")
+    arr = await asyncarr.create_array(store, shape=data.shape, chunks=(5, 5), shards=(20, 20), dtype="f4")
+    assert arr.chunks == (5, 5) and arr.shards == (20, 20)
+    await arr.write(data)
+    np.testing.assert_array_equal(await arr.read(), data)
+    np.testing.assert_array_equal(await arr.read((slice(3, 4), slice(7, 8))), data[3:4, 7:8])
+    await arr.write(0, (slice(10, 12), slice(10, 31)))
+    data[10:12, 10:31] = 0
+    np.testing.assert_array_equal(await (await asyncarr.open_array(store)).read(), data)
+
+
+async def test_group_hierarchy_and_consolidation() -> None:
+    store = MemoryStore()
+    root = await asyncarr.create_group(store, attributes={"title": "t"})
+    sub = await root.create_group("sub")
+    a = await sub.create_array("a", shape=(4,), chunks=(2,), dtype="i4")
+    await a.write([1, 2, 3, 4])
+    await root.create_array("b", shape=(2, 2), chunks=(1, 1), dtype="f8")
+    names = [n for n, _ in await root.members(max_depth=None)]
+    assert names == ["b", "sub", "sub/a"]
+    tree = await root.tree()
+    assert "sub" in tree and "a (4,) int32" in tree
+    await root.consolidate_metadata()
+    g = await asyncarr.open_group(store)
+    assert g.metadata.consolidated is not None
+    node = await g.get("sub/a")
+    assert isinstance(node, asyncarr.AsyncArray)
+    np.testing.assert_array_equal(await node.read(), [1, 2, 3, 4])
