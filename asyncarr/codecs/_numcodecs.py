@@ -206,9 +206,16 @@ class NumcodecsCodec(Codec):
     def to_config(self) -> dict[str, Any]:
         return dict(self._config)
 
+    def to_metadata(self) -> dict[str, Any]:
+        """Always with ``configuration`` (even empty), as zarr-python writes it."""
+        return {"name": self.codec_name, "configuration": self.to_config()}
+
     def to_v2_config(self) -> dict[str, Any]:
         """The numcodecs config (with ``id``) as zarr-python writes it into ``.zarray``."""
         config: dict[str, Any] = _jsonable(self.numcodecs_codec.get_config())
+        if self.codec_id == "zstd" and not config.get("checksum", False):
+            # as zarr-python: numcodecs < 0.13 readers reject the key (zarr-python#2647)
+            config.pop("checksum", None)
         return config
 
     def evolve(self, spec: ChunkSpec) -> Self:
