@@ -172,7 +172,7 @@ class SelectionError(AsyncarrError, IndexError):
     """A selection is out of bounds or malformed."""
 
 
-IndexError_ = SelectionError  # noqa: N816 - documented alias
+IndexError_ = SelectionError
 
 
 class SyncFromLoopError(AsyncarrError, RuntimeError):

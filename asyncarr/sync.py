@@ -22,8 +22,15 @@ import numpy as np
 
 from asyncarr import core
 from asyncarr.abc import Codec, NDArray, Store
-from asyncarr.core import AccessMode, ArrayInfo, ArrayMetadata, AsyncArray, AsyncGroup, GroupMetadata
-from asyncarr.core import DEFAULT_COMPRESSOR
+from asyncarr.core import (
+    DEFAULT_COMPRESSOR,
+    AccessMode,
+    ArrayInfo,
+    ArrayMetadata,
+    AsyncArray,
+    AsyncGroup,
+    GroupMetadata,
+)
 from asyncarr.errors import SelectionError
 from asyncarr.runtime import get_portal
 
@@ -280,7 +287,10 @@ class Array(_Leased):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -368,7 +378,9 @@ class Group(_Leased):
     def create_group(
         self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False
     ) -> Group:
-        return Group(_run(self._async.create_group, name, attributes=attributes, overwrite=overwrite))
+        return Group(
+            _run(self._async.create_group, name, attributes=attributes, overwrite=overwrite)
+        )
 
     def require_group(self, name: str) -> Group:
         return Group(_run(self._async.require_group, name))
@@ -393,7 +405,10 @@ class Group(_Leased):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -422,11 +437,25 @@ def create_array(
     """Blocking :func:`asyncarr.create_array`."""
     return Array(
         _run(
-            core.create_array, store, shape=shape, chunks=chunks, dtype=dtype, zarr_format=zarr_format,
-            fill_value=fill_value, compressor=compressor, filters=filters, codecs=codecs, shards=shards,
-            order=order, dimension_names=dimension_names, attributes=attributes,
-            chunk_key_encoding=chunk_key_encoding, overwrite=overwrite, storage_options=storage_options,
-            path=path, write_empty_chunks=write_empty_chunks,
+            core.create_array,
+            store,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            zarr_format=zarr_format,
+            fill_value=fill_value,
+            compressor=compressor,
+            filters=filters,
+            codecs=codecs,
+            shards=shards,
+            order=order,
+            dimension_names=dimension_names,
+            attributes=attributes,
+            chunk_key_encoding=chunk_key_encoding,
+            overwrite=overwrite,
+            storage_options=storage_options,
+            path=path,
+            write_empty_chunks=write_empty_chunks,
         )
     )
 
@@ -443,13 +472,18 @@ def create_group(
     """Blocking :func:`asyncarr.create_group`."""
     return Group(
         _run(
-            core.create_group, store, zarr_format=zarr_format, attributes=attributes,
-            overwrite=overwrite, storage_options=storage_options, path=path,
+            core.create_group,
+            store,
+            zarr_format=zarr_format,
+            attributes=attributes,
+            overwrite=overwrite,
+            storage_options=storage_options,
+            path=path,
         )
     )
 
 
-def open(  # noqa: A001
+def open(
     store: str | Store,
     *,
     mode: AccessMode = "r",
@@ -461,8 +495,13 @@ def open(  # noqa: A001
     """Blocking :func:`asyncarr.open`."""
     return _wrap(
         _run(
-            core.open, store, mode=mode, path=path, zarr_format=zarr_format,
-            use_consolidated=use_consolidated, storage_options=storage_options,
+            core.open,
+            store,
+            mode=mode,
+            path=path,
+            zarr_format=zarr_format,
+            use_consolidated=use_consolidated,
+            storage_options=storage_options,
         )
     )
 
@@ -479,8 +518,13 @@ def open_array(
     """Blocking :func:`asyncarr.open_array`."""
     return Array(
         _run(
-            core.open_array, store, mode=mode, path=path, zarr_format=zarr_format,
-            storage_options=storage_options, write_empty_chunks=write_empty_chunks,
+            core.open_array,
+            store,
+            mode=mode,
+            path=path,
+            zarr_format=zarr_format,
+            storage_options=storage_options,
+            write_empty_chunks=write_empty_chunks,
         )
     )
 
@@ -497,8 +541,13 @@ def open_group(
     """Blocking :func:`asyncarr.open_group`."""
     return Group(
         _run(
-            core.open_group, store, mode=mode, path=path, zarr_format=zarr_format,
-            use_consolidated=use_consolidated, storage_options=storage_options,
+            core.open_group,
+            store,
+            mode=mode,
+            path=path,
+            zarr_format=zarr_format,
+            use_consolidated=use_consolidated,
+            storage_options=storage_options,
         )
     )
 

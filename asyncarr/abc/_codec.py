@@ -71,7 +71,11 @@ class Codec(ABC):
         return None
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.to_config() == other.to_config()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Codec)
+            and type(self) is type(other)
+            and self.to_config() == other.to_config()
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), repr(sorted(self.to_config().items()))))
@@ -115,5 +119,7 @@ class BytesBytesCodec(Codec):
     def encode(self, data: bytes | memoryview, spec: ChunkSpec) -> bytes: ...
 
     @abstractmethod
-    def decode(self, data: bytes | memoryview, spec: ChunkSpec, max_size: int | None = None) -> bytes | memoryview:
+    def decode(
+        self, data: bytes | memoryview, spec: ChunkSpec, max_size: int | None = None
+    ) -> bytes | memoryview:
         """``max_size``, where known, bounds the decoded size (decompression bombs)."""

@@ -28,7 +28,8 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 async def _info(args: argparse.Namespace) -> int:
-    from asyncarr.core import AsyncArray, open as open_node
+    from asyncarr.core import AsyncArray
+    from asyncarr.core import open as open_node
 
     node = await open_node(args.url, storage_options=_storage_options(args.storage_option))
     try:
@@ -59,7 +60,8 @@ async def _info(args: argparse.Namespace) -> int:
 
 
 async def _tree(args: argparse.Namespace) -> int:
-    from asyncarr.core import AsyncArray, open as open_node
+    from asyncarr.core import AsyncArray
+    from asyncarr.core import open as open_node
 
     node = await open_node(args.url, storage_options=_storage_options(args.storage_option))
     try:
@@ -96,15 +98,28 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asyncarr", description="Inspect and move Zarr v2/v3 data.")
+    parser = argparse.ArgumentParser(
+        prog="asyncarr", description="Inspect and move Zarr v2/v3 data."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_url(p: argparse.ArgumentParser) -> None:
-        p.add_argument("url", help="a URL (file://, s3://, gs://, az://, mongodb://, http(s)://, zip://) or a path")
-        p.add_argument("-o", "--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="storage option (value parsed as JSON when possible); repeatable")
+        p.add_argument(
+            "url",
+            help="a URL (file://, s3://, gs://, az://, mongodb://, http(s)://, zip://) or a path",
+        )
+        p.add_argument(
+            "-o",
+            "--storage-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="storage option (value parsed as JSON when possible); repeatable",
+        )
 
-    p = sub.add_parser("info", help="format, shape, dtype, chunks, codecs, stored size, compression ratio")
+    p = sub.add_parser(
+        "info", help="format, shape, dtype, chunks, codecs, stored size, compression ratio"
+    )
     add_url(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_info)
@@ -119,11 +134,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--dest-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None)
-    p.add_argument("--compressor", default=None, help="e.g. zstd, blosc, gzip, none (default: keep the source's)")
+    p.add_argument(
+        "--compressor",
+        default=None,
+        help="e.g. zstd, blosc, gzip, none (default: keep the source's)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_copy)
 
-    p = sub.add_parser("demo", help="write, read and verify an array on the local disk and report speed")
+    p = sub.add_parser(
+        "demo", help="write, read and verify an array on the local disk and report speed"
+    )
     p.add_argument("--path", default=".cache/demo", help="where to put the demo data")
     p.add_argument("--size", type=int, default=4096, help="edge length of the square float32 array")
     p.set_defaults(func=_demo)
@@ -134,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asyncarr`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(args.func(args))
+        code: int = asyncio.run(args.func(args))
+        return code
     except AsyncarrError as exc:
         print(f"asyncarr: error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,14 @@ from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
 from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup, load_v2_consolidated
-from asyncarr.core._metadata import ZARR_JSON, ZARRAY, ZGROUP, ArrayMetadata, GroupMetadata, dumps_json
+from asyncarr.core._metadata import (
+    ZARR_JSON,
+    ZARRAY,
+    ZGROUP,
+    ArrayMetadata,
+    GroupMetadata,
+    dumps_json,
+)
 from asyncarr.core._nodes import join_path, load_node, save_array_metadata, save_group_metadata
 from asyncarr.errors import (
     AsyncarrError,
@@ -113,9 +120,19 @@ async def create_array(
     ``chunks``-shaped inner chunks into shard objects.
     """
     meta = build_array_metadata(
-        shape=shape, chunks=chunks, dtype=dtype, zarr_format=zarr_format, fill_value=fill_value,
-        compressor=compressor, filters=filters, codecs=codecs, shards=shards, order=order,
-        dimension_names=dimension_names, attributes=attributes, chunk_key_encoding=chunk_key_encoding,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        zarr_format=zarr_format,
+        fill_value=fill_value,
+        compressor=compressor,
+        filters=filters,
+        codecs=codecs,
+        shards=shards,
+        order=order,
+        dimension_names=dimension_names,
+        attributes=attributes,
+        chunk_key_encoding=chunk_key_encoding,
     )
     st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
@@ -124,7 +141,9 @@ async def create_array(
         io = managed(st)
         first = join_path(path, ZARR_JSON if zarr_format == 3 else ZARRAY)
         if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
-            raise ContainsArrayError(f"another writer created a node at {path or 'the store root'!r} concurrently")
+            raise ContainsArrayError(
+                f"another writer created a node at {path or 'the store root'!r} concurrently"
+            )
         if zarr_format == 2 and meta.attributes:
             await save_array_metadata(io, path, meta)
     except BaseException as exc:
@@ -153,7 +172,9 @@ async def create_group(
         io = managed(st)
         first = join_path(path, ZARR_JSON if zarr_format == 3 else ZGROUP)
         if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
-            raise ContainsGroupError(f"another writer created a node at {path or 'the store root'!r} concurrently")
+            raise ContainsGroupError(
+                f"another writer created a node at {path or 'the store root'!r} concurrently"
+            )
         if zarr_format == 2 and meta.attributes:
             await save_group_metadata(io, path, meta)
     except BaseException as exc:
@@ -167,7 +188,7 @@ def _check_mode(mode: str) -> None:
         raise ConfigError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
 
 
-async def open(  # noqa: A001 - mirrors zarr.open
+async def open(
     store: str | Store,
     *,
     mode: AccessMode = "r",
@@ -200,10 +221,16 @@ async def _group_from(
         if docs is not None:
             meta = GroupMetadata(2, meta.attributes, docs)
         elif use_consolidated:
-            raise NodeNotFoundError(f"no consolidated metadata (.zmetadata) at {path or 'the store root'!r}")
+            raise NodeNotFoundError(
+                f"no consolidated metadata (.zmetadata) at {path or 'the store root'!r}"
+            )
     elif use_consolidated and meta.consolidated is None:
-        raise NodeNotFoundError(f"the group at {path or 'the store root'!r} has no consolidated metadata")
-    return AsyncGroup(st, path, meta, owns_store=owns, use_consolidated=use_consolidated is not False)
+        raise NodeNotFoundError(
+            f"the group at {path or 'the store root'!r} has no consolidated metadata"
+        )
+    return AsyncGroup(
+        st, path, meta, owns_store=owns, use_consolidated=use_consolidated is not False
+    )
 
 
 async def open_array(
@@ -224,7 +251,9 @@ async def open_array(
     try:
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
         if not isinstance(meta, ArrayMetadata):
-            raise ContainsGroupError(f"expected an array at {path or 'the store root'!r}, found a group")
+            raise ContainsGroupError(
+                f"expected an array at {path or 'the store root'!r}, found a group"
+            )
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
@@ -248,7 +277,11 @@ async def open_group(
     _check_mode(mode)
     if mode in ("w", "w-"):
         return await create_group(
-            store, zarr_format=zarr_format or 3, overwrite=mode == "w", storage_options=storage_options, path=path
+            store,
+            zarr_format=zarr_format or 3,
+            overwrite=mode == "w",
+            storage_options=storage_options,
+            path=path,
         )
     st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
     path = join_path(path)
@@ -261,7 +294,9 @@ async def open_group(
             grp = await create_group(st, zarr_format=zarr_format or 3, path=path)
             return AsyncGroup(st, path, grp.metadata, owns_store=owns)
         if not isinstance(meta, GroupMetadata):
-            raise ContainsArrayError(f"expected a group at {path or 'the store root'!r}, found an array")
+            raise ContainsArrayError(
+                f"expected a group at {path or 'the store root'!r}, found an array"
+            )
         return await _group_from(st, path, meta, owns, use_consolidated)
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
@@ -275,5 +310,7 @@ async def consolidate_metadata(
     storage_options: Mapping[str, Any] | None = None,
 ) -> AsyncGroup:
     """Gather the metadata of every node below the group at ``path`` into it."""
-    group = await open_group(store, mode="r+", path=path, use_consolidated=False, storage_options=storage_options)
+    group = await open_group(
+        store, mode="r+", path=path, use_consolidated=False, storage_options=storage_options
+    )
     return await group.consolidate_metadata()

@@ -175,7 +175,9 @@ class AsyncArray:
         """
         return await read_selection(self._ctx, self._selection(selection, orthogonal))
 
-    async def write(self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False) -> None:
+    async def write(
+        self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False
+    ) -> None:
         """Write ``value`` (broadcast like numpy) into ``selection``."""
         self._check_writable()
         sel = self._selection(selection, orthogonal)
@@ -186,7 +188,9 @@ class AsyncArray:
         try:
             arr = np.asarray(value)
         except (TypeError, ValueError) as exc:
-            raise SelectionError(f"cannot convert value of type {type(value).__name__} to an array") from exc
+            raise SelectionError(
+                f"cannot convert value of type {type(value).__name__} to an array"
+            ) from exc
         if arr.dtype != self.dtype:
             if not np.can_cast(arr.dtype, self.dtype, casting="same_kind") and not (
                 arr.dtype.kind in "biu" and self.dtype.kind in "biufc"
@@ -223,7 +227,9 @@ class AsyncArray:
     def _parse_shape(self, shape: tuple[int | tuple[int, ...], ...]) -> tuple[int, ...]:
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
-        if len(shape) != self.ndim or any(not isinstance(s, int | np.integer) or s < 0 for s in shape):
+        if len(shape) != self.ndim or any(
+            not isinstance(s, int | np.integer) or s < 0 for s in shape
+        ):
             raise ConfigError(f"new shape must be {self.ndim} non-negative integers, got {shape!r}")
         return tuple(int(s) for s in shape)  # type: ignore[arg-type]
 
@@ -333,7 +339,7 @@ class AsyncArray:
         if enc.kind == "default" and meta.ndim == 0:
             root = prefix + "c"
         async for key in self._ctx.io.list_prefix(root):
-            rest = key[len(root):]
+            rest = key[len(root) :]
             parts = rest.split(enc.separator) if rest else []
             if enc.kind == "default" and meta.ndim == 0:
                 if key == prefix + "c":
@@ -370,14 +376,16 @@ class AsyncArray:
         chunk_keys = set()
         async for coords in self._iter_stored_chunks():
             chunk_keys.add(self._ctx.chunk_key(coords))
-        wanted = [k for k in keys if k in chunk_keys or k[len(prefix):] in names]
+        wanted = [k for k in keys if k in chunk_keys or k[len(prefix) :] in names]
         await bounded_for_each(size, wanted, limit=self._ctx.io_concurrency())
         return total
 
     async def info_complete(self) -> ArrayInfo:
         """:attr:`info` plus stored bytes, compression ratio and initialised chunks."""
         return ArrayInfo.from_array(
-            self, nbytes_stored=await self.nbytes_stored(), nchunks_initialized=await self.nchunks_initialized()
+            self,
+            nbytes_stored=await self.nbytes_stored(),
+            nchunks_initialized=await self.nchunks_initialized(),
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -386,7 +394,9 @@ class AsyncArray:
 
     def _check_writable(self) -> None:
         if self._store.read_only:
-            raise ReadOnlyStoreError("array is opened read-only", store=self._store, key=self._path or None)
+            raise ReadOnlyStoreError(
+                "array is opened read-only", store=self._store, key=self._path or None
+            )
 
     async def aclose(self) -> None:
         """Release the store if this array opened it. Idempotent."""
@@ -397,8 +407,9 @@ class AsyncArray:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-

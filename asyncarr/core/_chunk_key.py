@@ -43,7 +43,9 @@ def parse_chunk_key_encoding(value: object, *, key: str | None = None) -> ChunkK
     kind = value["name"]
     config = value.get("configuration") or {}
     if not isinstance(config, dict):
-        raise MetadataError(f"chunk_key_encoding configuration must be an object: {value!r}", key=key)
+        raise MetadataError(
+            f"chunk_key_encoding configuration must be an object: {value!r}", key=key
+        )
     sep = config.get("separator", "/" if kind == "default" else ".")
     if sep not in ("/", "."):
         raise MetadataError(f"chunk key separator must be '/' or '.', got {sep!r}", key=key)

@@ -36,5 +36,3 @@ def codec_chain_from_metadata(
     except (TypeError, ValueError, KeyError) as exc:
         raise MetadataError(f"invalid codec in {value!r}: {exc}", key=key) from exc
     return codecs
-
-

@@ -14,7 +14,14 @@ from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.core._types_bridge import chunk_spec
-from asyncarr.runtime import ChunkCache, CodecExecutor, ManagedStore, get_chunk_cache, get_executor, managed
+from asyncarr.runtime import (
+    ChunkCache,
+    CodecExecutor,
+    ManagedStore,
+    get_chunk_cache,
+    get_executor,
+    managed,
+)
 
 __all__ = ["ArrayContext", "chunk_lock"]
 
@@ -67,9 +74,9 @@ class ArrayContext:
         return max(1, self.store.limits.max_concurrency)
 
 
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+_locks: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
 
 
 def chunk_lock(store: Store, key: str) -> asyncio.Lock:

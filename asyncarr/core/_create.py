@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,6 +29,7 @@ __all__ = ["DEFAULT_COMPRESSOR", "build_array_metadata"]
 DEFAULT_COMPRESSOR = "default"
 """Sentinel: zstd at level 3 (both formats)."""
 
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -46,7 +47,7 @@ def _v3_chain(
     order: str,
     ndim: int,
 ) -> list[Codec]:
-    endian = "big" if dtype.byteorder == ">" else "little"
+    endian: Literal["big", "little"] = "big" if dtype.byteorder == ">" else "little"
     if codecs is not None:
         if compressor not in (DEFAULT_COMPRESSOR, None) or filters:
             raise ConfigError("pass either codecs= or compressor=/filters=, not both")
@@ -104,10 +105,14 @@ def build_array_metadata(
     if chunks is None:
         chunks_t = tuple(max(1, s) for s in shape_t)
     if any(s < 0 for s in shape_t) or any(c <= 0 for c in chunks_t):
-        raise ConfigError(f"shape must be >= 0 and chunks > 0, got shape={shape_t}, chunks={chunks_t}")
+        raise ConfigError(
+            f"shape must be >= 0 and chunks > 0, got shape={shape_t}, chunks={chunks_t}"
+        )
     names = tuple(dimension_names) if dimension_names is not None else None
     if names is not None and len(names) != len(shape_t):
-        raise ConfigError(f"dimension_names {list(names)} must name each of {len(shape_t)} dimensions")
+        raise ConfigError(
+            f"dimension_names {list(names)} must name each of {len(shape_t)} dimensions"
+        )
     attrs = dict(attributes or {})
     fv_json = _fill_to_json(fill_value, dt)
 
@@ -117,10 +122,16 @@ def build_array_metadata(
         comp = codecs_from_compressor(compressor, zarr_format=2, dtype=dt)
         filt = filters_from_spec(filters, zarr_format=2, dtype=dt)
         comp_config = comp[0].to_v2_config() if comp else None  # type: ignore[attr-defined]
-        if comp_config and comp_config.get("id") == "zstd" and not comp_config.get("checksum", True):
+        if (
+            comp_config
+            and comp_config.get("id") == "zstd"
+            and not comp_config.get("checksum", True)
+        ):
             del comp_config["checksum"]  # tensorstore refuses the (default) key
         filter_configs = [f.to_v2_config() for f in filt] or None  # type: ignore[attr-defined]
-        sep = parse_chunk_key_encoding(chunk_key_encoding or {"name": "v2", "configuration": {"separator": "."}})
+        sep = parse_chunk_key_encoding(
+            chunk_key_encoding or {"name": "v2", "configuration": {"separator": "."}}
+        )
         if names is not None:
             attrs.setdefault("_ARRAY_DIMENSIONS", list(names))
         meta = ArrayMetadata(
@@ -141,12 +152,23 @@ def build_array_metadata(
         return meta
 
     native = dt.newbyteorder("=") if dt.byteorder == ">" else dt
-    chain = _v3_chain(dtype=dt, compressor=compressor, filters=filters, codecs=codecs, order=order, ndim=len(shape_t))
+    chain = _v3_chain(
+        dtype=dt,
+        compressor=compressor,
+        filters=filters,
+        codecs=codecs,
+        order=order,
+        ndim=len(shape_t),
+    )
     grid = chunks_t
     if shards is not None:
         shards_t = _shape(shards, "shards")
-        if len(shards_t) != len(shape_t) or any(s % c for s, c in zip(shards_t, chunks_t, strict=True)):
-            raise ConfigError(f"shards {shards_t} must be a multiple of chunks {chunks_t} in every dimension")
+        if len(shards_t) != len(shape_t) or any(
+            s % c for s, c in zip(shards_t, chunks_t, strict=True)
+        ):
+            raise ConfigError(
+                f"shards {shards_t} must be a multiple of chunks {chunks_t} in every dimension"
+            )
         chain = [ShardingCodec(chunk_shape=chunks_t, codecs=chain)]
         grid = shards_t
     validate_codec_chain(tuple(chain))
@@ -176,7 +198,9 @@ def _fill_to_json(value: Any, dt: np.dtype[Any]) -> Any:
     if value is None:
         return None
     try:
-        scalar = np.asarray(value).astype(dt, casting="unsafe") if not isinstance(value, str) else value
+        scalar = (
+            np.asarray(value).astype(dt, casting="unsafe") if not isinstance(value, str) else value
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"fill_value {value!r} is not valid for {dt}") from exc
     if isinstance(scalar, str):

@@ -112,13 +112,16 @@ def _float_from_json(value: object, dt: np.dtype[Any], key: str | None) -> float
             raw = bytes.fromhex(value[2:])
             if len(raw) != dt.itemsize:
                 raise MetadataError(
-                    f"hex fill_value {value!r} has {len(raw)} bytes, {dt} needs {dt.itemsize}", key=key
+                    f"hex fill_value {value!r} has {len(raw)} bytes, {dt} needs {dt.itemsize}",
+                    key=key,
                 )
             return float(np.frombuffer(raw, dtype=dt.newbyteorder(">"))[0])
     raise MetadataError(f"fill_value {value!r} is not valid for {dt}", key=key)
 
 
-def decode_fill_value(value: object, dt: np.dtype[Any], *, zarr_format: int, key: str | None = None) -> Any:
+def decode_fill_value(
+    value: object, dt: np.dtype[Any], *, zarr_format: int, key: str | None = None
+) -> Any:
     """The numpy scalar for a metadata ``fill_value`` (``None`` stays ``None`` for v2)."""
     if value is None:
         if zarr_format == 3:
@@ -143,10 +146,16 @@ def decode_fill_value(value: object, dt: np.dtype[Any], *, zarr_format: int, key
         if dt.kind == "c":
             if isinstance(value, list | tuple) and len(value) == 2:
                 part = np.dtype(f"f{dt.itemsize // 2}")
-                return dt.type(complex(_float_from_json(value[0], part, key), _float_from_json(value[1], part, key)))
+                return dt.type(
+                    complex(
+                        _float_from_json(value[0], part, key), _float_from_json(value[1], part, key)
+                    )
+                )
             if isinstance(value, int | float | str) and not isinstance(value, bool):
                 return dt.type(_float_from_json(value, np.dtype("f8"), key))
-            raise MetadataError(f"fill_value {value!r} is not valid for {dt}: expected [re, im]", key=key)
+            raise MetadataError(
+                f"fill_value {value!r} is not valid for {dt}: expected [re, im]", key=key
+            )
     except (OverflowError, ValueError) as exc:
         if isinstance(exc, MetadataError):
             raise
@@ -193,5 +202,3 @@ def fill_value_or_default(value: Any, dt: np.dtype[Any]) -> Any:
     if value is None:
         return dt.type(0)
     return value
-
-

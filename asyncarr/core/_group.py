@@ -27,8 +27,6 @@ from asyncarr.runtime import bounded_map, managed
 __all__ = ["AsyncGroup", "load_v2_consolidated"]
 
 
-
-
 def _validate_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip("/"):
         raise ConfigError(f"invalid member name {name!r}")
@@ -133,7 +131,9 @@ class AsyncGroup:
         zgroup = docs.get(f"{rel}/{ZGROUP}")
         if zarray is None and zgroup is None:
             return None
-        return node_from_documents(path, None, zarray, zgroup, docs.get(f"{rel}/{ZATTRS}"), zarr_format=2)
+        return node_from_documents(
+            path, None, zarray, zgroup, docs.get(f"{rel}/{ZATTRS}"), zarr_format=2
+        )
 
     async def get(self, name: str) -> AsyncArray | AsyncGroup:
         """The member at ``name`` (a path relative to this group)."""
@@ -163,7 +163,11 @@ class AsyncGroup:
                 if first and not first.startswith("."):
                     names.add(first)
             return sorted(names)
-        return [n for n in await self._io.list_dir(self._path) if not n.startswith(".") and n not in (ZARR_JSON,)]
+        return [
+            n
+            for n in await self._io.list_dir(self._path)
+            if not n.startswith(".") and n not in (ZARR_JSON,)
+        ]
 
     async def members(self, max_depth: int | None = 0) -> list[tuple[str, AsyncArray | AsyncGroup]]:
         """``(relative path, node)`` for each child; ``max_depth=None`` recurses fully.
@@ -214,8 +218,11 @@ class AsyncGroup:
         from asyncarr.core._api import create_group
 
         return await create_group(
-            self._store, path=self._child(name), zarr_format=self.zarr_format,
-            attributes=attributes, overwrite=overwrite,
+            self._store,
+            path=self._child(name),
+            zarr_format=self._meta.zarr_format,
+            attributes=attributes,
+            overwrite=overwrite,
         )
 
     async def require_group(self, name: str) -> AsyncGroup:
@@ -244,7 +251,11 @@ class AsyncGroup:
     async def consolidate_metadata(self) -> AsyncGroup:
         """Write every descendant's metadata into this group (v3 ``zarr.json`` block, v2 ``.zmetadata``)."""
         self._check_writable()
-        plain = AsyncGroup(self._store, self._path, GroupMetadata(self.zarr_format, dict(self._meta.attributes)))
+        plain = AsyncGroup(
+            self._store,
+            self._path,
+            GroupMetadata(self._meta.zarr_format, dict(self._meta.attributes)),
+        )
         members = await plain.members(max_depth=None)
         if self.zarr_format == 3:
             docs: dict[str, Any] = {}
@@ -265,15 +276,21 @@ class AsyncGroup:
                 if node.metadata.attributes:
                     v2docs[f"{rel}/{ZATTRS}"] = dict(node.metadata.attributes)
             body = {"zarr_consolidated_format": 1, "metadata": v2docs}
-            await self._io.set(join_path(self._path, ZMETADATA), json.dumps(body, indent=2).encode())
-            self._meta = GroupMetadata(2, dict(self._meta.attributes), {k: v for k, v in v2docs.items()})
+            await self._io.set(
+                join_path(self._path, ZMETADATA), json.dumps(body, indent=2).encode()
+            )
+            self._meta = GroupMetadata(
+                2, dict(self._meta.attributes), {k: v for k, v in v2docs.items()}
+            )
         self._use_consolidated = True
         return self
 
     # -- lifecycle ----------------------------------------------------------------------
     def _check_writable(self) -> None:
         if self._store.read_only:
-            raise ReadOnlyStoreError("group is opened read-only", store=self._store, key=self._path or None)
+            raise ReadOnlyStoreError(
+                "group is opened read-only", store=self._store, key=self._path or None
+            )
 
     async def aclose(self) -> None:
         if self._owns_store:
@@ -283,7 +300,10 @@ class AsyncGroup:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -299,5 +319,3 @@ async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None
     if not isinstance(meta, dict):
         raise MetadataError("consolidated metadata lacks a 'metadata' object", key=key)
     return meta
-
-

@@ -60,11 +60,11 @@ def _dim_len(d: DimSelection) -> int:
     return int(d.shape[0])
 
 
-def _normalize_int(i: Any, n: int, axis: int) -> int:
+def _normalize_int(value: Any, n: int, axis: int) -> int:
     try:
-        i = operator.index(i)
+        i: int = operator.index(value)
     except TypeError as exc:
-        raise SelectionError(f"invalid index {i!r} for axis {axis}") from exc
+        raise SelectionError(f"invalid index {value!r} for axis {axis}") from exc
     if i < -n or i >= n:
         raise SelectionError(f"index {i} is out of bounds for axis {axis} with size {n}")
     return i + n if i < 0 else i
@@ -99,9 +99,11 @@ def _normalize_dim(sel: Any, n: int, axis: int, *, allow_arrays: bool) -> tuple[
         return np.flatnonzero(arr).astype(np.intp), False
     if arr.dtype.kind in "iu":
         if arr.ndim != 1:
-            raise SelectionError(f"integer array selection for axis {axis} must be 1-d, got {arr.shape}")
+            raise SelectionError(
+                f"integer array selection for axis {axis} must be 1-d, got {arr.shape}"
+            )
         idx = arr.astype(np.intp, copy=True)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
+        if idx.size and (int(np.min(idx)) < -n or int(np.max(idx)) >= n):
             raise SelectionError(f"index out of bounds for axis {axis} with size {n}")
         idx[idx < 0] += n
         return idx, False
@@ -177,7 +179,8 @@ class ChunkProjection:
 
 def _ix(sel: tuple[DimSelection, ...]) -> Any:
     arrays = [
-        np.arange(s.start, s.stop, s.step, dtype=np.intp) if isinstance(s, slice) else s for s in sel
+        np.arange(s.start, s.stop, s.step, dtype=np.intp) if isinstance(s, slice) else s
+        for s in sel
     ]
     return np.ix_(*arrays)
 

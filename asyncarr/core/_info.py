@@ -42,11 +42,18 @@ class ArrayInfo:
 
     @classmethod
     def from_array(
-        cls, arr: AsyncArray, *, nbytes_stored: int | None = None, nchunks_initialized: int | None = None
+        cls,
+        arr: AsyncArray,
+        *,
+        nbytes_stored: int | None = None,
+        nchunks_initialized: int | None = None,
     ) -> ArrayInfo:
         meta = arr.metadata
         if meta.zarr_format == 2:
-            codecs = [*(meta.v2_filters or []), *([meta.v2_compressor] if meta.v2_compressor else [])]
+            codecs = [
+                *(meta.v2_filters or []),
+                *([meta.v2_compressor] if meta.v2_compressor else []),
+            ]
         else:
             codecs = [c.to_metadata() for c in meta.codecs]
         return cls(
@@ -100,11 +107,18 @@ class ArrayInfo:
         rows.append(("No. bytes", f"{self.nbytes} ({_human(self.nbytes)})"))
         grid_label = "shards" if self.shards is not None else "chunks"
         if self.nbytes_stored is not None:
-            rows.append(("No. bytes stored", f"{self.nbytes_stored} ({_human(self.nbytes_stored)})"))
+            rows.append(
+                ("No. bytes stored", f"{self.nbytes_stored} ({_human(self.nbytes_stored)})")
+            )
             ratio = self.compression_ratio
             rows.append(("Compression ratio", f"{ratio:.2f}" if ratio else "-"))
         if self.nchunks_initialized is not None:
-            rows.append((f"{grid_label.capitalize()} initialized", f"{self.nchunks_initialized}/{self.nchunks}"))
+            rows.append(
+                (
+                    f"{grid_label.capitalize()} initialized",
+                    f"{self.nchunks_initialized}/{self.nchunks}",
+                )
+            )
         else:
             rows.append((f"No. {grid_label}", str(self.nchunks)))
         width = max(len(k) for k, _ in rows)

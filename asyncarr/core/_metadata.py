@@ -10,7 +10,6 @@ from typing import Any, Literal
 import numpy as np
 
 from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec
-from asyncarr.errors import AsyncarrError, MetadataError
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
 from asyncarr.core._dtype import (
     decode_fill_value,
@@ -20,6 +19,7 @@ from asyncarr.core._dtype import (
     v2_dtype_str,
     v3_dtype_name,
 )
+from asyncarr.errors import AsyncarrError, MetadataError
 
 __all__ = [
     "ArrayMetadata",
@@ -75,7 +75,9 @@ def _int_tuple(value: object, what: str, key: str | None, *, positive: bool) -> 
         v = int(v)
         if v < (1 if positive else 0) or v > MAX_DIM:
             bound = "> 0" if positive else ">= 0"
-            raise MetadataError(f"{what} entries must be {bound} and < 2**63, got {value!r}", key=key)
+            raise MetadataError(
+                f"{what} entries must be {bound} and < 2**63, got {value!r}", key=key
+            )
         out.append(v)
     return tuple(out)
 
@@ -84,7 +86,9 @@ def _check_attrs(value: object, key: str | None) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise MetadataError(f"attributes must be a JSON object, got {type(value).__name__}", key=key)
+        raise MetadataError(
+            f"attributes must be a JSON object, got {type(value).__name__}", key=key
+        )
     return value
 
 
@@ -95,17 +99,23 @@ def validate_codec_chain(codecs: tuple[Codec, ...], *, key: str | None = None) -
     for c in codecs:
         if isinstance(c, ArrayArrayCodec):
             if stage > 0:
-                raise MetadataError(f"array->array codec {c.codec_name!r} after the array->bytes codec", key=key)
+                raise MetadataError(
+                    f"array->array codec {c.codec_name!r} after the array->bytes codec", key=key
+                )
         elif isinstance(c, ArrayBytesCodec):
             n_ab += 1
             stage = 1
         elif isinstance(c, BytesBytesCodec):
             if stage == 0:
-                raise MetadataError(f"bytes->bytes codec {c.codec_name!r} before any array->bytes codec", key=key)
+                raise MetadataError(
+                    f"bytes->bytes codec {c.codec_name!r} before any array->bytes codec", key=key
+                )
         else:
             raise MetadataError(f"{c!r} is not a codec", key=key)
     if n_ab != 1:
-        raise MetadataError(f"the codec chain needs exactly one array->bytes codec, found {n_ab}", key=key)
+        raise MetadataError(
+            f"the codec chain needs exactly one array->bytes codec, found {n_ab}", key=key
+        )
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,10 @@ class ArrayMetadata:
             "node_type": "array",
             "shape": list(self.shape),
             "data_type": v3_dtype_name(self.dtype),
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(self.chunk_shape)}},
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": {"chunk_shape": list(self.chunk_shape)},
+            },
             "chunk_key_encoding": self.chunk_key_encoding.to_json(),
             "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=3),
             "codecs": [c.to_metadata() for c in self.codecs],
@@ -205,8 +218,17 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
     if doc.get("node_type") != "array":
         raise MetadataError(f"expected node_type 'array', got {doc.get('node_type')!r}", key=key)
     known = {
-        "zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
-        "fill_value", "codecs", "attributes", "dimension_names", "storage_transformers",
+        "zarr_format",
+        "node_type",
+        "shape",
+        "data_type",
+        "chunk_grid",
+        "chunk_key_encoding",
+        "fill_value",
+        "codecs",
+        "attributes",
+        "dimension_names",
+        "storage_transformers",
     }
     extra: dict[str, Any] = {}
     for name, value in doc.items():
@@ -216,7 +238,14 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
             extra[name] = value
             continue
         raise MetadataError(f"unknown metadata field {name!r} that must be understood", key=key)
-    for required in ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs"):
+    for required in (
+        "shape",
+        "data_type",
+        "chunk_grid",
+        "chunk_key_encoding",
+        "fill_value",
+        "codecs",
+    ):
         if required not in doc:
             raise MetadataError(f"array metadata lacks the required field {required!r}", key=key)
     if doc.get("storage_transformers"):
@@ -233,7 +262,9 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
     names = doc.get("dimension_names")
     if names is not None:
         if not isinstance(names, list) or not all(n is None or isinstance(n, str) for n in names):
-            raise MetadataError(f"dimension_names must be a list of strings or nulls: {names!r}", key=key)
+            raise MetadataError(
+                f"dimension_names must be a list of strings or nulls: {names!r}", key=key
+            )
         names = tuple(names)
     try:
         meta = ArrayMetadata(
@@ -295,11 +326,22 @@ def parse_array_metadata_v2(
     names = attrs.get("_ARRAY_DIMENSIONS")
     dimension_names = (
         tuple(names)
-        if isinstance(names, list) and len(names) == len(shape) and all(isinstance(n, str) for n in names)
+        if isinstance(names, list)
+        and len(names) == len(shape)
+        and all(isinstance(n, str) for n in names)
         else None
     )
-    known = {"zarr_format", "shape", "chunks", "dtype", "compressor", "fill_value", "order",
-             "filters", "dimension_separator"}
+    known = {
+        "zarr_format",
+        "shape",
+        "chunks",
+        "dtype",
+        "compressor",
+        "fill_value",
+        "order",
+        "filters",
+        "dimension_separator",
+    }
     return ArrayMetadata(
         zarr_format=2,
         shape=shape,
@@ -329,7 +371,11 @@ class GroupMetadata:
     def to_json(self) -> dict[str, Any]:
         if self.zarr_format == 2:
             return {"zarr_format": 2}
-        doc: dict[str, Any] = {"zarr_format": 3, "node_type": "group", "attributes": self.attributes}
+        doc: dict[str, Any] = {
+            "zarr_format": 3,
+            "node_type": "group",
+            "attributes": self.attributes,
+        }
         if self.consolidated is not None:
             doc["consolidated_metadata"] = {
                 "kind": "inline",

@@ -22,7 +22,14 @@ from asyncarr.core._metadata import (
 from asyncarr.errors import MetadataError, NodeNotFoundError
 from asyncarr.runtime import ManagedStore
 
-__all__ = ["join_path", "load_node", "metadata_keys", "node_from_documents", "save_array_metadata", "save_group_metadata"]
+__all__ = [
+    "join_path",
+    "load_node",
+    "metadata_keys",
+    "node_from_documents",
+    "save_array_metadata",
+    "save_group_metadata",
+]
 
 
 def join_path(*parts: str) -> str:

@@ -20,7 +20,9 @@ __all__ = ["CodecPipeline", "build_chain_specs"]
 _BOMB_SLACK = 1 << 16
 
 
-def build_chain_specs(codecs: Sequence[Codec], spec: ChunkSpec) -> tuple[list[Codec], list[ChunkSpec]]:
+def build_chain_specs(
+    codecs: Sequence[Codec], spec: ChunkSpec
+) -> tuple[list[Codec], list[ChunkSpec]]:
     """Evolve each codec for the spec it sees; return codecs and their input specs."""
     evolved: list[Codec] = []
     specs: list[ChunkSpec] = []
@@ -41,12 +43,16 @@ class CodecPipeline:
         evolved, specs = build_chain_specs(codecs, spec)
         self.spec = spec
         self.codecs = tuple(evolved)
-        self.aa = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, ArrayArrayCodec)]
+        self.aa: list[tuple[ArrayArrayCodec, ChunkSpec]] = [
+            (c, s) for c, s in zip(evolved, specs) if isinstance(c, ArrayArrayCodec)
+        ]
         ab = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, ArrayBytesCodec)]
         if len(ab) != 1:
             raise CodecError(f"a codec chain needs exactly one array->bytes codec, got {len(ab)}")
         self.ab, self.ab_spec = ab[0]
-        self.bb = [(c, s) for c, s in zip(evolved, specs) if isinstance(c, BytesBytesCodec)]
+        self.bb: list[tuple[BytesBytesCodec, ChunkSpec]] = [
+            (c, s) for c, s in zip(evolved, specs) if isinstance(c, BytesBytesCodec)
+        ]
         self.releases_gil = all(getattr(c, "releases_gil", True) for c in evolved)
         self._fixed_size = self.ab.codec_name == "bytes"
 
@@ -67,11 +73,11 @@ class CodecPipeline:
             raise CodecError(f"chunk has shape {chunk.shape}, expected {spec.shape}")
         data: Any = chunk
         try:
-            for codec, s in self.aa:
-                data = codec.encode(data, s)
+            for aa, s in self.aa:
+                data = aa.encode(data, s)
             out: Any = self.ab.encode(data, self.ab_spec)
-            for codec, s in self.bb:
-                out = codec.encode(out, s)
+            for bb, s in self.bb:
+                out = bb.encode(out, s)
         except AsyncarrError:
             raise
         except Exception as exc:
@@ -83,11 +89,11 @@ class CodecPipeline:
         try:
             buf: Any = data
             bound = self.decoded_bound
-            for codec, s in reversed(self.bb):
-                buf = codec.decode(buf, s, bound)
+            for bb, s in reversed(self.bb):
+                buf = bb.decode(buf, s, bound)
             arr = self.ab.decode(buf, self.ab_spec)
-            for codec, s in reversed(self.aa):
-                arr = codec.decode(arr, s)
+            for aa, s in reversed(self.aa):
+                arr = aa.decode(arr, s)
         except CodecError as exc:
             if key is not None and exc.key is None:
                 exc.key = key

@@ -127,7 +127,9 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
     hit = cache.get((ctx.store.endpoint_key, job.key))
     if hit is None:
         return False
-    out[job.out_sel] = hit if job.complete and not isinstance(job.chunk_sel, tuple) else hit[job.chunk_sel]
+    out[job.out_sel] = (
+        hit if job.complete and not isinstance(job.chunk_sel, tuple) else hit[job.chunk_sel]
+    )
     return True
 
 
@@ -158,7 +160,13 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
         await executor.run(
-            decode_jobs, ctx.pipeline, batch, out, ctx.fill, worker_cache, ctx.store.endpoint_key,
+            decode_jobs,
+            ctx.pipeline,
+            batch,
+            out,
+            ctx.fill,
+            worker_cache,
+            ctx.store.endpoint_key,
             releases_gil=ctx.pipeline.releases_gil,
         )
 
@@ -173,12 +181,18 @@ def _compose(outer: DimSelection, inner: DimSelection) -> DimSelection:
     """Output positions of ``inner`` (relative to a shard's output block ``outer``)."""
     if isinstance(outer, slice) and isinstance(inner, slice):
         return slice(outer.start + inner.start, outer.start + inner.stop, 1)
-    outer_idx = np.arange(outer.start, outer.stop, outer.step) if isinstance(outer, slice) else outer
-    inner_idx = np.arange(inner.start, inner.stop, inner.step) if isinstance(inner, slice) else inner
+    outer_idx = (
+        np.arange(outer.start, outer.stop, outer.step) if isinstance(outer, slice) else outer
+    )
+    inner_idx = (
+        np.arange(inner.start, inner.stop, inner.step) if isinstance(inner, slice) else inner
+    )
     return np.asarray(outer_idx[inner_idx], dtype=np.intp)
 
 
-def _inner_jobs(ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection, key: str) -> list[DecodeJob]:
+def _inner_jobs(
+    ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection, key: str
+) -> list[DecodeJob]:
     inner_sel = Selection(tuple(shard.chunk_sel), ctx.meta.chunk_shape, ())
     jobs = []
     for p in project(inner_sel, codec.chunk_shape):
@@ -190,7 +204,9 @@ def _inner_jobs(ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection,
     return jobs
 
 
-def coalesce(ranges: list[tuple[int, int]], gap: int = COALESCE_GAP) -> list[tuple[int, int, list[int]]]:
+def coalesce(
+    ranges: list[tuple[int, int]], gap: int = COALESCE_GAP
+) -> list[tuple[int, int, list[int]]]:
     """Merge (start, end) ranges closer than ``gap``; returns (start, end, member indices)."""
     order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
     merged: list[tuple[int, int, list[int]]] = []
@@ -231,7 +247,9 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 
 
-async def _fetch_inner_ranges(ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]) -> None:
+async def _fetch_inner_ranges(
+    ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
+) -> None:
     raw_index = await ctx.io.get(key, codec.index_range(), expected_length=codec.index_size)
     if raw_index is None or len(raw_index) == 0:
         for j in jobs:
@@ -240,7 +258,8 @@ async def _fetch_inner_ranges(ctx: ArrayContext, codec: ShardingCodec, key: str,
     if len(raw_index) < codec.index_size:
         raise CodecError(
             f"shard is {len(raw_index)} bytes, shorter than its {codec.index_size}-byte index",
-            key=key, codec="sharding_indexed",
+            key=key,
+            codec="sharding_indexed",
         )
     index = codec.decode_index(raw_index, key=key)
     wanted: list[tuple[int, int]] = []

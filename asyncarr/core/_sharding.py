@@ -17,8 +17,8 @@ import numpy as np
 
 from asyncarr._types import ByteRange, ChunkSpec, RangeRequest, SuffixRange
 from asyncarr.abc import ArrayBytesCodec, Codec, NDArray
-from asyncarr.errors import CodecError, MetadataError
 from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.errors import CodecError, MetadataError
 
 __all__ = ["MISSING", "ShardingCodec"]
 
@@ -51,9 +51,15 @@ class ShardingCodec(ArrayBytesCodec):
         if index_location not in ("start", "end"):
             raise MetadataError(f"index_location must be 'start' or 'end', got {index_location!r}")
         if not chunk_shape or any(not isinstance(c, int) or c <= 0 for c in chunk_shape):
-            raise MetadataError(f"sharding chunk_shape must be positive integers, got {chunk_shape!r}")
+            raise MetadataError(
+                f"sharding chunk_shape must be positive integers, got {chunk_shape!r}"
+            )
         self.chunk_shape = tuple(int(c) for c in chunk_shape)
-        self.inner_codecs = list(codecs) if codecs else [codec_from_metadata({"name": "bytes", "configuration": {"endian": "little"}})]
+        self.inner_codecs = (
+            list(codecs)
+            if codecs
+            else [codec_from_metadata({"name": "bytes", "configuration": {"endian": "little"}})]
+        )
         self.index_codecs = (
             list(index_codecs)
             if index_codecs
@@ -72,7 +78,9 @@ class ShardingCodec(ArrayBytesCodec):
     @classmethod
     def from_config(cls, configuration: dict[str, Any]) -> Self:
         if not isinstance(configuration, dict) or "chunk_shape" not in configuration:
-            raise MetadataError(f"sharding_indexed needs a configuration with chunk_shape: {configuration!r}")
+            raise MetadataError(
+                f"sharding_indexed needs a configuration with chunk_shape: {configuration!r}"
+            )
         shape = configuration["chunk_shape"]
         if not isinstance(shape, list):
             raise MetadataError(f"sharding chunk_shape must be a list, got {shape!r}")
@@ -125,7 +133,7 @@ class ShardingCodec(ArrayBytesCodec):
         inner_spec = spec.with_(shape=self.chunk_shape)
         self._inner = CodecPipeline(self.inner_codecs, inner_spec)
         grid = self.inner_grid
-        index_spec = ChunkSpec(grid + (2,), np.dtype("uint64"), MISSING)
+        index_spec = ChunkSpec((*grid, 2), np.dtype("uint64"), MISSING)
         self._index = CodecPipeline(self.index_codecs, index_spec)
         probe = np.full(index_spec.shape, MISSING, dtype=np.uint64)
         self._index_size = len(self._index.encode(probe))
@@ -151,19 +159,25 @@ class ShardingCodec(ArrayBytesCodec):
             return SuffixRange(self.index_size)
         return ByteRange(0, self.index_size)
 
-    def decode_index(self, data: bytes | memoryview, *, shard_size: int | None = None, key: str | None = None) -> NDArray:
+    def decode_index(
+        self, data: bytes | memoryview, *, shard_size: int | None = None, key: str | None = None
+    ) -> NDArray:
         """Decode and validate a shard index; corrupt indexes raise CodecError."""
         assert self._index is not None
         if len(data) != self.index_size:
             raise CodecError(
-                f"shard index is {len(data)} bytes, expected {self.index_size}", key=key, codec="sharding_indexed"
+                f"shard index is {len(data)} bytes, expected {self.index_size}",
+                key=key,
+                codec="sharding_indexed",
             )
         index = self._index.decode(data, key=key)
         offsets = index[..., 0]
         sizes = index[..., 1]
         missing = (offsets == MISSING) & (sizes == MISSING)
         if np.any((offsets == MISSING) != (sizes == MISSING)):
-            raise CodecError("corrupt shard index: half-missing entry", key=key, codec="sharding_indexed")
+            raise CodecError(
+                "corrupt shard index: half-missing entry", key=key, codec="sharding_indexed"
+            )
         present_end = np.where(missing, 0, offsets.astype(object) + sizes.astype(object))
         if shard_size is not None and present_end.size and int(np.max(present_end)) > shard_size:
             raise CodecError(
@@ -194,7 +208,7 @@ class ShardingCodec(ArrayBytesCodec):
         """Assemble a shard from encoded inner chunks (C order), index included."""
         assert self._index is not None
         grid = self.inner_grid
-        index = np.full(grid + (2,), MISSING, dtype=np.uint64)
+        index = np.full((*grid, 2), MISSING, dtype=np.uint64)
         base = self.index_size if self.index_location == "start" else 0
         chunks: list[bytes] = []
         offset = base
@@ -215,9 +229,14 @@ class ShardingCodec(ArrayBytesCodec):
         if len(data) < self.index_size:
             raise CodecError(
                 f"shard is {len(data)} bytes, shorter than its {self.index_size}-byte index",
-                key=key, codec="sharding_indexed",
+                key=key,
+                codec="sharding_indexed",
             )
-        raw = data[: self.index_size] if self.index_location == "start" else data[len(data) - self.index_size :]
+        raw = (
+            data[: self.index_size]
+            if self.index_location == "start"
+            else data[len(data) - self.index_size :]
+        )
         index = self.decode_index(raw, shard_size=len(data), key=key)
         parts: dict[tuple[int, ...], bytes] = {}
         for coords in itertools.product(*(range(n) for n in self.inner_grid)):

@@ -28,7 +28,8 @@ MAX_CAS_ATTEMPTS = 64
 
 def _edge_shape(ctx: ArrayContext, coords: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(
-        min(c, s - i * c) for i, c, s in zip(coords, ctx.meta.chunk_shape, ctx.meta.shape, strict=True)
+        min(c, s - i * c)
+        for i, c, s in zip(coords, ctx.meta.chunk_shape, ctx.meta.shape, strict=True)
     )
 
 
@@ -69,7 +70,7 @@ def _chunk_from_value(
 ) -> NDArray:
     """The whole chunk ``p`` taken from ``value`` (edge chunks padded with fill)."""
     spec = ctx.pipeline.spec
-    part = value[out_sel]
+    part: NDArray = value[out_sel]
     if part.shape == spec.shape and part.flags.c_contiguous:
         return part
     chunk = np.full(spec.shape, spec.fill_value, dtype=spec.dtype)
@@ -112,7 +113,13 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             else:
                 old = await ctx.io.get(key)
                 new = await executor.run(
-                    merge_chunk, pipeline, old, part, chunk_sel, ctx.write_empty_chunks, key,
+                    merge_chunk,
+                    pipeline,
+                    old,
+                    part,
+                    chunk_sel,
+                    ctx.write_empty_chunks,
+                    key,
                     releases_gil=releases,
                 )
                 await _store(ctx, key, new)
@@ -158,7 +165,13 @@ async def _cas_update(ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any
         current = await ctx.io.get_versioned(key)
         old = current.data if current is not None else None
         new = await executor.run(
-            merge_chunk, ctx.pipeline, old, part, chunk_sel, ctx.write_empty_chunks, key,
+            merge_chunk,
+            ctx.pipeline,
+            old,
+            part,
+            chunk_sel,
+            ctx.write_empty_chunks,
+            key,
             releases_gil=ctx.pipeline.releases_gil,
         )
         if new is None:

@@ -75,9 +75,15 @@ async def copy_array(
     try:
         fmt = zarr_format or src.zarr_format
         kwargs: dict[str, Any] = {
-            "shape": src.shape, "chunks": src.chunks, "dtype": src.dtype, "zarr_format": fmt,
-            "fill_value": src.fill_value, "dimension_names": src.dimension_names,
-            "attributes": dict(src.attrs), "overwrite": overwrite, "storage_options": dest_options,
+            "shape": src.shape,
+            "chunks": src.chunks,
+            "dtype": src.dtype,
+            "zarr_format": fmt,
+            "fill_value": src.fill_value,
+            "dimension_names": src.dimension_names,
+            "attributes": dict(src.attrs),
+            "overwrite": overwrite,
+            "storage_options": dest_options,
         }
         if fmt == 3 and src.shards is not None:
             kwargs["shards"] = src.shards
@@ -99,7 +105,9 @@ async def copy_array(
                 count += 1
 
             await bounded_for_each(move, _blocks(src, block_bytes), limit=concurrency)
-            return CopyReport(str(source), str(dest), src.nbytes, count, time.perf_counter() - start)
+            return CopyReport(
+                str(source), str(dest), src.nbytes, count, time.perf_counter() - start
+            )
         finally:
             await dst.aclose()
     finally:

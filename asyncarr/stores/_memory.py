@@ -66,7 +66,9 @@ class MemoryStore(Store):
         return True
 
     def with_read_only(self, read_only: bool = True) -> MemoryStore:
-        return MemoryStore(read_only=read_only, limits=self.limits, name=self._name, _shared=self._data)
+        return MemoryStore(
+            read_only=read_only, limits=self.limits, name=self._name, _shared=self._data
+        )
 
     def __repr__(self) -> str:
         label = f"memory://{self._name}" if self._name else f"0x{id(self._data):x}"

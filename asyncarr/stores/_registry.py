@@ -14,7 +14,13 @@ from urllib.parse import urlsplit
 from asyncarr.abc import Store
 from asyncarr.errors import ConfigError
 
-__all__ = ["StoreFactory", "register_store", "registered_schemes", "store_from_url", "unregister_store"]
+__all__ = [
+    "StoreFactory",
+    "register_store",
+    "registered_schemes",
+    "store_from_url",
+    "unregister_store",
+]
 
 
 class StoreFactory(Protocol):

@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "StoreLocation", "find_executable", "free_port", "run_server", "wait_for_http", "wait_for_port"]
+__all__ = [
+    "ServerProcess",
+    "StoreLocation",
+    "find_executable",
+    "free_port",
+    "run_server",
+    "wait_for_http",
+    "wait_for_port",
+]
 
 LOOPBACK = "127.0.0.1"
 
@@ -30,7 +38,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, *, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, *, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -43,8 +53,13 @@ def wait_for_port(port: int, *, timeout: float = 60.0, proc: subprocess.Popen[by
     raise TimeoutError(f"nothing listened on {LOOPBACK}:{port} within {timeout}s")
 
 
-def wait_for_http(url: str, *, timeout: float = 60.0, ok: Callable[[int], bool] = lambda s: s < 500,
-                  proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float = 60.0,
+    ok: Callable[[int], bool] = lambda s: s < 500,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     """Poll ``url`` until it answers with a status ``ok`` accepts."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -52,7 +67,7 @@ def wait_for_http(url: str, *, timeout: float = 60.0, ok: Callable[[int], bool] 
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if ok(resp.status):
                     return
         except urllib.error.HTTPError as exc:
@@ -114,8 +129,12 @@ def run_server(
     log_path = workdir / "server.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-        env={**os.environ, **(env or {})}, start_new_session=True,
+        list(cmd),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
     )
     server = ServerProcess(proc, port, log_path, workdir)
     try:
@@ -125,7 +144,9 @@ def run_server(
             else:
                 ready(server)
         except Exception as exc:
-            raise RuntimeError(f"{name} failed to start: {exc}\n--- log ---\n{server.log_tail()}") from exc
+            raise RuntimeError(
+                f"{name} failed to start: {exc}\n--- log ---\n{server.log_tail()}"
+            ) from exc
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -89,7 +89,12 @@ class StoreTests:
 
     async def test_get_ranges(self, store: Store) -> None:
         await store.set("r", PAYLOAD)
-        ranges: list[RangeRequest] = [ByteRange(0, 4), ByteRange(100, 200), SuffixRange(8), OffsetRange(1020)]
+        ranges: list[RangeRequest] = [
+            ByteRange(0, 4),
+            ByteRange(100, 200),
+            SuffixRange(8),
+            OffsetRange(1020),
+        ]
         got = await store.get_ranges("r", ranges)
         assert got == [PAYLOAD[0:4], PAYLOAD[100:200], PAYLOAD[-8:], PAYLOAD[1020:]]
 
@@ -131,7 +136,10 @@ class StoreTests:
             await store.set(k, b"x")
         assert sorted([k async for k in store.list_prefix("")]) == sorted(keys)
         assert sorted([k async for k in store.list_prefix("a/")]) == [
-            "a/c/0/0", "a/c/0/1", "a/c/1/0", "a/zarr.json",
+            "a/c/0/0",
+            "a/c/0/1",
+            "a/c/1/0",
+            "a/zarr.json",
         ]
         assert sorted([k async for k in store.list_prefix("a")]) == sorted(
             ["a/zarr.json", "a/c/0/0", "a/c/0/1", "a/c/1/0", "ab"]
@@ -273,5 +281,3 @@ class StoreTests:
         await store.set("k", b"v")
         await store.aclose()
         await store.aclose()
-
-

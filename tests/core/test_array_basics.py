@@ -35,7 +35,9 @@ async def test_roundtrip_full_and_partial(store_url: object, zarr_format: int) -
     )
     await arr.write(data)
     np.testing.assert_array_equal(await arr.read(), data)
-    np.testing.assert_array_equal(await arr.read((slice(3, 30, 4), slice(None, None, -3))), data[3:30:4, ::-3])
+    np.testing.assert_array_equal(
+        await arr.read((slice(3, 30, 4), slice(None, None, -3))), data[3:30:4, ::-3]
+    )
     np.testing.assert_array_equal(await arr.read((5, slice(2, 9))), data[5, 2:9])
     np.testing.assert_array_equal(await arr.read((-1, -1)), data[-1, -1])
     np.testing.assert_array_equal(await arr.read(Ellipsis), data)
@@ -51,7 +53,12 @@ async def test_roundtrip_full_and_partial(store_url: object, zarr_format: int) -
 async def test_missing_chunks_read_as_fill(zarr_format: int) -> None:
     store = MemoryStore()
     arr = await asyncarr.create_array(
-        store, shape=(10, 10), chunks=(5, 5), dtype="float32", fill_value=np.nan, zarr_format=zarr_format
+        store,
+        shape=(10, 10),
+        chunks=(5, 5),
+        dtype="float32",
+        fill_value=np.nan,
+        zarr_format=zarr_format,
     )
     out = await arr.read()
     assert np.isnan(out).all()
@@ -77,7 +84,11 @@ async def test_write_empty_chunks_false_deletes_fill_chunks() -> None:
 async def test_orthogonal_and_named_selection() -> None:
     data = np.random.default_rng(0).random((20, 30, 4))
     arr = await asyncarr.create_array(
-        MemoryStore(), shape=data.shape, chunks=(6, 7, 3), dtype="f8", dimension_names=["time", "x", "band"]
+        MemoryStore(),
+        shape=data.shape,
+        chunks=(6, 7, 3),
+        dtype="f8",
+        dimension_names=["time", "x", "band"],
     )
     await arr.write(data)
     idx = np.array([19, 0, 5, 5, 7])
@@ -125,8 +136,14 @@ async def test_resize_and_append(tmp_path: Path) -> None:
 @pytest.mark.parametrize("zarr_format", FORMATS)
 async def test_attributes_persist(zarr_format: int) -> None:
     store = MemoryStore()
-    arr = await asyncarr.create_array(store, shape=(3,), chunks=(3,), dtype="f4", zarr_format=zarr_format,
-                                      attributes={"units": "K"})
+    arr = await asyncarr.create_array(
+        store,
+        shape=(3,),
+        chunks=(3,),
+        dtype="f4",
+        zarr_format=zarr_format,
+        attributes={"units": "K"},
+    )
     await arr.update_attributes({"scale": 2})
     reopened = await asyncarr.open_array(store)
     assert dict(reopened.attrs) == {"units": "K", "scale": 2}
@@ -154,7 +171,7 @@ async def test_open_missing_and_read_only() -> None:
 async def test_bad_metadata_is_a_clear_error() -> None:
     store = MemoryStore()
     await store.set("zarr.json", b"{not json")
-    with pytest.raises(MetadataError, match="zarr.json"):
+    with pytest.raises(MetadataError, match=r"zarr\.json"):
         await asyncarr.open_array(store)
     await store.set("zarr.json", b'{"zarr_format": 3, "node_type": "array", "shape": [-1]}')
     with pytest.raises(MetadataError):
@@ -163,8 +180,25 @@ async def test_bad_metadata_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     "dtype",
-    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-     "float16", "float32", "float64", "complex64", "complex128", ">f8", ">i4", ">c16"],
+    [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        ">f8",
+        ">i4",
+        ">c16",
+    ],
 )
 @pytest.mark.parametrize("zarr_format", FORMATS)
 async def test_dtypes(dtype: str, zarr_format: int) -> None:
@@ -174,8 +208,9 @@ async def test_dtypes(dtype: str, zarr_format: int) -> None:
     data = (raw % 2 == 0) if dt.kind == "b" else raw.astype(dt)
     if dt.kind == "c":
         data = data + 1j * data[::-1]
-    arr = await asyncarr.create_array(MemoryStore(), shape=data.shape, chunks=(4, 3), dtype=dtype,
-                                      zarr_format=zarr_format)
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=data.shape, chunks=(4, 3), dtype=dtype, zarr_format=zarr_format
+    )
     await arr.write(data)
     np.testing.assert_array_equal(await arr.read(), data)
 
@@ -183,7 +218,9 @@ async def test_dtypes(dtype: str, zarr_format: int) -> None:
 async def test_sharded_roundtrip_and_partial_reads() -> None:
     store = MemoryStore()
     data = np.random.default_rng(2).random((50, 40)).astype("f4")
-    arr = await asyncarr.create_array(store, shape=data.shape, chunks=(5, 5), shards=(20, 20), dtype="f4")
+    arr = await asyncarr.create_array(
+        store, shape=data.shape, chunks=(5, 5), shards=(20, 20), dtype="f4"
+    )
     assert arr.chunks == (5, 5) and arr.shards == (20, 20)
     await arr.write(data)
     np.testing.assert_array_equal(await arr.read(), data)

@@ -14,7 +14,9 @@ TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "zarr_i
 if not TESTDATA.exists():  # the CI clone sits beside shared/ too; fall back to the env var
     import os
 
-    TESTDATA = Path(os.environ.get("ASYNCARR_TESTDATA", "/work/shared/testdata")) / "zarr_implementations"
+    TESTDATA = (
+        Path(os.environ.get("ASYNCARR_TESTDATA", "/work/shared/testdata")) / "zarr_implementations"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,9 @@ async def test_astronaut_reads_equal(name: str, expected: np.ndarray) -> None:
     assert arr.zarr_format == 2
     assert arr.shape == (512, 512, 3) and arr.chunks == (100, 100, 1)
     np.testing.assert_array_equal(await arr.read(), expected)
-    np.testing.assert_array_equal(await arr.read((slice(95, 205), slice(399, 512), 1)), expected[95:205, 399:512, 1])
+    np.testing.assert_array_equal(
+        await arr.read((slice(95, 205), slice(399, 512), 1)), expected[95:205, 399:512, 1]
+    )
 
 
 def test_astronaut_group_sync(expected: np.ndarray) -> None:

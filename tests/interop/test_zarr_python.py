@@ -11,7 +11,9 @@ import pytest
 
 import asyncarr
 
-zarr = pytest.importorskip("zarr", reason="zarr-python is a test dependency (make test installs it)")
+zarr = pytest.importorskip(
+    "zarr", reason="zarr-python is a test dependency (make test installs it)"
+)
 
 RNG = np.random.default_rng(42)
 
@@ -50,19 +52,37 @@ V2_FILTERS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("compressor", V2_COMPRESSORS, ids=lambda c: "none" if c is None else "-".join(str(v) for v in c.values()))
+@pytest.mark.parametrize(
+    "compressor",
+    V2_COMPRESSORS,
+    ids=lambda c: "none" if c is None else "-".join(str(v) for v in c.values()),
+)
 @pytest.mark.parametrize("order", ["C", "F"])
 async def test_v2_compressors_both_ways(tmp_path: Path, compressor: Any, order: str) -> None:
     data = _data("<f4")
     ours = str(tmp_path / "ours.zarr")
-    arr = await asyncarr.create_array(ours, shape=data.shape, chunks=(10, 6), dtype="<f4", zarr_format=2,
-                                      compressor=compressor, order=order)  # type: ignore[arg-type]
+    arr = await asyncarr.create_array(
+        ours,
+        shape=data.shape,
+        chunks=(10, 6),
+        dtype="<f4",
+        zarr_format=2,
+        compressor=compressor,
+        order=order,
+    )  # type: ignore[arg-type]
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(ours, mode="r")[:], data)
 
     theirs = str(tmp_path / "theirs.zarr")
-    z = zarr.create_array(theirs, shape=data.shape, chunks=(10, 6), dtype="<f4", zarr_format=2, order=order,
-                          compressors=numcodecs.get_codec(compressor) if compressor else None)
+    z = zarr.create_array(
+        theirs,
+        shape=data.shape,
+        chunks=(10, 6),
+        dtype="<f4",
+        zarr_format=2,
+        order=order,
+        compressors=numcodecs.get_codec(compressor) if compressor else None,
+    )
     z[:] = data
     np.testing.assert_array_equal(await (await asyncarr.open_array(theirs)).read(), data)
 
@@ -71,20 +91,48 @@ async def test_v2_compressors_both_ways(tmp_path: Path, compressor: Any, order: 
 async def test_v2_filters_both_ways(tmp_path: Path, filters: Any) -> None:
     data = _data("<i4")
     ours = str(tmp_path / "ours.zarr")
-    arr = await asyncarr.create_array(ours, shape=data.shape, chunks=(10, 6), dtype="<i4", zarr_format=2,
-                                      filters=filters, compressor="zlib")
+    arr = await asyncarr.create_array(
+        ours,
+        shape=data.shape,
+        chunks=(10, 6),
+        dtype="<i4",
+        zarr_format=2,
+        filters=filters,
+        compressor="zlib",
+    )
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(ours, mode="r")[:], data)
 
     theirs = str(tmp_path / "theirs.zarr")
-    z = zarr.create_array(theirs, shape=data.shape, chunks=(10, 6), dtype="<i4", zarr_format=2,
-                          filters=[numcodecs.get_codec(f) for f in filters], compressors=None)
+    z = zarr.create_array(
+        theirs,
+        shape=data.shape,
+        chunks=(10, 6),
+        dtype="<i4",
+        zarr_format=2,
+        filters=[numcodecs.get_codec(f) for f in filters],
+        compressors=None,
+    )
     z[:] = data
     np.testing.assert_array_equal(await (await asyncarr.open_array(theirs)).read(), data)
 
 
-DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-          "float16", "float32", "float64", "complex64", "complex128"]
+DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -92,11 +140,15 @@ DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
 async def test_dtypes_both_ways(tmp_path: Path, dtype: str, zarr_format: int) -> None:
     data = _data(dtype)
     ours = str(tmp_path / "ours.zarr")
-    arr = await asyncarr.create_array(ours, shape=data.shape, chunks=(8, 8), dtype=dtype, zarr_format=zarr_format)  # type: ignore[arg-type]
+    arr = await asyncarr.create_array(
+        ours, shape=data.shape, chunks=(8, 8), dtype=dtype, zarr_format=zarr_format
+    )  # type: ignore[arg-type]
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(ours, mode="r")[:], data)
     theirs = str(tmp_path / "theirs.zarr")
-    z = zarr.create_array(theirs, shape=data.shape, chunks=(8, 8), dtype=dtype, zarr_format=zarr_format)
+    z = zarr.create_array(
+        theirs, shape=data.shape, chunks=(8, 8), dtype=dtype, zarr_format=zarr_format
+    )
     z[:] = data
     np.testing.assert_array_equal(await (await asyncarr.open_array(theirs)).read(), data)
 
@@ -104,14 +156,45 @@ async def test_dtypes_both_ways(tmp_path: Path, dtype: str, zarr_format: int) ->
 V3_CODECS: list[list[dict[str, Any]]] = [
     [{"name": "bytes", "configuration": {"endian": "little"}}],
     [{"name": "bytes", "configuration": {"endian": "big"}}],
-    [{"name": "transpose", "configuration": {"order": [1, 0]}}, {"name": "bytes", "configuration": {"endian": "little"}},
-     {"name": "gzip", "configuration": {"level": 1}}],
-    [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 3, "checksum": True}}],
-    [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 0, "checksum": False}}],
-    [{"name": "bytes", "configuration": {"endian": "little"}},
-     {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "typesize": 4, "blocksize": 0}}],
-    [{"name": "bytes", "configuration": {"endian": "little"}},
-     {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle", "typesize": 4, "blocksize": 0}}],
+    [
+        {"name": "transpose", "configuration": {"order": [1, 0]}},
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "gzip", "configuration": {"level": 1}},
+    ],
+    [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "zstd", "configuration": {"level": 3, "checksum": True}},
+    ],
+    [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "zstd", "configuration": {"level": 0, "checksum": False}},
+    ],
+    [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {
+            "name": "blosc",
+            "configuration": {
+                "cname": "lz4",
+                "clevel": 5,
+                "shuffle": "shuffle",
+                "typesize": 4,
+                "blocksize": 0,
+            },
+        },
+    ],
+    [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {
+            "name": "blosc",
+            "configuration": {
+                "cname": "zstd",
+                "clevel": 3,
+                "shuffle": "bitshuffle",
+                "typesize": 4,
+                "blocksize": 0,
+            },
+        },
+    ],
     [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
 ]
 
@@ -120,7 +203,9 @@ V3_CODECS: list[list[dict[str, Any]]] = [
 async def test_v3_codecs_we_write_they_read(tmp_path: Path, codecs: list[dict[str, Any]]) -> None:
     data = _data("float32")
     url = str(tmp_path / "a.zarr")
-    arr = await asyncarr.create_array(url, shape=data.shape, chunks=(10, 6), dtype="float32", codecs=codecs)
+    arr = await asyncarr.create_array(
+        url, shape=data.shape, chunks=(10, 6), dtype="float32", codecs=codecs
+    )
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(url, mode="r")[:], data)
 
@@ -133,23 +218,36 @@ async def test_sharding_both_ways(tmp_path: Path, index_location: str, compresso
     inner = [{"name": "bytes", "configuration": {"endian": "little"}}]
     if compressor:
         inner.append({"name": "zstd", "configuration": {"level": 1, "checksum": False}})
-    codecs = [{
-        "name": "sharding_indexed",
-        "configuration": {
-            "chunk_shape": [5, 5],
-            "codecs": inner,
-            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
-            "index_location": index_location,
-        },
-    }]
+    codecs = [
+        {
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [5, 5],
+                "codecs": inner,
+                "index_codecs": [
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    {"name": "crc32c"},
+                ],
+                "index_location": index_location,
+            },
+        }
+    ]
     url = str(tmp_path / "ours.zarr")
-    arr = await asyncarr.create_array(url, shape=data.shape, chunks=(20, 15), dtype="int16", codecs=codecs)
+    arr = await asyncarr.create_array(
+        url, shape=data.shape, chunks=(20, 15), dtype="int16", codecs=codecs
+    )
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(url, mode="r")[:], data)
 
     theirs = str(tmp_path / "theirs.zarr")
-    z = zarr.create_array(theirs, shape=data.shape, chunks=(5, 5), shards=(20, 15), dtype="int16",
-                          compressors=None if compressor is None else zarr.codecs.ZstdCodec(level=1))
+    z = zarr.create_array(
+        theirs,
+        shape=data.shape,
+        chunks=(5, 5),
+        shards=(20, 15),
+        dtype="int16",
+        compressors=None if compressor is None else zarr.codecs.ZstdCodec(level=1),
+    )
     z[:] = data
     back = await asyncarr.open_array(theirs)
     assert back.shards == (20, 15) and back.chunks == (5, 5)
@@ -161,19 +259,31 @@ async def test_sharding_both_ways(tmp_path: Path, index_location: str, compresso
 @pytest.mark.parametrize("zarr_format", [2, 3])
 async def test_fill_values_both_ways(tmp_path: Path, fill: float, zarr_format: int) -> None:
     url = str(tmp_path / "f.zarr")
-    await asyncarr.create_array(url, shape=(6,), chunks=(3,), dtype="f8", fill_value=fill, zarr_format=zarr_format)  # type: ignore[arg-type]
+    await asyncarr.create_array(
+        url, shape=(6,), chunks=(3,), dtype="f8", fill_value=fill, zarr_format=zarr_format
+    )  # type: ignore[arg-type]
     np.testing.assert_array_equal(zarr.open_array(url, mode="r")[:], np.full(6, fill))
     theirs = str(tmp_path / "t.zarr")
-    zarr.create_array(theirs, shape=(6,), chunks=(3,), dtype="f8", fill_value=fill, zarr_format=zarr_format)
-    np.testing.assert_array_equal(await (await asyncarr.open_array(theirs)).read(), np.full(6, fill))
+    zarr.create_array(
+        theirs, shape=(6,), chunks=(3,), dtype="f8", fill_value=fill, zarr_format=zarr_format
+    )
+    np.testing.assert_array_equal(
+        await (await asyncarr.open_array(theirs)).read(), np.full(6, fill)
+    )
 
 
 @pytest.mark.parametrize("separator", ["/", "."])
 async def test_v2_dimension_separator_both_ways(tmp_path: Path, separator: str) -> None:
     data = _data("uint8")
     url = str(tmp_path / "s.zarr")
-    arr = await asyncarr.create_array(url, shape=data.shape, chunks=(5, 5), dtype="u1", zarr_format=2,
-                                      chunk_key_encoding={"name": "v2", "configuration": {"separator": separator}})
+    arr = await asyncarr.create_array(
+        url,
+        shape=data.shape,
+        chunks=(5, 5),
+        dtype="u1",
+        zarr_format=2,
+        chunk_key_encoding={"name": "v2", "configuration": {"separator": separator}},
+    )
     await arr.write(data)
     np.testing.assert_array_equal(zarr.open_array(url, mode="r")[:], data)
 
@@ -186,7 +296,11 @@ async def test_groups_and_consolidated_both_ways(tmp_path: Path, zarr_format: in
     arr = await sub.create_array("x", shape=(4,), chunks=(2,), dtype="i8", attributes={"c": 3})
     await arr.write(np.arange(4))
     await root.consolidate_metadata()
-    zg = zarr.open_consolidated(url, mode="r") if zarr_format == 2 else zarr.open_group(url, mode="r", use_consolidated=True)
+    zg = (
+        zarr.open_consolidated(url, mode="r")
+        if zarr_format == 2
+        else zarr.open_group(url, mode="r", use_consolidated=True)
+    )
     assert zg.attrs["a"] == 1
     np.testing.assert_array_equal(zg["sub/x"][:], np.arange(4))
 
@@ -204,8 +318,14 @@ async def test_groups_and_consolidated_both_ways(tmp_path: Path, zarr_format: in
 
 async def test_dimension_names_and_attributes_v3(tmp_path: Path) -> None:
     url = str(tmp_path / "d.zarr")
-    await asyncarr.create_array(url, shape=(2, 3), chunks=(2, 3), dtype="f4", dimension_names=["y", None],
-                                attributes={"k": [1, 2]})
+    await asyncarr.create_array(
+        url,
+        shape=(2, 3),
+        chunks=(2, 3),
+        dtype="f4",
+        dimension_names=["y", None],
+        attributes={"k": [1, 2]},
+    )
     z = zarr.open_array(url, mode="r")
     assert z.metadata.dimension_names == ("y", None)
     assert z.attrs["k"] == [1, 2]

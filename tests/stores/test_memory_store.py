@@ -15,8 +15,8 @@ class TestMemoryStore(StoreTests):
         await s.aclose()
 
     @pytest.fixture
-    async def read_only_store(self, store: MemoryStore) -> AsyncIterator[Store]:
-        yield store.with_read_only()
+    async def read_only_store(self, store: MemoryStore) -> Store:
+        return store.with_read_only()
 
 
 async def test_named_memory_urls_share_data() -> None:
