@@ -1,0 +1,58 @@
+# asyncarr — every target sets itself up from nothing (a fresh clone).
+#   make demo   create the venv, install, run the demo job on the local disk
+#   make test   install everything the tests need (Python packages, Azurite) and run all checks and tests
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck layers pytest bench bench-quick install install-test clean
+
+$(PY):
+	"$$(scripts/find-python.sh)" -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(STAMP)-test: $(STAMP) pyproject.toml
+	$(PIP) install -q -e '.[all,test]'
+	touch $@
+
+$(STAMP)-bench: $(STAMP)-test pyproject.toml
+	$(PIP) install -q -e '.[all,test,bench]'
+	touch $@
+
+install: $(STAMP)
+install-test: $(STAMP)-test
+	scripts/install-azurite.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/asyncarr demo
+
+check: lint typecheck layers
+
+lint: $(STAMP)-test
+	$(VENV)/bin/ruff check asyncarr tests bench examples
+
+typecheck: $(STAMP)-test
+	$(VENV)/bin/mypy
+
+layers: $(STAMP)-test
+	$(VENV)/bin/lint-imports
+
+pytest: install-test
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test: install-test check pytest
+
+bench: $(STAMP)-bench
+	$(PY) -m bench
+
+bench-quick: $(STAMP)-bench
+	$(PY) -m bench --quick
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info .mypy_cache .ruff_cache .pytest_cache
