@@ -76,7 +76,7 @@ def _sdk() -> tuple[Any, Any]:
     try:
         from gcloud.aio.auth import Token
         from gcloud.aio.storage import Storage
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    except ImportError as exc:
         raise MissingExtraError("The gs:// store", "gcs", "gcloud-aio-storage") from exc
     return Storage, Token
 
@@ -137,12 +137,7 @@ def _resolve_credentials(credentials: object, anon: bool) -> _Credentials:
 
 
 class _SetupError(Exception):
-    """Creating a client failed after its session was opened (closed by the caller)."""
-
-    def __init__(self, session: aiohttp.ClientSession, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.session = session
-        self.cause = cause
+    """Creating a client failed after its session (``args[0]``) was opened."""
 
 
 class _NoToken:
@@ -155,14 +150,14 @@ class _NoToken:
 # -- shared clients (one per endpoint, credentials and event loop) --------------------------
 
 
+@dataclass(eq=False)
 class _Client:
     """An aiohttp session plus the gcloud-aio ``Storage`` bound to it."""
 
-    def __init__(self, session: aiohttp.ClientSession, storage: Storage, token: Any) -> None:
-        self.session = session
-        self.storage = storage
-        self.token = token
-        self.refs = 0
+    session: aiohttp.ClientSession
+    storage: Storage
+    token: Any
+    refs: int = 0
 
 
 _ClientKey = tuple[str, tuple[str, str]]
@@ -189,13 +184,12 @@ async def _release(loop: asyncio.AbstractEventLoop, key: _ClientKey, client: _Cl
         client.refs -= 1
         if client.refs > 0:
             return
-        clients = _registry.get(loop, {})
-        if clients.get(key) is client:
-            del clients[key]
+        if _registry.get(loop, {}).get(key) is client:
+            del _registry[loop][key]
     await client.session.close()
 
 
-# -- error translation ----------------------------------------------------------------------
+# -- error translation and ranges ------------------------------------------------------------
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -228,18 +222,13 @@ def _translate(exc: Exception, store: GCSStore, key: str | None, action: str) ->
     return cls(f"{action} failed: {what}", store=store, key=key)
 
 
-# -- ranges ---------------------------------------------------------------------------------
-
-
 def _range_header(rng: RangeRequest | None) -> str | None:
     """The ``Range`` header for ``rng``; ``None`` when the whole value is wanted."""
-    if rng is None:
-        return None
     if isinstance(rng, ByteRange):
         return f"bytes={rng.start}-{rng.end - 1}"
-    if isinstance(rng, OffsetRange):
-        return None if rng.offset == 0 else f"bytes={rng.offset}-"
-    return f"bytes=-{rng.length}"
+    if isinstance(rng, SuffixRange):
+        return f"bytes=-{rng.length}"
+    return f"bytes={rng.offset}-" if isinstance(rng, OffsetRange) and rng.offset else None
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -297,6 +286,7 @@ class GCSStore(Store):
         if anon and credentials is not None:
             raise ConfigError("GCS: anon=True cannot be combined with credentials")
         self._anon = bool(anon)
+        _sdk()  # a missing extra fails here, not at the first request
         self._credentials = _resolve_credentials(credentials, self._anon)
         self._project = project
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
@@ -385,7 +375,7 @@ class GCSStore(Store):
                 session=session, token=token, api_root=self._endpoint, api_is_dev=self._anon
             )
         except Exception as exc:
-            raise _SetupError(session, exc) from exc
+            raise _SetupError(session) from exc
         return _Client(session, storage, token)
 
     async def _client(self) -> _Client:
@@ -397,11 +387,11 @@ class GCSStore(Store):
             try:
                 client = _acquire(loop, self._client_key, self._make_client)
             except _SetupError as exc:
-                await exc.session.close()
-                raise ConfigError(
-                    f"cannot set up GCS credentials ({self._credentials.kind}): "
-                    f"{type(exc.cause).__name__}",
-                ) from exc.cause
+                await exc.args[0].close()
+                cause = exc.__cause__
+                kind = self._credentials.kind
+                msg = f"cannot set up GCS credentials ({kind}): {type(cause).__name__}"
+                raise ConfigError(msg) from cause
             self._leases[loop] = client
         return client
 
@@ -475,8 +465,7 @@ class GCSStore(Store):
     ) -> tuple[int, dict[str, str], bytes] | None:
         name = self._object(key)
         headers = {"Accept-Encoding": "identity"}
-        range_header = _range_header(rng)
-        if range_header is not None:
+        if (range_header := _range_header(rng)) is not None:
             headers["Range"] = range_header
 
         async def fetch(storage: Storage) -> tuple[int, dict[str, str], bytes]:
@@ -572,10 +561,10 @@ class GCSStore(Store):
         meta = await self._metadata(key)
         if meta is None:
             raise KeyNotFoundError("no such key", store=self, key=key)
-        try:
-            return int(meta["size"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError("object metadata has no valid size", store=self, key=key) from exc
+        size = str(meta.get("size", ""))
+        if not size.isdigit():
+            raise StoreError(f"object metadata has no valid size: {size!r}", store=self, key=key)
+        return int(size)
 
     # -- writes -----------------------------------------------------------------------
     async def _upload(self, key: str, value: bytes, generation: str | None) -> None:
@@ -620,25 +609,35 @@ class GCSStore(Store):
         await self._upload(key, value, "0" if version is None else version)
 
     async def delete(self, key: str) -> None:
-        name = self._object(key)
         self._check_writable(key)
+        await self._delete_name(self._object(key), key)
+
+    async def _delete_name(self, name: str, key: str) -> None:
         await self._call(
             key, "delete", lambda s: s.delete(self._bucket, name, timeout=self._request_timeout)
         )
 
     async def delete_prefix(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` (``""``: the whole store root)."""
+        """Delete every object under ``prefix`` (``""``: the whole store root).
+
+        Objects are listed first, then deleted by a few workers; "folder"
+        placeholders and names that are not valid keys go as well.
+        """
         prefix = self._list_prefix_arg(prefix)
         self._check_writable(prefix)
-        keys = iter([k async for k in self.list_prefix(prefix)])
+        full = self._root + prefix
+        names = [
+            str(i.get("name")) async for d in self._pages(full, False) for i in d.get("items", ())
+        ]
+        todo = iter(names)
         failure: list[BaseException] = []
 
         async def worker() -> None:
-            for k in keys:
+            for name in todo:
                 if failure:
                     return
                 try:
-                    await self.delete(k)
+                    await self._delete_name(name, name[len(self._root) :])
                 except Exception as exc:
                     failure.append(exc)
                     return
@@ -654,10 +653,8 @@ class GCSStore(Store):
         token: str | None = None
         while True:
             params = {"prefix": full_prefix, "maxResults": "1000", "fields": fields}
-            if delimiter:
-                params["delimiter"] = "/"
-            if token:
-                params["pageToken"] = token
+            params.update({"delimiter": "/"} if delimiter else {})
+            params.update({"pageToken": token} if token else {})
             data = await self._call(
                 full_prefix,
                 "list",

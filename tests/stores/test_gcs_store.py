@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
 import urllib.request
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,7 @@ from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     ConfigError,
+    MissingExtraError,
     PermissionDeniedError,
     PreconditionFailedError,
     StoreError,
@@ -151,6 +153,12 @@ def test_credentials_files_are_checked(tmp_path: Path, monkeypatch: pytest.Monke
     ).anonymous
 
 
+def test_missing_sdk_is_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gcloud.aio.storage", None)
+    with pytest.raises(MissingExtraError, match=r"asyncarr\[gcs\]"):
+        store_from_url("gs://bucket/x", storage_options={"anon": True})
+
+
 # -- the server routes --------------------------------------------------------------------
 
 
@@ -250,14 +258,11 @@ async def test_keys_map_to_prefixed_object_names(gcs_location: StoreLocation) ->
         assert [k async for k in root.list_prefix("data/")] == ["data/a/b c+%/ü"]
         assert [k async for k in store.list_prefix("")] == ["a/b c+%/ü"]
         assert await store.list_dir("") == ["a"]
+        assert await root.list_dir("") == ["data", "data-sibling"]
+        await store.delete_prefix("")  # takes the placeholder along, not the sibling
+        assert await root.list_dir("") == ["data-sibling"]
     finally:
         await root.delete("data-sibling")
-        urllib.request.urlopen(
-            urllib.request.Request(
-                f"{store.endpoint}/storage/v1/b/{bucket}/o/data%2F", method="DELETE"
-            ),
-            timeout=10,
-        ).close()
         await store.aclose()
         await root.aclose()
 
