@@ -317,3 +317,17 @@ async def test_identity(tmp_path: Path) -> None:
     assert "LocalStore(" in repr(a)
     assert str(tmp_path) in repr(a)
     assert "read-only" in repr(a.with_read_only())
+
+
+async def test_pruning_races_with_writers(tmp_path: Path) -> None:
+    """Deletes prune empty directories while other writers create keys in them."""
+    store = LocalStore(tmp_path / "r")
+
+    async def churn(i: int) -> None:
+        for j in range(30):
+            await store.set(f"d/x/{i}", b"%d" % j)
+            await store.delete(f"d/x/{i}")
+
+    await asyncio.gather(*(churn(i) for i in range(8)))
+    assert [k async for k in store.list_prefix("")] == []
+    assert list((tmp_path / "r").iterdir()) == []  # fully pruned, nothing left behind
