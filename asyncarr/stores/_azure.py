@@ -1,0 +1,793 @@
+"""Azure Blob Storage store (``az://`` and ``abfs://`` URLs) on azure-storage-blob's aio client.
+
+The SDK is imported lazily: opening an ``az://`` URL without the ``azure``
+extra raises :class:`~asyncarr.errors.MissingExtraError`.
+
+Design notes:
+
+- One ``BlobServiceClient`` (with one aiohttp session whose connection pool
+  is sized to :attr:`StoreLimits.max_concurrency`) is shared by every store
+  with the same endpoint, credentials and pool size on the same event loop.
+  A store takes a reference lazily on first use and gives it back in
+  :meth:`AzureBlobStore.aclose`; the last one out closes the session.
+- The SDK's own retries are off (``retry_total=0``): asyncarr's runtime
+  retries :class:`~asyncarr.errors.TransientStoreError`.
+- Suffix ranges cost a HEAD (size and ETag) plus one ranged GET made with
+  ``If-Match`` on that ETag. Azure has no ``bytes=-N`` form, and the only
+  one-request alternative (a full GET) moves the whole blob to read, say, a
+  shard index at its end.
+- ``delete_prefix`` uses the Blob Batch API (256 deletes a request) and falls
+  back to bounded concurrent single deletes where the endpoint refuses
+  batches (Azurite, hierarchical-namespace accounts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import ipaddress
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange, Versioned
+from asyncarr.abc import Store, normalize_prefix
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    ConfigError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    MissingExtraError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StoreError,
+    ThrottledError,
+    TransientStoreError,
+    TruncatedReadError,
+)
+
+__all__ = ["AzureBlobStore", "azure_store_from_url"]
+
+T = TypeVar("T")
+
+_ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+_DEV_ACCOUNT = "devstoreaccount1"
+# The public, documented key of the local storage emulator (UseDevelopmentStorage=true).
+_DEV_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+_CRED_KEYS = ("account_name", "account_key", "sas_token", "credential")
+_OPTIONS = frozenset(
+    {"connection_string", "account_url", "anon", "limits", "timeouts", *_CRED_KEYS}
+)
+_BATCH_SIZE = 256  # the service's limit of sub-requests per batch
+_CONTAINER_RE = re.compile(r"^(?:\$root|\$web|\$logs|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$")
+# Credentials that can show up in SDK messages: SAS signatures, keys, auth headers.
+_SECRET_RE = re.compile(
+    r"(?i)(sig=|AccountKey=|SharedAccessSignature=|SharedKey(?:Lite)? [^:\s]+:|Bearer )"
+    r"[^&;\s'\"<>]+"
+)
+
+
+class _SDK:
+    """The lazily imported parts of azure-core, azure-storage-blob and aiohttp."""
+
+    def __init__(self) -> None:
+        try:
+            import aiohttp
+            from azure.core import MatchConditions
+            from azure.core import exceptions as exc
+            from azure.core.pipeline.transport import AioHttpTransport
+            from azure.storage.blob.aio import BlobServiceClient
+        except ImportError as error:  # pragma: no cover - only without the extra
+            raise MissingExtraError(
+                "the Azure Blob store", "azure", "azure-storage-blob"
+            ) from error
+        self.aiohttp, self.exc, self.if_match = aiohttp, exc, MatchConditions.IfNotModified
+        self.AioHttpTransport, self.BlobServiceClient = AioHttpTransport, BlobServiceClient
+        self.errors: tuple[type[BaseException], ...] = (
+            exc.AzureError,
+            aiohttp.ClientError,
+            OSError,
+        )
+        self.truncated = (exc.IncompleteReadError, aiohttp.ClientPayloadError)
+        self.transient = (exc.ServiceRequestError, exc.ServiceResponseError, *self.errors[1:])
+
+
+@functools.cache
+def _sdk() -> _SDK:
+    return _SDK()
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with credentials (known secrets, SAS signatures, keys) masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return _SECRET_RE.sub(r"\1***", text)
+
+
+# -- configuration ------------------------------------------------------------------------
+@dataclass(frozen=True, repr=False)
+class _Config:
+    """Where the account is and how to authenticate (never printed: holds secrets)."""
+
+    account_url: str  # blob service URL without query, e.g. https://acct.blob.core.windows.net
+    account_name: str | None
+    credential: Any
+    fingerprint: tuple[object, ...]  # identifies (endpoint, credential) without the secret
+    secrets: tuple[str, ...]  # strings to mask in error messages
+    connect_timeout: float
+    read_timeout: float
+
+
+def _parse_connection_string(conn: str) -> tuple[str, str | None, str | None, str | None]:
+    """``(account_url, account_name, account_key, sas_token)`` from a connection string."""
+    fields: dict[str, str] = {}
+    for part in filter(str.strip, conn.split(";")):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError("malformed Azure connection string: expected Key=Value;... pairs")
+        fields[name.strip().lower()] = value.strip()
+    if fields.get("usedevelopmentstorage", "").lower() == "true":
+        return f"http://127.0.0.1:10000/{_DEV_ACCOUNT}", _DEV_ACCOUNT, _DEV_KEY, None
+    account = fields.get("accountname")
+    url = fields.get("blobendpoint")
+    if not url and not account:
+        raise ConfigError("Azure connection string names neither BlobEndpoint nor AccountName")
+    protocol = fields.get("defaultendpointsprotocol", "https")
+    url = url or f"{protocol}://{account}.blob.{fields.get('endpointsuffix', 'core.windows.net')}"
+    return url, account, fields.get("accountkey"), fields.get("sharedaccesssignature")
+
+
+def _account_from_url(account_url: str) -> str | None:
+    """The account an endpoint URL names (emulators: ``http://127.0.0.1:10000/<account>``)."""
+    parts = urlsplit(account_url)
+    host = parts.hostname or ""
+    with contextlib.suppress(ValueError):
+        if host == "localhost" or ipaddress.ip_address(host):
+            return parts.path.strip("/").split("/", 1)[0] or None
+    return host.split(".", 1)[0] or None
+
+
+def _timeouts(value: object, default_read: float | None) -> tuple[float, float]:
+    """``(connect, read)`` seconds from ``timeouts`` (seconds or a connect/read mapping)."""
+    read = default_read if default_read is not None else 300.0
+    spec: Mapping[str, Any] = (
+        value if isinstance(value, Mapping) else {} if value is None else {"read": value}
+    )
+    out = (spec.get("connect", min(10.0, spec.get("read", read))), spec.get("read", read))
+    if set(spec) - {"connect", "read"} or any(
+        isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in out
+    ):
+        raise ConfigError(f"storage_options['timeouts'] must be seconds > 0 or a mapping "
+                          f"{{'connect': s, 'read': s}}, got {value!r}")  # fmt: skip
+    return float(out[0]), float(out[1])
+
+
+def _resolve_config(options: Mapping[str, Any], limits: StoreLimits) -> _Config:
+    """Turn storage options (and ``$AZURE_STORAGE_CONNECTION_STRING``) into a :class:`_Config`."""
+    if unknown := set(options) - _OPTIONS:
+        raise ConfigError(f"unknown storage_options for az://: {sorted(unknown)}")
+    opt = {k: v for k, v in options.items() if v is not None and k not in ("limits", "timeouts")}
+    anon = opt.pop("anon", False)
+    if not isinstance(anon, bool):
+        raise ConfigError(f"storage_options['anon'] must be a bool, got {anon!r}")
+    if bad := sorted(k for k, v in opt.items() if k != "credential" and not isinstance(v, str)):
+        raise ConfigError(f"storage_options {bad} must be strings")
+    explicit = {"account_url", "account_key", "sas_token", "credential"} & set(opt)
+    conn = opt.get("connection_string")
+    if conn is None and not explicit and not anon:
+        conn = os.environ.get(_ENV_CONNECTION_STRING) or None
+    name, key, sas, credential = (opt.get(k) for k in _CRED_KEYS)
+    url: str | None
+    if conn is not None:
+        if explicit or anon:
+            raise ConfigError(
+                "connection_string cannot be combined with account_url, account_key, "
+                f"sas_token, credential or anon (got {sorted(explicit) or ['anon']})"
+            )
+        url, conn_name, key, sas = _parse_connection_string(conn)
+        name = name or conn_name
+    elif not (url := opt.get("account_url") or (name and f"https://{name}.blob.core.windows.net")):
+        raise ConfigError(
+            "no Azure account: pass storage_options connection_string, account_url "
+            "or account_name (or set $AZURE_STORAGE_CONNECTION_STRING)"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "Azure account_url must be http(s)://, e.g. https://acct.blob.core.windows.net"
+        )
+    url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    name = name or _account_from_url(url)
+    given = [n for n, v in zip(_CRED_KEYS[1:], (key, sas or parts.query, credential)) if v]
+    if len(given) + anon != 1:
+        problem = "more than one Azure credential" if given else "no Azure credential"
+        raise ConfigError(
+            f"{problem} (got {given + ['anon'] * anon}): give one of account_key, sas_token (or "
+            "a SAS query in account_url), credential, anon=True or a connection_string"
+        )
+    if isinstance(credential, str):  # a bare string credential is a SAS token
+        sas, credential = credential, None
+    elif isinstance(credential, Mapping):  # {"account_name": ..., "account_key": ...}
+        name, key = credential.get("account_name", name), credential.get("account_key")
+        credential = None
+    sas = sas or parts.query
+    secrets: tuple[str, ...] = ()
+    fingerprint: tuple[object, ...] = ("anon",)
+    if key:
+        if not name:
+            raise ConfigError("account_key needs account_name (or an account_url naming it)")
+        credential = {"account_name": name, "account_key": key}
+        fingerprint, secrets = ("key", name, hashlib.sha256(key.encode()).hexdigest()), (key,)
+    elif sas:
+        credential = sas = sas.lstrip("?")
+        sig = re.search(r"(?:^|&)sig=([^&]+)", sas)
+        secrets = (sas, sig.group(1)) if sig else (sas,)
+        fingerprint = ("sas", hashlib.sha256(sas.encode()).hexdigest())
+    elif credential is not None:
+        fingerprint = ("object", id(credential))
+    connect, read = _timeouts(options.get("timeouts"), limits.retry.request_timeout)
+    return _Config(url, name, credential, (url, *fingerprint), secrets, connect, read)
+
+
+def _parse_url(url: str) -> tuple[str, str, str | None, str | None]:
+    """``(container, prefix, account, account_url)`` from an ``az://`` / ``abfs://`` URL.
+
+    ``abfs://container@account.dfs.core.windows.net/path`` names the account
+    (and cloud) too; the blob endpoint of that account is returned then.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("az", "abfs", "abfss"):
+        raise ConfigError(f"not an Azure URL (az:// or abfs://): {url!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"Azure URLs take no query or fragment: {url!r}")
+    container, _, host = parts.netloc.partition("@")
+    account = account_url = None
+    if host:
+        labels = host.lower().split(".")
+        account = labels[0]
+        if len(labels) > 2 and labels[1] in ("dfs", "blob"):
+            account_url = f"https://{account}.blob.{'.'.join(labels[2:])}"
+        elif len(labels) > 1:
+            raise ConfigError(
+                f"expected container@account.dfs.core.windows.net in Azure URL, got {url!r}"
+            )
+    if not container:
+        raise ConfigError(f"Azure URL needs a container, e.g. az://container/prefix (got {url!r})")
+    _check_container(container)
+    try:
+        prefix = normalize_prefix(parts.path.strip("/"))
+    except InvalidKeyError as exc:
+        raise ConfigError(f"invalid path in Azure URL {url!r}: {exc}") from exc
+    return container, prefix, account, account_url
+
+
+def _check_container(container: str) -> None:
+    if not _CONTAINER_RE.match(container):
+        raise ConfigError(
+            f"invalid Azure container name {container!r}: 3-63 characters of lowercase "
+            "letters, digits and single hyphens, starting and ending with a letter or digit"
+        )
+
+
+# -- shared clients ---------------------------------------------------------------------------
+@dataclass(eq=False)
+class _Client:
+    """A service client and its aiohttp session for one (loop, endpoint, credential, pool)."""
+
+    key: tuple[object, ...]
+    loop: asyncio.AbstractEventLoop
+    service: Any
+    session: Any
+    refs: int = 0
+    batch_ok: bool = True  # cleared when the endpoint refuses Blob Batch requests
+
+
+_clients: dict[tuple[object, ...], _Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _acquire(config: _Config, limits: StoreLimits) -> _Client:
+    """A reference to the shared client for the running loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), config.fingerprint, limits.max_concurrency)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None or client.loop is not loop:
+            client = _clients[key] = _new_client(key, loop, config, limits.max_concurrency)
+        client.refs += 1
+        return client
+
+
+def _new_client(
+    key: tuple[object, ...], loop: asyncio.AbstractEventLoop, config: _Config, pool: int
+) -> _Client:
+    sdk = _sdk()
+    connector = sdk.aiohttp.TCPConnector(limit=pool, limit_per_host=pool)
+    session = sdk.aiohttp.ClientSession(
+        connector=connector, cookie_jar=sdk.aiohttp.DummyCookieJar(), auto_decompress=False
+    )
+    transport = sdk.AioHttpTransport(
+        session=session, session_owner=False, connection_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+    )  # fmt: skip
+    try:
+        service = sdk.BlobServiceClient(
+            config.account_url, credential=config.credential, transport=transport, retry_total=0
+        )
+    except (ValueError, TypeError) as exc:
+        session.detach()
+        message = _scrub(str(exc), config.secrets)
+        raise ConfigError(f"invalid Azure client settings: {message}") from exc
+    return _Client(key, loop, service, session)
+
+
+def _drop(client: _Client) -> bool:
+    """Give back one reference; ``True`` when it was the last one."""
+    with _clients_lock:
+        client.refs -= 1
+        if client.refs > 0:
+            return False
+        if _clients.get(client.key) is client:
+            del _clients[client.key]
+        return True
+
+
+async def _close_client(client: _Client) -> None:
+    try:
+        await client.service.close()
+    finally:
+        await client.session.close()
+
+
+def _release_elsewhere(client: _Client) -> None:
+    """Give back a reference taken on another event loop."""
+    if not _drop(client):
+        return
+    if client.loop.is_running():
+        asyncio.run_coroutine_threadsafe(_close_client(client), client.loop)
+    else:  # the loop is gone: nothing can await the close any more
+        connector = client.session.connector
+        client.session.detach()
+        with contextlib.suppress(Exception):  # marks it closed: no false leak report
+            connector._close()
+
+
+# -- error translation ------------------------------------------------------------------------
+class _RangeNotSatisfiable(StoreError):
+    """416: the requested range starts at or after the end of an existing blob (internal)."""
+
+
+class _ContainerNotFoundError(StoreError):
+    """The container itself is missing: a configuration error, not a missing key."""
+
+
+def _status_and_code(exc: BaseException) -> tuple[int | None, str | None]:
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)
+    if not code:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        code = headers.get("x-ms-error-code") if headers is not None else None
+    return (status if isinstance(status, int) else None), (str(code) if code else None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+# -- the store ------------------------------------------------------------------------------
+class AzureBlobStore(Store):
+    """Keys stored as blobs in one Azure Blob Storage container, under an optional prefix.
+
+    ``storage_options`` are those of :func:`azure_store_from_url`. Conditional
+    writes use ETags (``If-Match`` / ``If-None-Match: *``). Call
+    :meth:`aclose` (or use ``async with``) to release the shared connection pool.
+    ``page_size`` is the number of names per listing request (at most 5000).
+    """
+
+    def __init__(
+        self,
+        container: str,
+        prefix: str = "",
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = False,
+        page_size: int = 5000,
+        _config: _Config | None = None,
+    ) -> None:
+        options = dict(storage_options or {})
+        limits = options.get("limits")
+        if limits is not None and not isinstance(limits, StoreLimits):
+            raise ConfigError(f"storage_options['limits'] must be a StoreLimits, got {limits!r}")
+        super().__init__(read_only=read_only, limits=limits)
+        _check_container(container)
+        try:
+            self._root = normalize_prefix(prefix)
+        except InvalidKeyError as exc:
+            raise ConfigError(f"invalid Azure store prefix {prefix!r}: {exc}") from exc
+        if not 1 <= page_size <= 5000:
+            raise ConfigError(f"page_size must be in 1..5000, got {page_size!r}")
+        _sdk()  # a missing extra fails here, at open time
+        self._container_name = container
+        self._config = _config or _resolve_config(options, self.limits)
+        self._page_size = page_size
+        self._held: dict[asyncio.AbstractEventLoop, tuple[_Client, Any]] = {}
+
+    # -- identity ------------------------------------------------------------------------
+    @property
+    def endpoint_key(self) -> str:
+        return f"azure:{self._config.account_url}"
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        mode = ", read-only" if self.read_only else ""
+        return (
+            f"AzureBlobStore(az://{self._container_name}/{self._root}, "
+            f"endpoint={self._config.account_url}{mode})"
+        )
+
+    __str__ = __repr__
+
+    def with_read_only(self, read_only: bool = True) -> AzureBlobStore:
+        return AzureBlobStore(
+            self._container_name, self._root, storage_options={"limits": self.limits},
+            read_only=read_only, page_size=self._page_size, _config=self._config,
+        )  # fmt: skip
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _container(self) -> Any:
+        loop = asyncio.get_running_loop()
+        held = self._held.get(loop)
+        if held is None:
+            client = _acquire(self._config, self.limits)
+            held = (client, client.service.get_container_client(self._container_name))
+            self._held[loop] = held
+        return held[1]
+
+    def _blob(self, key: str) -> Any:
+        return self._container().get_blob_client(self._root + self._key(key))
+
+    async def _guard(self, op: str, key: str | None, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()``, translating SDK and network errors."""
+        try:
+            return await call()
+        except StoreError:
+            raise
+        except _sdk().errors as exc:
+            raise self._translate(exc, op, key) from exc
+
+    def _translate(self, exc: BaseException, op: str, key: str | None) -> StoreError:
+        sdk = _sdk()
+        status, code = _status_and_code(exc)
+        message = f"Azure {op} failed: {_scrub(_first_line(exc), self._config.secrets)}"
+        if isinstance(exc, sdk.exc.HttpResponseError) and status is not None:
+            return self._status_error(status, code, message, key)
+        inner = (exc, getattr(exc, "inner_exception", None), exc.__cause__, exc.__context__)
+        if any(isinstance(e, sdk.truncated) for e in inner):
+            return TruncatedReadError(f"{message} (body cut short)", store=self, key=key)
+        if isinstance(exc, sdk.exc.ClientAuthenticationError):
+            return PermissionDeniedError(message, store=self, key=key)
+        if isinstance(exc, sdk.transient):
+            return TransientStoreError(message, store=self, key=key)
+        return StoreError(message, store=self, key=key)
+
+    def _status_error(
+        self, status: int, code: str | None, message: str, key: str | None
+    ) -> StoreError:
+        """The asyncarr error for an HTTP status and ``x-ms-error-code``."""
+        message = f"{message} (HTTP {status}{', ' + code if code else ''})"
+        if code == "ContainerNotFound":
+            where = f"{self._container_name!r} at {self._config.account_url}"
+            return _ContainerNotFoundError(f"no Azure container {where}", store=self, key=key)
+        if status == 404:
+            return KeyNotFoundError(message, store=self, key=key)
+        if status == 416 or code == "InvalidRange":
+            return _RangeNotSatisfiable(message, store=self, key=key)
+        if status in (401, 403):
+            return PermissionDeniedError(message, store=self, key=key)
+        if status == 412 or code in ("BlobAlreadyExists", "ConditionNotMet"):
+            return PreconditionFailedError(message, store=self, key=key)
+        if status in (429, 503) or code == "ServerBusy":
+            return ThrottledError(message, store=self, key=key)
+        if status >= 500 or status == 408:
+            return TransientStoreError(message, store=self, key=key)
+        return StoreError(message, store=self, key=key)
+
+    async def _head(self, key: str) -> tuple[int, str] | None:
+        blob = self._blob(key)
+        try:
+            props = await self._guard("get_properties", key, blob.get_blob_properties)
+        except KeyNotFoundError:
+            return None
+        return int(props.size), str(props.etag)
+
+    async def _read(
+        self, key: str, rng: RangeRequest | None, etag: str | None = None, size: int | None = None
+    ) -> tuple[bytes, str] | None:
+        """``(bytes, etag)`` of ``rng``; with ``etag`` only from that version of the blob."""
+        needs_head = isinstance(rng, SuffixRange) or (isinstance(rng, ByteRange) and not rng.length)
+        if needs_head and (size is None or etag is None):  # the size, and a version to pin
+            if (head := await self._head(key)) is None:
+                return None
+            size, etag = head
+        offset, length = 0, None
+        if isinstance(rng, ByteRange):
+            offset, length = rng.start, rng.length
+        elif isinstance(rng, OffsetRange):
+            offset = rng.offset
+        elif isinstance(rng, SuffixRange) and size is not None:
+            offset = max(size - rng.length, 0)
+            length = size - offset
+        if length == 0:
+            return b"", etag or ""
+        blob = self._blob(key)
+        kwargs: dict[str, Any] = {"max_concurrency": 4}
+        if offset or length is not None:
+            kwargs.update(offset=offset, length=length)
+        if etag is not None:
+            kwargs.update(etag=etag, match_condition=_sdk().if_match)
+
+        async def download() -> tuple[bytes, Any]:
+            downloader = await blob.download_blob(**kwargs)
+            return await downloader.readall(), downloader
+
+        try:
+            data, downloader = await self._guard("get", key, download)
+        except KeyNotFoundError:
+            return None
+        except _RangeNotSatisfiable:  # starts at/after the end of an existing blob
+            return b"", etag or ""
+        except PreconditionFailedError as exc:
+            if etag is None:
+                raise
+            raise TransientStoreError(
+                "the blob changed while it was being read", store=self, key=key
+            ) from exc
+        props = downloader.properties
+        expected = _expected_length(props.content_range, offset, length, downloader.size)
+        if len(data) != expected:
+            raise TruncatedReadError(
+                f"Azure returned {len(data)} bytes, expected {expected}", store=self, key=key
+            )
+        return bytes(data), str(props.etag)
+
+    # -- reads ---------------------------------------------------------------------------
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        got = await self._read(key, byte_range)
+        return None if got is None else got[0]
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        """Several ranges of one version of the blob (later reads use ``If-Match``)."""
+        ranges = list(ranges)
+        etag = size = None
+        if any(isinstance(r, SuffixRange) for r in ranges) or not ranges:
+            head = await self._head(key)
+            if head is None:
+                return None
+            size, etag = head
+        out: list[bytes] = []
+        for i, rng in enumerate(ranges):
+            got = await self._read(key, rng, etag, size)
+            if got is None:
+                if i == 0:
+                    return None
+                raise TransientStoreError(
+                    "the blob vanished while it was being read", store=self, key=key
+                )
+            out.append(got[0])
+            etag = etag or got[1]
+        return out
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        got = await self._read(key, None)
+        return None if got is None else Versioned(got[0], got[1])
+
+    async def exists(self, key: str) -> bool:
+        return await self._head(key) is not None
+
+    async def getsize(self, key: str) -> int:
+        head = await self._head(key)
+        if head is None:
+            raise KeyNotFoundError("no such key", store=self, key=key)
+        return head[0]
+
+    # -- writes --------------------------------------------------------------------------
+    async def _upload(
+        self, key: str, value: bytes, *, overwrite: bool, etag: str | None = None
+    ) -> None:
+        blob = self._blob(key)
+        self._check_writable(key)
+        data = value if isinstance(value, bytes) else bytes(value)
+        kwargs: dict[str, Any] = {"overwrite": overwrite, "length": len(data), "max_concurrency": 4}
+        if etag is not None:
+            kwargs.update(etag=etag, match_condition=_sdk().if_match)
+        await self._guard("set", key, lambda: blob.upload_blob(data, **kwargs))
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self._upload(key, value, overwrite=True)
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        try:
+            await self._upload(key, value, overwrite=False)  # If-None-Match: *
+        except PreconditionFailedError:
+            return False
+        return True
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        try:
+            if version is None:
+                await self._upload(key, value, overwrite=False)
+            else:
+                await self._upload(key, value, overwrite=True, etag=version)
+        except KeyNotFoundError as exc:  # If-Match on a blob that no longer exists
+            raise PreconditionFailedError(
+                f"blob is gone, expected version {version}", store=self, key=key
+            ) from exc
+
+    async def delete(self, key: str) -> None:
+        blob = self._blob(key)
+        self._check_writable(key)
+        try:
+            await self._guard("delete", key, lambda: blob.delete_blob(delete_snapshots="include"))
+        except KeyNotFoundError:
+            pass
+
+    async def delete_prefix(self, prefix: str) -> None:
+        prefix = self._list_prefix_arg(prefix)
+        self._check_writable(prefix or None)
+        keys = [k async for k in self.list_prefix(prefix)]
+        for i in range(0, len(keys), _BATCH_SIZE):
+            chunk = keys[i : i + _BATCH_SIZE]
+            if not await self._delete_batch(chunk):
+                await self._delete_each(chunk)
+
+    async def _delete_batch(self, keys: list[str]) -> bool:
+        """Delete with one Blob Batch request; ``False`` if the endpoint refuses batches."""
+        container = self._container()
+        client = self._held[asyncio.get_running_loop()][0]
+        if not client.batch_ok or len(keys) < 2:
+            return False
+        names = [self._root + k for k in keys]
+
+        async def run() -> list[tuple[int, str | None]]:
+            responses = await container.delete_blobs(
+                *names, delete_snapshots="include", raise_on_any_failure=False
+            )
+            return [(r.status_code, r.headers.get("x-ms-error-code")) async for r in responses]
+
+        try:
+            results = await self._guard("delete", None, run)
+        except (_ContainerNotFoundError, PermissionDeniedError, TransientStoreError):
+            raise
+        except StoreError:  # 400 / 409 / 501 for the whole batch: not supported here
+            results = []
+        if len(results) != len(keys):  # refused as a whole (Azurite answers one 400 part)
+            client.batch_ok = False
+            return False
+        for k, (status, code) in zip(keys, results):
+            if status >= 300 and status != 404:
+                raise self._status_error(status, code, "Azure batch delete failed", k)
+        return True
+
+    async def _delete_each(self, keys: list[str]) -> None:
+        sem = asyncio.Semaphore(max(1, min(self.limits.max_concurrency, 32)))
+
+        async def one(k: str) -> None:
+            async with sem:
+                await self.delete(k)
+
+        for r in await asyncio.gather(*(one(k) for k in keys), return_exceptions=True):
+            if isinstance(r, BaseException):
+                raise r
+
+    # -- listing -------------------------------------------------------------------------
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        prefix = self._list_prefix_arg(prefix)
+        start = len(self._root)
+        pager = self._container().list_blob_names(
+            name_starts_with=(self._root + prefix) or None, results_per_page=self._page_size
+        )
+        pages = pager.by_page()
+        while True:
+            try:
+                page = await self._guard("list", prefix or None, lambda: _next_page(pages))
+            except StopAsyncIteration:
+                return
+            for name in page:
+                yield name[start:]
+
+    async def list_dir(self, prefix: str) -> list[str]:
+        base = self._prefix(prefix)
+        full = self._root + base
+
+        async def walk() -> set[str]:
+            children: set[str] = set()
+            async for item in self._container().walk_blobs(
+                name_starts_with=full or None, delimiter="/", results_per_page=self._page_size
+            ):
+                child = item.name[len(full) :].split("/", 1)[0]
+                if child:
+                    children.add(child)
+            return children
+
+        return sorted(await self._guard("list", base or None, walk))
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Give back this store's share of the connection pools. Idempotent.
+
+        Pools of other event loops still running are closed there; a loop that
+        has already ended cannot await a close, so close stores before their loop ends.
+        """
+        held, self._held = self._held, {}
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, (client, _) in held.items():
+            if loop is current:
+                if _drop(client):
+                    await _close_client(client)
+            else:
+                _release_elsewhere(client)
+        await super().aclose()
+
+
+async def _next_page(pages: Any) -> list[str]:
+    """The next page of an SDK pager as a list (``StopAsyncIteration`` at the end)."""
+    page = await pages.__anext__()
+    return [name async for name in page]
+
+
+def _expected_length(
+    content_range: str | None, offset: int, length: int | None, fallback: int
+) -> int:
+    """How many bytes a (ranged) download must deliver, from ``Content-Range``."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", (content_range or "").strip())
+    if match is None:
+        return fallback
+    total = int(match.group(3))
+    end = total if length is None else min(offset + length, total)
+    return max(end - offset, 0)
+
+
+def azure_store_from_url(
+    url: str, *, read_only: bool, storage_options: Mapping[str, Any]
+) -> AzureBlobStore:
+    """Open ``az://container/prefix`` or ``abfs://container[@account.dfs.core.windows.net]/prefix``.
+
+    ``storage_options``: ``connection_string`` (default
+    ``$AZURE_STORAGE_CONNECTION_STRING``), ``account_url`` or ``account_name``
+    with one of ``account_key``, ``sas_token``, ``credential`` (any azure
+    credential object) or ``anon=True``; ``limits`` (:class:`StoreLimits`) and
+    ``timeouts`` (seconds, or ``{"connect": s, "read": s}``). Unknown options
+    raise :class:`~asyncarr.errors.ConfigError`.
+    """
+    container, prefix, account, endpoint = _parse_url(url)
+    options = dict(storage_options)
+    if account is not None:  # abfs://container@account.dfs.core.windows.net/...
+        options.setdefault("account_name", account)
+        if "connection_string" not in options:
+            options.setdefault("account_url", endpoint)
+    store = AzureBlobStore(container, prefix, storage_options=options, read_only=read_only)
+    if account is not None and store._config.account_name != account:
+        raise ConfigError(
+            f"{url!r} names account {account!r} but the storage options are for "
+            f"{store._config.account_name!r}"
+        )
+    return store
