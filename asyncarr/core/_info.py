@@ -128,7 +128,9 @@ class ArrayInfo:
 def _codec_label(c: dict[str, Any]) -> str:
     name = c.get("name") or c.get("id") or "?"
     config = c.get("configuration") or {k: v for k, v in c.items() if k != "id"}
-    if not config:
-        return str(name)
     inner = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("codecs", "index_codecs"))
-    return f"{name}({inner})"
+    label = f"{name}({inner})" if inner else str(name)
+    nested = config.get("codecs")
+    if isinstance(nested, list) and nested:
+        label += " [" + ", ".join(_codec_label(n) for n in nested) + "]"
+    return label

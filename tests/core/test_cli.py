@@ -1,0 +1,71 @@
+"""The ``asyncarr`` command line, run as a user would (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import asyncarr.sync as az
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncarr", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_info_tree_and_copy(tmp_path: Path) -> None:
+    root = tmp_path / "g.zarr"
+    g = az.create_group(str(root))
+    arr = g.create_array(
+        "temp", shape=(100, 80), chunks=(10, 10), dtype="f4", compressor="zstd", shards=(50, 40)
+    )
+    arr[:] = np.linspace(0, 1, 8000, dtype="f4").reshape(100, 80)
+
+    info = _cli("info", str(root / "temp"))
+    assert info.returncode == 0, info.stderr
+    for expected in (
+        "Zarr format",
+        "(100, 80)",
+        "float32",
+        "(10, 10)",
+        "Shard shape",
+        "zstd",
+        "Compression ratio",
+        "Shards initialized",
+        "4/4",
+    ):
+        assert expected in info.stdout, (expected, info.stdout)
+    as_json = json.loads(_cli("info", "--json", str(root / "temp")).stdout)
+    assert as_json["shape"] == [100, 80] and as_json["nchunks_initialized"] == 4
+
+    tree = _cli("tree", str(root))
+    assert tree.returncode == 0 and "temp (100, 80) float32" in tree.stdout
+
+    dest = tmp_path / "copy.zarr"
+    copied = _cli(
+        "copy", str(root / "temp"), str(dest), "--zarr-format", "2", "--compressor", "blosc"
+    )
+    assert copied.returncode == 0, copied.stderr
+    back = az.open_array(str(dest))
+    assert back.zarr_format == 2
+    np.testing.assert_array_equal(back[:], arr[:])
+
+
+def test_errors_are_one_clear_line(tmp_path: Path) -> None:
+    missing = _cli("info", str(tmp_path / "nothing-here"))
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.startswith("asyncarr: error:") and "no Zarr array or group" in missing.stderr
+    )
+    assert "Traceback" not in missing.stderr
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    out = _cli("demo", "--path", str(tmp_path / "demo"), "--size", "512")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("verified") == 3

@@ -1,0 +1,146 @@
+"""Property-based tests: after random writes, every read equals numpy on a mirror array."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import asyncarr
+from asyncarr.stores import MemoryStore
+
+DTYPES = [
+    "bool",
+    "int8",
+    "uint16",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
+    "complex64",
+    ">i4",
+    ">f8",
+]
+V3_CHAINS: list[Any] = [
+    None,
+    [
+        {"name": "bytes", "configuration": {"endian": "big"}},
+        {"name": "gzip", "configuration": {"level": 1}},
+    ],
+    [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+    "blosc",
+    "zstd",
+    "lz4",
+]
+
+
+@st.composite
+def array_setup(draw: st.DrawFn) -> dict[str, Any]:
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(0, 12)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, 6)) for _ in range(ndim))
+    zarr_format = draw(st.sampled_from([2, 3]))
+    setup: dict[str, Any] = {
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": draw(st.sampled_from(DTYPES)),
+        "zarr_format": zarr_format,
+    }
+    if zarr_format == 3:
+        chain = draw(st.sampled_from(V3_CHAINS))
+        if isinstance(chain, list):
+            setup["codecs"] = chain
+        else:
+            setup["compressor"] = chain
+        if draw(st.booleans()):
+            setup["shards"] = tuple(c * draw(st.integers(1, 3)) for c in chunks)
+    else:
+        setup["compressor"] = draw(st.sampled_from([None, "zlib", "blosc", "zstd"]))
+        setup["order"] = draw(st.sampled_from(["C", "F"]))
+    return setup
+
+
+def _dim_selection(draw: st.DrawFn, n: int, orthogonal: bool) -> Any:
+    kind = draw(
+        st.sampled_from(["slice", "int", "array", "mask"] if orthogonal else ["slice", "int"])
+    )
+    if kind == "int" and n > 0:
+        return draw(st.integers(-n, n - 1))
+    if kind == "array" and n > 0:
+        return np.array(draw(st.lists(st.integers(-n, n - 1), max_size=6)), dtype=np.intp)
+    if kind == "mask":
+        return np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    start = draw(st.none() | st.integers(-n - 2, n + 2))
+    stop = draw(st.none() | st.integers(-n - 2, n + 2))
+    step = draw(st.none() | st.integers(1, 4) | st.integers(-4, -1))
+    return slice(start, stop, step)
+
+
+@st.composite
+def selection(draw: st.DrawFn, shape: tuple[int, ...], orthogonal: bool) -> tuple[Any, ...]:
+    return tuple(_dim_selection(draw, n, orthogonal) for n in shape)
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    if dtype.kind == "b":
+        return rng.random(shape) > 0.5
+    if dtype.kind == "c":
+        return (rng.integers(-50, 50, shape) + 1j * rng.integers(-50, 50, shape)).astype(dtype)
+    return rng.integers(0, 100, shape).astype(dtype)
+
+
+def _oindex(arr: np.ndarray, sel: tuple[Any, ...]) -> Any:
+    """numpy's result for an orthogonal selection."""
+    out = arr
+    for axis in reversed(range(len(sel))):
+        s = sel[axis]
+        if isinstance(s, np.ndarray) and s.dtype == bool:
+            s = np.flatnonzero(s)
+        out = out[(slice(None),) * axis + (s,)]
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=array_setup(), data=st.data(), seed=st.integers(0, 2**16))
+def test_random_writes_then_reads_match_numpy(
+    setup: dict[str, Any], data: st.DataObject, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(setup["dtype"])
+    mirror = np.zeros(setup["shape"], dtype=dtype)
+    orth = data.draw(st.booleans())
+    writes = [data.draw(selection(setup["shape"], orth)) for _ in range(3)]
+    reads = [data.draw(selection(setup["shape"], orth)) for _ in range(3)]
+
+    async def scenario() -> None:
+        arr = await asyncarr.create_array(MemoryStore(), **setup)
+        for sel in writes:
+            expected_shape = np.shape(_oindex(mirror, sel) if orth else mirror[sel])
+            value = _values(rng, expected_shape, dtype)
+            await arr.write(value, sel, orthogonal=orth)
+            if orth:
+                idx = tuple(
+                    np.flatnonzero(s) if isinstance(s, np.ndarray) and s.dtype == bool else s
+                    for s in sel
+                )
+                if any(isinstance(s, np.ndarray) for s in idx):
+                    full = tuple(
+                        np.arange(n)[s] if not isinstance(s, np.ndarray) else s
+                        for s, n in zip(idx, mirror.shape)
+                    )
+                    full = tuple(np.atleast_1d(f) for f in full)
+                    mirror[np.ix_(*full)] = value.reshape([len(f) for f in full])
+                else:
+                    mirror[idx] = value
+            else:
+                mirror[sel] = value
+        np.testing.assert_array_equal(await arr.read(), mirror)
+        for sel in reads:
+            got = await arr.read(sel, orthogonal=orth)
+            want = _oindex(mirror, sel) if orth else mirror[sel]
+            np.testing.assert_array_equal(got, want)
+
+    asyncio.run(scenario())
