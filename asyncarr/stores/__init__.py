@@ -1,5 +1,13 @@
-"""Store backends (layer L2). Cloud SDKs are imported lazily, per backend."""
+"""Store backends (layer L2). Cloud SDKs are imported lazily, per backend.
 
+Local, memory, zip and fault-injection stores are importable from here; the
+cloud backends (``S3Store``, ``GCSStore``, ``AzureBlobStore``,
+``MongoDBStore``, ``HTTPStore``) live in their own modules and are usually
+opened by URL through :func:`store_from_url`.
+"""
+
+from asyncarr.stores._faulty import FaultRule, FaultStats, FaultyStore
+from asyncarr.stores._local import LocalStore
 from asyncarr.stores._memory import MemoryStore
 from asyncarr.stores._registry import (
     register_store,
@@ -7,9 +15,15 @@ from asyncarr.stores._registry import (
     store_from_url,
     unregister_store,
 )
+from asyncarr.stores._zip import ZipStore
 
 __all__ = [
+    "FaultRule",
+    "FaultStats",
+    "FaultyStore",
+    "LocalStore",
     "MemoryStore",
+    "ZipStore",
     "register_store",
     "registered_schemes",
     "store_from_url",
