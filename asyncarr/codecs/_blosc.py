@@ -43,6 +43,7 @@ BloscShuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
 BLOSC_SHUFFLES: tuple[BloscShuffle, ...] = ("noshuffle", "shuffle", "bitshuffle")
 BLOSC_CNAMES = ("lz4", "lz4hc", "blosclz", "snappy", "zlib", "zstd")
 _HEADER = struct.Struct("<BBBBIII")
+_MEMCPYED = 0x02
 
 
 def blosc_frame_sizes(data: Any, codec: object = None) -> tuple[int, int]:
@@ -52,12 +53,17 @@ def blosc_frame_sizes(data: Any, codec: object = None) -> tuple[int, int]:
         raise codec_error(
             f"not a blosc frame: {size} bytes is shorter than the 16-byte header", codec=codec
         )
-    _version, _vlz, _flags, _typesize, nbytes, _blocksize, cbytes = _HEADER.unpack_from(data, 0)
+    _version, _vlz, flags, _typesize, nbytes, _blocksize, cbytes = _HEADER.unpack_from(data, 0)
     if cbytes < _HEADER.size:
         raise codec_error(f"corrupt blosc header (cbytes={cbytes})", codec=codec)
     if cbytes > size:
         raise codec_error(
             f"truncated blosc frame: header says {cbytes} bytes, got {size}", codec=codec
+        )
+    if flags & _MEMCPYED and cbytes != nbytes + _HEADER.size:
+        raise codec_error(
+            f"corrupt blosc header: stored uncompressed, but {cbytes} != {nbytes} + 16 bytes",
+            codec=codec,
         )
     return nbytes, cbytes
 

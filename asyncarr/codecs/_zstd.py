@@ -13,7 +13,9 @@ Bounded decoding (decompression bombs), given ``max_size``:
   output is allocated when that size exceeds ``max_size``;
 * a frame without a content size (written by streaming encoders) is decoded
   through a reader into a buffer of ``max_size + 1`` bytes at most;
-* several concatenated frames decode to the concatenation of their content.
+* several concatenated frames decode to the concatenation of their content;
+* bytes after a first frame that already holds exactly ``max_size`` bytes
+  are not looked at (the fast path); otherwise they must be zstd frames.
 
 When the caller gives no ``max_size`` the output is not bounded.
 """
