@@ -124,6 +124,15 @@ class Store(ABC):
         """The filesystem path of ``key`` for stores backed by local files."""
         return None
 
+    def read_local(self, key: str) -> bytes | None:
+        """Read ``key`` synchronously in the calling thread (``None`` if missing).
+
+        Only for stores with :attr:`supports_local_files`: the codec executor's
+        worker threads read chunk files themselves, so a chunk is read and
+        decoded by the same thread with no event-loop round trip.
+        """
+        raise UnsupportedOperationError("this store has no local files", store=self, key=key)
+
     def with_read_only(self, read_only: bool = True) -> Store:
         """A view of the same data with a different read-only flag."""
         raise UnsupportedOperationError(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from asyncarr._types import ByteRange
-from asyncarr.abc import NDArray
+from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext
 from asyncarr.core._indexing import ChunkProjection, DimSelection, Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
@@ -30,12 +30,13 @@ COALESCE_GAP = 1 << 16
 class DecodeJob:
     """One chunk to decode into the output.
 
-    ``payload`` is the encoded bytes, a local file path (read by the worker),
-    or ``None`` for a missing chunk (filled with the fill value).
+    ``payload`` is the encoded bytes, a :class:`Store` with local files
+    (the worker reads ``key`` from it), or ``None`` for a missing chunk
+    (filled with the fill value).
     """
 
     key: str
-    payload: bytes | str | None
+    payload: bytes | Store | None
     chunk_sel: Any
     out_sel: Any
     complete: bool
@@ -54,14 +55,8 @@ def decode_jobs(
     decoded = 0
     for job in jobs:
         payload = job.payload
-        if isinstance(payload, str):
-            try:
-                with open(payload, "rb") as f:
-                    payload = f.read()
-            except FileNotFoundError:
-                payload = None
-            except OSError as exc:
-                raise StoreError(f"cannot read chunk file: {exc}", key=job.key) from exc
+        if isinstance(payload, Store):
+            payload = payload.read_local(job.key)
         if payload is None:
             out[job.out_sel] = fill
             continue
@@ -136,10 +131,11 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
 async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
     total = count_chunks(selection, ctx.meta.chunk_shape)
     size = _batch_size(ctx, ctx.pipeline.spec.nbytes, total)
-    local = ctx.store.supports_local_files
     executor = ctx.executor
     cache = ctx.cache
     mode = executor.mode_for(ctx.pipeline.releases_gil)
+    # Worker threads read local chunk files themselves; processes get the bytes.
+    local = ctx.store.supports_local_files and mode != "processes"
     worker_cache = cache if mode != "processes" else None
 
     def jobs() -> Iterator[DecodeJob]:
@@ -154,7 +150,7 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
                 return
         if local:
             for j in batch:
-                j.payload = ctx.store.local_path(j.key)
+                j.payload = ctx.store
         else:
             payloads = await asyncio.gather(*(ctx.io.get(j.key) for j in batch))
             for j, data in zip(batch, payloads, strict=True):

@@ -34,9 +34,22 @@ def _edge_shape(ctx: ArrayContext, coords: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def encode_full_chunks(
-    pipeline: CodecPipeline, chunks: list[NDArray], write_empty: bool
+    pipeline: CodecPipeline,
+    source: NDArray | list[NDArray],
+    out_sels: list[Any] | None,
+    write_empty: bool,
 ) -> list[bytes | None]:
-    """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped)."""
+    """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped).
+
+    ``source`` is either the chunks themselves, or (with ``out_sels``) the
+    value being written, from which each chunk is cut out here, in the worker.
+    """
+    if out_sels is None:
+        assert isinstance(source, list)
+        chunks: list[NDArray] = source
+    else:
+        assert isinstance(source, np.ndarray)
+        chunks = [chunk_from_value(pipeline, source, sel) for sel in out_sels]
     out: list[bytes | None] = []
     for chunk in chunks:
         if not write_empty and pipeline.is_fill(chunk):
@@ -65,14 +78,12 @@ def merge_chunk(
     return pipeline.encode(chunk)
 
 
-def _chunk_from_value(
-    ctx: ArrayContext, value: NDArray, p: ChunkProjection, out_sel: Any
-) -> NDArray:
-    """The whole chunk ``p`` taken from ``value`` (edge chunks padded with fill)."""
-    spec = ctx.pipeline.spec
+def chunk_from_value(pipeline: CodecPipeline, value: NDArray, out_sel: Any) -> NDArray:
+    """The whole chunk at ``out_sel`` of ``value`` (edge chunks padded with fill)."""
+    spec = pipeline.spec
     part: NDArray = value[out_sel]
-    if part.shape == spec.shape and part.flags.c_contiguous:
-        return part
+    if part.shape == spec.shape:
+        return np.ascontiguousarray(part)
     chunk = np.full(spec.shape, spec.fill_value, dtype=spec.dtype)
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk
@@ -89,10 +100,17 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     per_batch = max(1, min(executor.config.batch_bytes // max(1, pipeline.spec.nbytes), 16))
     cache = ctx.cache
 
+    in_processes = executor.mode_for(releases) == "processes"
+
     async def write_full(batch: list[ChunkProjection]) -> None:
-        chunks = [_chunk_from_value(ctx, value, p, p.index_pair()[1]) for p in batch]
+        sels = [p.index_pair()[1] for p in batch]
+        if in_processes:  # ship only the chunks, never the whole value
+            chunks = [chunk_from_value(pipeline, value, sel) for sel in sels]
+            args: tuple[Any, ...] = (chunks, None)
+        else:  # worker threads cut their chunks out of the shared value
+            args = (value, sels)
         encoded = await executor.run(
-            encode_full_chunks, pipeline, chunks, ctx.write_empty_chunks, releases_gil=releases
+            encode_full_chunks, pipeline, *args, ctx.write_empty_chunks, releases_gil=releases
         )
 
         async def put(p: ChunkProjection, data: bytes | None) -> None:

@@ -401,6 +401,17 @@ class LocalStore(Store):
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action=action) from exc
 
+    def read_local(self, key: str) -> bytes | None:
+        """Read a whole value in the calling thread (used by codec worker threads)."""
+        key = self._norm(key)
+        try:
+            parts = self._read(key, (None,))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise translate_os_error(exc, store=self, key=key, action="read") from exc
+        return None if parts is None else parts[0]
+
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
         key = self._norm(key)
         parts = await self._call(key, "read", self._read, key, (byte_range,))
