@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,15 +19,15 @@ BACKENDS = ["local", "s3-moto", "s3-seaweedfs", "gcs", "azure", "mongodb"]
 
 
 @pytest.fixture(params=BACKENDS)
-def location(request: pytest.FixtureRequest) -> StoreLocation:
+def location(request: pytest.FixtureRequest) -> Iterator[StoreLocation]:
     name = request.param
     if name.startswith("s3-"):
         server = request.getfixturevalue(f"{name[3:]}_s3_server")
         bucket = server.create_bucket()
-        request.addfinalizer(lambda: server.delete_bucket(bucket))
-        return StoreLocation(url=f"s3://{bucket}/e2e", storage_options=server.storage_options())
-    loc: StoreLocation = request.getfixturevalue(f"{name}_location")
-    return loc
+        yield StoreLocation(url=f"s3://{bucket}/e2e", storage_options=server.storage_options())
+        server.delete_bucket(bucket)
+        return
+    yield request.getfixturevalue(f"{name}_location")
 
 
 def _data(shape: tuple[int, ...], dtype: str = "float32", seed: int = 0) -> np.ndarray:
