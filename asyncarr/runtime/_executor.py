@@ -11,8 +11,9 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
 ``processes``
     A :class:`~concurrent.futures.ProcessPoolExecutor` started with
     ``forkserver`` (``spawn`` where that is missing; never plain ``fork``
-    from a threaded process). Its initializer imports numpy and numcodecs
-    once per worker. Output buffers from :meth:`CodecExecutor.allocate` live
+    from a threaded process). numpy and numcodecs are imported once: by the
+    forkserver (so workers, including replacements after a crash, fork
+    warm), or by each ``spawn`` worker's initializer. Output buffers from :meth:`CodecExecutor.allocate` live
     in shared memory, and arrays viewing them - strided and reversed views
     included - travel to and from workers *by reference* (segment name,
     offset, shape, strides, dtype): workers write into them directly. Other
@@ -75,6 +76,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -122,6 +124,22 @@ MAX_PROBE_JOBS = 256
 
 _WARM_MODULES = ("numpy", "numcodecs", "asyncarr.codecs")
 _MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
+
+
+def _preload_forkserver(modules: tuple[str, ...]) -> None:
+    """Have the forkserver import ``modules`` once, so workers fork warm.
+
+    This is what makes rebuilding the pool after a crash cheap. It extends
+    (never replaces) the process-wide preload list and has no effect once
+    the forkserver runs.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    wanted = current + [m for m in (*modules, _shm.__name__) if m not in current]
+    if wanted != current:
+        forkserver.set_forkserver_preload(wanted)
 
 
 def main_module_is_reimport_safe() -> bool:
@@ -539,12 +557,17 @@ class CodecExecutor:
     def _thread_pool(self, replace: _ThreadPool | None = None) -> _ThreadPool:
         with self._lock:
             if self._threads is None or self._threads is replace:
-                self._threads = _ThreadPool(self._workers, "asyncarr-codec")
+                pool = _ThreadPool(self._workers, "asyncarr-codec")
+                # idle threads must not outlive an executor that is dropped without shutdown()
+                weakref.finalize(self, pool.shutdown, False)
+                self._threads = pool
             return self._threads
 
     def _process_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._procs is None:
+                if self._mp_context == "forkserver":
+                    _preload_forkserver(self._warm_modules)
                 self._procs = ProcessPoolExecutor(
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context(self._mp_context),

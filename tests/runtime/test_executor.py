@@ -164,6 +164,30 @@ async def test_process_mode_refuses_unpicklable_functions(proc_executor: CodecEx
         await proc_executor.run(lambda: 1)
 
 
+async def test_spawn_context_works_too() -> None:
+    with CodecExecutor(ExecutorConfig(mode="processes", max_workers=1), mp_context="spawn") as ex:
+        buf = ex.allocate((3, 4), np.dtype("int32"))
+        try:
+            assert await ex.run(fill, buf[:, ::-2], 8)
+            assert buf[:, ::-2].tolist() == [[8, 8]] * 3
+        finally:
+            ex.finalize(buf)
+
+
+async def test_dropped_executor_stops_its_threads() -> None:
+    ex = CodecExecutor(ExecutorConfig(mode="threads", max_workers=2))
+    await ex.run(add, 1, 1)
+    names = {t.name for t in threading.enumerate()}
+    assert sum(n.startswith("asyncarr-codec-") for n in names) >= 2
+    pool = ex._threads
+    assert pool is not None
+    del ex
+    gc.collect()
+    for thread in pool._threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def test_fork_is_refused() -> None:
     with pytest.raises(ConfigError, match="fork"):
         CodecExecutor(ExecutorConfig(mode="processes"), mp_context="fork")
