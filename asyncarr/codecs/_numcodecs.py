@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
@@ -88,7 +89,7 @@ _REFUSED = {
 _RELEASES_GIL = frozenset(
     {
         "blosc", "zstd", "zlib", "gzip", "bz2", "lzma", "lz4", "crc32", "adler32", "crc32c",
-        "delta", "fixedscaleoffset", "quantize", "astype", "bitround", "packbits",
+        "delta", "fixedscaleoffset", "quantize", "astype", "bitround", "packbits", "categorize",
     }
 )  # fmt: skip
 # Keys that evolve() fills from the chunk's dtype when absent (as zarr-python does).
@@ -452,6 +453,7 @@ class NumcodecsArrayBytesCodec(NumcodecsCodec, ArrayBytesCodec):
 # -- classes per id ----------------------------------------------------------------------------
 
 _CLASSES: dict[str, type[NumcodecsCodec]] = {}
+_CLASSES_LOCK = threading.Lock()
 
 
 def numcodecs_adapter_class(codec_id: str) -> type[NumcodecsCodec]:
@@ -464,6 +466,11 @@ def numcodecs_adapter_class(codec_id: str) -> type[NumcodecsCodec]:
     cls = _CLASSES.get(codec_id)
     if cls is not None:
         return cls
+    with _CLASSES_LOCK:
+        return _CLASSES.get(codec_id) or _make_class(codec_id)
+
+
+def _make_class(codec_id: str) -> type[NumcodecsCodec]:
     if codec_id in _REFUSED:
         raise CodecConfigError(
             f"numcodecs codec {codec_id!r} is not supported: {_REFUSED[codec_id]}"
