@@ -186,7 +186,11 @@ def usable_cpus() -> int:
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if fut.done():  # cancelled meanwhile
         return
-    if exc is not None:
+    if isinstance(exc, StopIteration):  # a Future refuses it; coroutines convert it likewise
+        err = RuntimeError("codec job raised StopIteration")
+        err.__cause__ = exc
+        fut.set_exception(err)
+    elif exc is not None:
         fut.set_exception(exc)
     else:
         fut.set_result(result)
@@ -406,6 +410,10 @@ class _Profile:
             )
 
 
+def _noop() -> None:
+    """Placeholder finalizer callback."""
+
+
 def _describe(key: Hashable) -> str:
     module = getattr(key, "__module__", None)
     qualname = getattr(key, "__qualname__", None)
@@ -452,6 +460,7 @@ class CodecExecutor:
         )
         self._lock = threading.Lock()
         self._threads: _ThreadPool | None = None
+        self._threads_finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, _noop)
         self._procs: ProcessPoolExecutor | None = None
         self._profiles: dict[Hashable, _Profile] = {}
         self._warm_modules = _WARM_MODULES + tuple(warm_modules)
@@ -525,11 +534,12 @@ class CodecExecutor:
         a module-level function for process mode. ``profile`` groups jobs for
         the ``auto`` measurements (default: ``fn``).
         """
-        mode, probe = self._route(releases_gil, fn if profile is None else profile)
+        key = fn if profile is None else profile
+        mode, probe = self._route(releases_gil, key)
         if mode == "inline":
             return fn(*args)
         if mode == "processes":
-            outcome = await self._run_in_process(fn, args, probe)
+            outcome = await self._run_in_process(fn, args, key, probe)
             if outcome is not _ON_THREADS:
                 return outcome  # type: ignore[no-any-return]
             probe = None
@@ -559,7 +569,8 @@ class CodecExecutor:
             if self._threads is None or self._threads is replace:
                 pool = _ThreadPool(self._workers, "asyncarr-codec")
                 # idle threads must not outlive an executor that is dropped without shutdown()
-                weakref.finalize(self, pool.shutdown, False)
+                self._threads_finalizer.detach()
+                self._threads_finalizer = weakref.finalize(self, pool.shutdown, False)
                 self._threads = pool
             return self._threads
 
@@ -595,7 +606,7 @@ class CodecExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_in_process(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], probe: _Profile | None
+        self, fn: Callable[..., Any], args: tuple[Any, ...], key: Hashable, probe: _Profile | None
     ) -> Any:
         start = time.perf_counter()
         try:
@@ -604,7 +615,7 @@ class CodecExecutor:
             return _ON_THREADS
         except Exception as exc:
             if self._auto:
-                self._profile(probe.key if probe else fn).unusable(
+                self._profile(key).unusable(
                     f"cannot send jobs to processes: {type(exc).__name__}: {exc}"
                 )
                 return _ON_THREADS
@@ -717,6 +728,7 @@ class CodecExecutor:
             procs, self._procs = self._procs, None
         if threads is not None:
             threads.shutdown(wait)
+            self._threads_finalizer.detach()
         if procs is not None:
             procs.shutdown(wait=wait)
 

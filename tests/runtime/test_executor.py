@@ -47,6 +47,10 @@ def raise_key_error() -> None:
     raise KeyError("missing")
 
 
+def raise_stop_iteration() -> None:
+    raise StopIteration
+
+
 class _Unpicklable(Exception):
     def __init__(self, a: int, b: int) -> None:  # cls(*args) fails when unpickled
         super().__init__(f"{a}/{b}")
@@ -138,6 +142,8 @@ async def test_each_mode_runs_and_propagates_errors(mode: str) -> None:
         assert info.value.codec == "zstd"
         with pytest.raises(KeyError):
             await ex.run(raise_key_error)
+        with pytest.raises(RuntimeError):  # as for any coroutine (PEP 479), not a hang
+            await ex.run(raise_stop_iteration)
 
         pid, name = await ex.run(whoami)
         if mode == "inline":
