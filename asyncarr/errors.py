@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ContainsArrayError",
     "ContainsGroupError",
+    "DTypeError",
     "DeadlineExceededError",
     "IndexError_",
     "InvalidKeyError",
@@ -173,6 +174,10 @@ class SelectionError(AsyncarrError, IndexError):
 
 
 IndexError_ = SelectionError
+
+
+class DTypeError(AsyncarrError, TypeError):
+    """Values of one dtype cannot be written to an array of another without loss."""
 
 
 class SyncFromLoopError(AsyncarrError, RuntimeError):

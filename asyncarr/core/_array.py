@@ -18,7 +18,7 @@ from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._nodes import join_path, save_array_metadata
 from asyncarr.core._read import read_selection
 from asyncarr.core._write import write_selection
-from asyncarr.errors import ConfigError, ReadOnlyStoreError, SelectionError
+from asyncarr.errors import ConfigError, DTypeError, ReadOnlyStoreError, SelectionError
 from asyncarr.runtime import bounded_for_each
 
 __all__ = ["AsyncArray"]
@@ -195,8 +195,9 @@ class AsyncArray:
             if not np.can_cast(arr.dtype, self.dtype, casting="same_kind") and not (
                 arr.dtype.kind in "biu" and self.dtype.kind in "biufc"
             ):
-                raise SelectionError(
-                    f"cannot write values of dtype {arr.dtype} to an array of dtype {self.dtype}"
+                raise DTypeError(
+                    f"cannot write values of dtype {arr.dtype} to the {self.dtype} array "
+                    f"{self.name!r} without loss; cast them first (e.g. value.astype({str(self.dtype)!r}))"
                 )
             arr = arr.astype(self.dtype)
         try:

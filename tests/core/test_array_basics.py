@@ -112,7 +112,7 @@ async def test_out_of_bounds_and_bad_selections() -> None:
     with pytest.raises(SelectionError):
         await arr.read((0, 0, 0))
     with pytest.raises(SelectionError):
-        await arr.write(np.ones((3, 3)), (slice(0, 2), slice(0, 2)))
+        await arr.write(np.ones((3, 3), dtype="u1"), (slice(0, 2), slice(0, 2)))
     with pytest.raises(SelectionError):
         await arr.read(([0, 1], [0, 1]))
 
@@ -247,3 +247,41 @@ async def test_group_hierarchy_and_consolidation() -> None:
     node = await g.get("sub/a")
     assert isinstance(node, asyncarr.AsyncArray)
     np.testing.assert_array_equal(await node.read(), [1, 2, 3, 4])
+
+
+async def test_dtype_mismatch_is_a_clear_error() -> None:
+    arr = await asyncarr.create_array(MemoryStore(), shape=(4,), chunks=(2,), dtype="int16")
+    with pytest.raises(asyncarr.errors.DTypeError, match="int16"):
+        await arr.write(np.array([0.5, 1.5, 2.5, 3.5]))
+    await arr.write(np.array([1, 2, 3, 4], dtype="int64"))  # integers of another width are fine
+    np.testing.assert_array_equal(await arr.read(), [1, 2, 3, 4])
+
+
+class _CountingStore(MemoryStore):
+    """Records every read (key, range) so tests can check what was fetched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, object]] = []
+
+    async def get(self, key: str, byte_range: object = None) -> bytes | None:  # type: ignore[override]
+        self.reads.append((key, byte_range))
+        return await super().get(key, byte_range)  # type: ignore[arg-type]
+
+
+async def test_sharded_read_of_one_inner_chunk_fetches_index_and_that_chunk_only() -> None:
+    store = _CountingStore()
+    data = np.arange(64 * 64, dtype="f8").reshape(64, 64)
+    arr = await asyncarr.create_array(
+        store, shape=data.shape, chunks=(8, 8), shards=(64, 64), dtype="f8", compressor=None
+    )
+    await arr.write(data)
+    shard_size = await store.getsize("c/0/0")
+    store.reads.clear()
+    np.testing.assert_array_equal(await arr.read((slice(9, 12), slice(17, 20))), data[9:12, 17:20])
+    assert len(store.reads) == 2, store.reads
+    (k1, index_range), (k2, chunk_range) = store.reads
+    assert k1 == k2 == "c/0/0"
+    assert isinstance(index_range, asyncarr.SuffixRange) and index_range.length == 64 * 16 + 4
+    assert isinstance(chunk_range, asyncarr.ByteRange) and chunk_range.length == 8 * 8 * 8
+    assert chunk_range.length < shard_size / 10
