@@ -12,12 +12,12 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
     A :class:`~concurrent.futures.ProcessPoolExecutor` started with
     ``forkserver`` (``spawn`` where that is missing; never plain ``fork``
     from a threaded process). numpy and numcodecs are imported once: by the
-    forkserver (so workers, including replacements after a crash, fork
-    warm), or by each ``spawn`` worker's initializer. Output buffers from :meth:`CodecExecutor.allocate` live
-    in shared memory, and arrays viewing them - strided and reversed views
-    included - travel to and from workers *by reference* (segment name,
-    offset, shape, strides, dtype): workers write into them directly. Other
-    arguments and results are pickled. A worker that dies raises
+    forkserver (so workers, replacements after a crash included, fork warm)
+    or by each ``spawn`` worker's initializer. Output buffers from
+    :meth:`CodecExecutor.allocate` live in shared memory, and arrays viewing
+    them - strided and reversed views included - travel to and from workers
+    *by reference* (segment name, offset, shape, strides, dtype): workers
+    write into them directly. Other arguments and results are pickled. A worker that dies raises
     :class:`~asyncarr.errors.WorkerCrashedError` for the jobs in flight and
     the pool is rebuilt for later calls.
 ``auto`` (the default)
@@ -72,8 +72,6 @@ import asyncio
 import multiprocessing
 import os
 import queue
-import re
-import sys
 import threading
 import time
 import weakref
@@ -90,6 +88,7 @@ import numpy as np
 from asyncarr.config import ExecutorConfig
 from asyncarr.errors import ConfigError, WorkerCrashedError
 from asyncarr.runtime import _shm
+from asyncarr.runtime._shm import main_module_is_reimport_safe
 
 __all__ = [
     "MAX_PROBE_JOBS",
@@ -123,48 +122,6 @@ MAX_PROBE_JOBS = 256
 """Jobs after which an inconclusive probe phase settles on threads."""
 
 _WARM_MODULES = ("numpy", "numcodecs", "asyncarr.codecs")
-_MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
-
-
-def _preload_forkserver(modules: tuple[str, ...]) -> None:
-    """Have the forkserver import ``modules`` once, so workers fork warm.
-
-    This is what makes rebuilding the pool after a crash cheap. It extends
-    (never replaces) the process-wide preload list and has no effect once
-    the forkserver runs.
-    """
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
-    wanted = current + [m for m in (*modules, _shm.__name__) if m not in current]
-    if wanted != current:
-        forkserver.set_forkserver_preload(wanted)
-
-
-def main_module_is_reimport_safe() -> bool:
-    """Whether worker processes can start without re-running the main script.
-
-    ``spawn`` and ``forkserver`` workers re-import the main module; that is
-    harmless when there is none to import (REPL, Jupyter, ``-c``), when it is
-    a package's ``__main__`` (skipped by multiprocessing) or when its source
-    has an ``if __name__ == "__main__":`` guard.
-    """
-    main = sys.modules.get("__main__")
-    if main is None:
-        return True
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
-    if isinstance(spec_name, str) and (spec_name == "__main__" or spec_name.endswith(".__main__")):
-        return True
-    path = getattr(main, "__file__", None)
-    if not isinstance(path, str):
-        return True
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            source = fh.read()
-    except OSError:
-        return False
-    return _MAIN_GUARD.search(source) is not None
 
 
 def usable_cpus() -> int:
@@ -578,7 +535,7 @@ class CodecExecutor:
         with self._lock:
             if self._procs is None:
                 if self._mp_context == "forkserver":
-                    _preload_forkserver(self._warm_modules)
+                    _shm.preload_forkserver(self._warm_modules)
                 self._procs = ProcessPoolExecutor(
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context(self._mp_context),

@@ -17,7 +17,9 @@ pieces:
   with :func:`register_private`; :func:`dumps` refuses to copy them into a
   worker (:class:`PrivateBufferError`) because the worker's writes would be
   lost - the executor then runs that job in a thread instead.
-* :func:`worker_call` is the function worker processes run for every job.
+* :func:`worker_call` is the function worker processes run for every job;
+  :func:`preload_forkserver` and :func:`main_module_is_reimport_safe` help
+  start those processes warm and safely.
 
 Leak safety: every segment is registered with :mod:`multiprocessing`'s
 resource tracker (which unlinks it should this process die), unlinked by a
@@ -38,7 +40,9 @@ import io
 import mmap
 import os
 import pickle
+import re
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -61,6 +65,8 @@ __all__ = [
     "live_segment_names",
     "load_exception",
     "loads",
+    "main_module_is_reimport_safe",
+    "preload_forkserver",
     "register_private",
     "release",
     "shm_free_bytes",
@@ -404,6 +410,49 @@ def loads(data: bytes) -> Any:
 
 
 # --------------------------------------------------------------------------- worker side
+
+_MAIN_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""")
+
+
+def preload_forkserver(modules: tuple[str, ...]) -> None:
+    """Have the forkserver import ``modules`` once, so workers fork warm.
+
+    This is what makes rebuilding the pool after a crash cheap. It extends
+    (never replaces) the process-wide preload list and has no effect once
+    the forkserver runs.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    current = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    wanted = current + [m for m in (*modules, __name__) if m not in current]
+    if wanted != current:
+        forkserver.set_forkserver_preload(wanted)
+
+
+def main_module_is_reimport_safe() -> bool:
+    """Whether worker processes can start without re-running the main script.
+
+    ``spawn`` and ``forkserver`` workers re-import the main module; that is
+    harmless when there is none to import (REPL, Jupyter, ``-c``), when it is
+    a package's ``__main__`` (skipped by multiprocessing) or when its source
+    has an ``if __name__ == "__main__":`` guard.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return True
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if isinstance(spec_name, str) and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        return True
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            source = fh.read()
+    except OSError:
+        return False
+    return _MAIN_GUARD.search(source) is not None
 
 
 def warm_worker(modules: tuple[str, ...]) -> None:
