@@ -6,6 +6,8 @@ run it in threads or worker processes.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,6 +57,16 @@ class CodecPipeline:
         ]
         self.releases_gil = all(getattr(c, "releases_gil", True) for c in evolved)
         self._fixed_size = self.ab.codec_name == "bytes"
+        # Fast path: [bytes] or [bytes, one bytes->bytes codec], decoded straight
+        # into the caller's buffer (or a reused per-thread scratch buffer).
+        self._into = (
+            not self.aa
+            and self._fixed_size
+            and spec.order == "C"
+            and getattr(self.ab, "supports_decode_into", False)
+            and len(self.bb) <= 1
+            and all(getattr(c, "supports_decode_into", False) for c, _ in self.bb)
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__
@@ -111,9 +123,55 @@ class CodecPipeline:
             )
         return arr
 
+    def decode_into(
+        self, data: bytes | memoryview, out: NDArray, *, key: str | None = None
+    ) -> None:
+        """Decode one whole chunk into ``out`` (``spec.shape``, any strides, e.g. a view
+        into the read's output array), without an intermediate array where the chain allows."""
+        if not self._into or out.shape != self.spec.shape:
+            out[...] = self.decode(data, key=key)
+            return
+        try:
+            if not self.bb:
+                self.ab.decode_into(data, out, self.ab_spec)  # type: ignore[attr-defined]
+                return
+            codec, s = self.bb[0]
+            native = out.dtype == self.ab_spec.dtype and out.dtype.isnative
+            if (
+                native
+                and out.flags.c_contiguous
+                and self.ab.to_config().get("endian") in (None, _NATIVE)
+            ):
+                codec.decode_into(data, out.reshape(-1).view(np.uint8), s)  # type: ignore[attr-defined]
+                return
+            scratch = _scratch(self.ab_spec.nbytes)
+            codec.decode_into(data, scratch, s)  # type: ignore[attr-defined]
+            self.ab.decode_into(scratch, out, self.ab_spec)  # type: ignore[attr-defined]
+        except CodecError as exc:
+            if key is not None and exc.key is None:
+                exc.key = key
+                exc.args = (f"{exc.args[0]} (key={key!r})",)
+            raise
+        except AsyncarrError:
+            raise
+        except Exception as exc:
+            raise CodecError(f"decoding failed: {exc!r}", key=key) from exc
+
     def is_fill(self, chunk: NDArray) -> bool:
         """Whether every element equals the fill value (NaN-aware)."""
         return chunk_equals_fill(chunk, self.spec.fill_value)
+
+
+_NATIVE = "little" if sys.byteorder == "little" else "big"
+_tls = threading.local()
+
+
+def _scratch(nbytes: int) -> memoryview:
+    """A reused per-thread buffer of exactly ``nbytes`` (avoids a fresh allocation per chunk)."""
+    buf: bytearray | None = getattr(_tls, "buf", None)
+    if buf is None or len(buf) < nbytes:
+        buf = _tls.buf = bytearray(nbytes)
+    return memoryview(buf)[:nbytes]
 
 
 def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:

@@ -41,6 +41,8 @@ class DecodeJob:
     out_sel: Any
     complete: bool
     coords: tuple[int, ...] = ()
+    whole: bool = False
+    """The output region is the whole chunk (not an edge chunk): decode straight into it."""
 
 
 def decode_jobs(
@@ -60,19 +62,23 @@ def decode_jobs(
         if payload is None:
             out[job.out_sel] = fill
             continue
-        chunk = pipeline.decode(payload, key=job.key)
         decoded += 1
+        if cache is None and job.whole:
+            pipeline.decode_into(payload, out[job.out_sel], key=job.key)
+            continue
+        chunk = pipeline.decode(payload, key=job.key)
         if cache is not None:
             cache.put((cache_prefix, job.key), chunk)
-        if job.complete and not isinstance(job.chunk_sel, tuple | list):
-            out[job.out_sel] = chunk
-        else:
-            out[job.out_sel] = chunk[job.chunk_sel]
+        out[job.out_sel] = chunk[job.chunk_sel]
     return decoded
 
 
-def _as_index(p: ChunkProjection) -> tuple[Any, Any]:
-    return p.index_pair()
+def _is_whole(p: ChunkProjection, chunk_shape: tuple[int, ...]) -> bool:
+    """Whether ``p`` reads every element of a full-size (non-edge) chunk."""
+    return p.is_complete and all(
+        isinstance(s, slice) and s.start == 0 and s.stop == c and s.step == 1
+        for s, c in zip(p.chunk_sel, chunk_shape, strict=True)
+    )
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -138,10 +144,15 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
     local = ctx.store.supports_local_files and mode != "processes"
     worker_cache = cache if mode != "processes" else None
 
+    chunk_shape = ctx.meta.chunk_shape
+
     def jobs() -> Iterator[DecodeJob]:
-        for p in project(selection, ctx.meta.chunk_shape):
-            chunk_sel, out_sel = _as_index(p)
-            yield DecodeJob(ctx.chunk_key(p.coords), None, chunk_sel, out_sel, p.is_complete)
+        for p in project(selection, chunk_shape):
+            chunk_sel, out_sel = p.index_pair()
+            whole = _is_whole(p, chunk_shape)
+            yield DecodeJob(
+                ctx.chunk_key(p.coords), None, chunk_sel, out_sel, p.is_complete, whole=whole
+            )
 
     async def run_batch(batch: list[DecodeJob]) -> None:
         if cache is not None:
@@ -196,7 +207,8 @@ def _inner_jobs(
         composed = ChunkProjection(p.coords, p.chunk_sel, out_dims, p.is_complete)
         chunk_sel, out_sel = composed.index_pair()
         label = f"{key}[{','.join(map(str, p.coords))}]"
-        jobs.append(DecodeJob(label, None, chunk_sel, out_sel, p.is_complete, p.coords))
+        whole = _is_whole(p, codec.chunk_shape)
+        jobs.append(DecodeJob(label, None, chunk_sel, out_sel, p.is_complete, p.coords, whole))
     return jobs
 
 
