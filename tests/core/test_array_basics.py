@@ -285,3 +285,33 @@ async def test_sharded_read_of_one_inner_chunk_fetches_index_and_that_chunk_only
     assert isinstance(index_range, asyncarr.SuffixRange) and index_range.length == 64 * 16 + 4
     assert isinstance(chunk_range, asyncarr.ByteRange) and chunk_range.length == 8 * 8 * 8
     assert chunk_range.length < shard_size / 10
+
+
+async def test_zip_url_roundtrip(tmp_path: Path) -> None:
+    url = f"zip://{tmp_path / 'a.zip'}"
+    data = np.arange(50, dtype="u2").reshape(5, 10)
+    arr = await asyncarr.create_array(url, shape=data.shape, chunks=(2, 4), dtype="u2")
+    await arr.write(data)
+    await arr.aclose()  # finishes the archive
+    back = await asyncarr.open_array(url)
+    try:
+        np.testing.assert_array_equal(await back.read(), data)
+    finally:
+        await back.aclose()
+
+
+async def test_open_group_modes(tmp_path: Path) -> None:
+    url = str(tmp_path / "modes.zarr")
+    with pytest.raises(NodeNotFoundError):
+        await asyncarr.open_group(url, mode="r")
+    g = await asyncarr.open_group(url, mode="a")
+    assert g.zarr_format == 3
+    await g.create_array("x", shape=(2,), chunks=(2,), dtype="i1")
+    again = await asyncarr.open_group(url, mode="a")
+    assert await again.array_keys() == ["x"]
+    with pytest.raises(asyncarr.errors.ContainsGroupError):
+        await asyncarr.open_group(url, mode="w-")
+    fresh = await asyncarr.open_group(url, mode="w")
+    assert await fresh.members() == []
+    node = await asyncarr.open(url)
+    assert isinstance(node, asyncarr.AsyncGroup)
