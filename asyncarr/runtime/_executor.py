@@ -26,8 +26,9 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
     * one usable CPU: ``inline`` (no pool can help);
     * jobs marked ``releases_gil=True``: ``threads``;
     * jobs marked ``releases_gil=False`` are grouped into *profiles* (the
-      ``profile=`` key given to :meth:`CodecExecutor.run`, by default the
-      function). A profile first runs on threads while the executor measures
+      ``profile=`` key given to :meth:`CodecExecutor.run` and
+      :meth:`CodecExecutor.mode_for`; one shared default profile when
+      omitted). A profile first runs on threads while the executor measures
       its *effective parallelism*: CPU seconds the jobs consumed per wall
       second during which any of them was pending (submission to result,
       so queueing and transport count). A measurement window is conclusive
@@ -120,6 +121,8 @@ MIN_WINDOW_SECONDS = 0.1
 """Shortest wall time (jobs pending) of a conclusive window: outlasts scheduler noise."""
 MAX_PROBE_JOBS = 256
 """Jobs after which an inconclusive probe phase settles on threads."""
+MAX_PICKLE_FAILURES = 3
+"""Jobs of a profile that may fail to pickle before it is pinned to threads."""
 
 _WARM_MODULES = ("numpy", "numcodecs", "asyncarr.codecs")
 
@@ -278,6 +281,7 @@ class _Profile:
         self.thread_parallelism: float | None = None
         self.process_parallelism: float | None = None
         self.reason = "measuring threads"
+        self.pickle_failures = 0
 
     def route(self) -> tuple[ResolvedMode, _Profile | None]:
         """Mode for the next job and whether to measure it."""
@@ -351,10 +355,12 @@ class _Profile:
             else:
                 self._decide("threads", "the process pool failed to start")
 
-    def unusable(self, reason: str) -> None:
-        """Processes cannot run this profile's jobs (e.g. unpicklable): stay on threads."""
+    def pickle_failed(self, reason: str) -> None:
+        """A job could not be sent to a process; repeated failures pin threads."""
         with self._lock:
-            self._decide("threads", reason)
+            self.pickle_failures += 1
+            if self.pickle_failures >= MAX_PICKLE_FAILURES:
+                self._decide("threads", reason)
 
     def decision(self) -> AutoDecision:
         with self._lock:
@@ -372,6 +378,8 @@ def _noop() -> None:
 
 
 def _describe(key: Hashable) -> str:
+    if key is None:
+        return "default"
     module = getattr(key, "__module__", None)
     qualname = getattr(key, "__qualname__", None)
     if isinstance(module, str) and isinstance(qualname, str):
@@ -460,9 +468,10 @@ class CodecExecutor:
     def mode_for(self, releases_gil: bool, *, profile: Hashable = None) -> ResolvedMode:
         """The mode the next job of this kind would run in.
 
-        In ``auto`` mode GIL-holding jobs are routed per ``profile`` (the key
-        given to :meth:`run`; by default the function itself); a profile not
-        seen yet starts on threads.
+        In ``auto`` mode GIL-holding jobs are routed per ``profile`` (the
+        same key as given to :meth:`run`); a profile not seen yet starts on
+        threads. Pass the answer to :meth:`run` as ``mode=`` to prepare
+        arguments for exactly that mode.
         """
         if self._auto and not releases_gil and self._processes_possible:
             existing = self._profiles.get(profile)
@@ -483,20 +492,27 @@ class CodecExecutor:
         *args: Any,
         releases_gil: bool = True,
         profile: Hashable = None,
+        mode: ResolvedMode | None = None,
     ) -> R:
         """Run ``fn(*args)`` in the resolved mode and return its result.
 
         Exceptions raised by ``fn`` propagate with their type (from a worker
         process, with the remote traceback as ``__cause__``). ``fn`` must be
         a module-level function for process mode. ``profile`` groups jobs for
-        the ``auto`` measurements (default: ``fn``).
+        the ``auto`` measurements; ``mode`` (e.g. from :meth:`mode_for`) pins
+        the mode instead of resolving it now.
         """
-        key = fn if profile is None else profile
-        mode, probe = self._route(releases_gil, key)
+        routed, probe = self._route(releases_gil, profile)
+        if mode is None:
+            mode = routed
+        elif mode not in ("inline", "threads", "processes"):
+            raise ConfigError(f"mode must be inline, threads or processes, got {mode!r}")
+        elif mode != routed:
+            probe = None
         if mode == "inline":
             return fn(*args)
         if mode == "processes":
-            outcome = await self._run_in_process(fn, args, key, probe)
+            outcome = await self._run_in_process(fn, args, profile, probe)
             if outcome is not _ON_THREADS:
                 return outcome  # type: ignore[no-any-return]
             probe = None
@@ -572,7 +588,7 @@ class CodecExecutor:
             return _ON_THREADS
         except Exception as exc:
             if self._auto:
-                self._profile(key).unusable(
+                self._profile(key).pickle_failed(
                     f"cannot send jobs to processes: {type(exc).__name__}: {exc}"
                 )
                 return _ON_THREADS

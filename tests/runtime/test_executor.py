@@ -449,7 +449,7 @@ async def test_auto_measures_gil_holding_jobs() -> None:
         pytest.fail("this test needs at least 2 usable CPUs")
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
-        assert ex.mode_for(False, profile=py_work) == "threads"
+        assert ex.mode_for(False) == "threads"
         state = ""
         for _ in range(500):
             outs = await asyncio.gather(
@@ -463,7 +463,7 @@ async def test_auto_measures_gil_holding_jobs() -> None:
             if state == "warming":
                 await asyncio.sleep(0.05)
         assert state in ("threads", "processes"), decision
-        assert decision.profile.endswith("py_work")
+        assert decision.profile == "default"
         # threads cannot run GIL-holding Python code in parallel, whatever the load
         assert decision.thread_parallelism is not None
         assert decision.thread_parallelism < MIN_GAIN
@@ -471,10 +471,20 @@ async def test_auto_measures_gil_holding_jobs() -> None:
         if decision.process_parallelism is not None:
             gain = decision.process_parallelism >= MIN_GAIN * decision.thread_parallelism
             assert state == ("processes" if gain else "threads"), decision
-        assert ex.mode_for(False, profile=py_work) == state
+        assert ex.mode_for(False) == state
         if state == "processes":
             assert isinstance(ex.allocate((4,), np.dtype("f8")).base, mmap.mmap)
         assert await ex.run(py_work, 10, releases_gil=False) == py_work(10)
+
+
+async def test_pinned_mode_is_honoured() -> None:
+    ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
+    with ex:
+        assert (await ex.run(whoami, mode="inline"))[1] == threading.current_thread().name
+        assert (await ex.run(whoami, mode="threads"))[1].startswith("asyncarr-codec-")
+        with pytest.raises(ConfigError, match="mode must be"):
+            await ex.run(whoami, mode="auto")  # type: ignore[arg-type]
+    assert ex.decisions() == []
 
 
 async def test_auto_keeps_unpicklable_gil_holding_jobs_on_threads() -> None:
@@ -486,7 +496,9 @@ async def test_auto_keeps_unpicklable_gil_holding_jobs_on_threads() -> None:
         return x + 1
 
     with ex:
-        assert await ex.run(local, 1, releases_gil=False, profile="closure") == 2
+        for _ in range(3):
+            assert ex.mode_for(False, profile="closure") == "processes"
+            assert await ex.run(local, 1, releases_gil=False, profile="closure") == 2
     (decision,) = ex.decisions()
     assert decision.state == "threads"
     assert "pickle" in decision.reason.lower()
