@@ -1,0 +1,791 @@
+"""Amazon S3 (and S3-compatible services) through aiobotocore.
+
+``s3://bucket/prefix`` opens an :class:`S3Store`; keys are stored under
+``prefix``. The SDK (``aiobotocore``, the ``s3`` extra) is imported only
+when a store is created.
+
+Clients
+    One aiobotocore client is shared by every store with the same endpoint,
+    region, credentials, addressing style and client settings *in the same
+    event loop* (an aiohttp session belongs to one loop). Its connection
+    pool is sized to ``limits.max_concurrency``. The client is
+    reference-counted: the last store to :meth:`~S3Store.aclose` closes it,
+    so stores must be closed (or used as ``async with``). botocore's own
+    retries are off (one attempt per call); asyncarr's runtime retries
+    :class:`~asyncarr.errors.TransientStoreError`.
+
+Conditional writes
+    ``set_if_not_exists`` sends ``PutObject`` with ``If-None-Match: *``;
+    ``get_versioned`` returns the object's ETag and ``set_if_version``
+    sends ``If-Match: <etag>`` (``If-None-Match: *`` for ``None``). A 412
+    ``PreconditionFailed`` (or a 404 for an ``If-Match`` on a deleted key)
+    means another writer won: :class:`~asyncarr.errors.PreconditionFailedError`.
+    A 409 ``ConditionalRequestConflict`` raises ``PreconditionFailedError``
+    from ``set_if_version`` (the caller re-reads anyway) but
+    :class:`~asyncarr.errors.TransientStoreError` from ``set_if_not_exists``,
+    whose ``False`` must mean "the key exists".
+
+    An ETag is a digest of the content, so versions are *content
+    fingerprints*: rewriting identical bytes keeps the version. That is
+    safe for read-modify-write (the value a writer based its change on is
+    still the current value).
+
+    AWS S3 honours both headers atomically. Services that silently ignore
+    them would make these calls lie, so the ``conditional_writes`` storage
+    option (default ``True``) declares what the service can do. With
+    ``conditional_writes=False`` :attr:`S3Store.supports_conditional_writes`
+    is ``False``, ``get_versioned``/``set_if_version`` raise
+    :class:`~asyncarr.errors.UnsupportedOperationError`, and
+    ``set_if_not_exists`` degrades to a best-effort *check then write*
+    that is **not atomic** (a warning is logged once per store).
+    SeaweedFS 4.x honours both headers atomically; moto checks and writes
+    in separate steps (its test fixture serialises requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import hashlib
+import logging
+import os
+import re
+import threading
+import types
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from asyncarr._types import ByteRange, OffsetRange, RangeRequest, Versioned, range_to_slice
+from asyncarr.abc import Store
+from asyncarr.abc._store import normalize_prefix
+from asyncarr.config import StoreLimits
+from asyncarr.errors import (
+    ConfigError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    MissingExtraError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StoreError,
+    ThrottledError,
+    TransientStoreError,
+    TruncatedReadError,
+    UnsupportedOperationError,
+)
+
+__all__ = ["S3Store", "s3_store_from_url"]
+
+logger = logging.getLogger(__name__)
+
+_DELETE_BATCH = 1000
+_ADDRESSING_STYLES = ("auto", "path", "virtual")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+
+def _codes(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+_PERMISSION_CODES = _codes(
+    "AccessDenied AllAccessDisabled AccountProblem ExpiredToken InvalidAccessKeyId "
+    "InvalidClientTokenId InvalidToken SignatureDoesNotMatch UnrecognizedClientException"
+)
+_THROTTLE_CODES = _codes(
+    "SlowDown Throttling ThrottlingException ThrottledException RequestLimitExceeded "
+    "RequestThrottled RequestThrottledException TooManyRequestsException "
+    "ProvisionedThroughputExceededException"
+)
+_TRANSIENT_CODES = _codes(
+    "InternalError ServiceUnavailable RequestTimeout RequestTimeoutException "
+    "OperationAborted PriorRequestNotComplete"
+)
+
+
+class _RangeNotSatisfiable(StoreError):
+    """416: the requested range starts past the end of an existing value."""
+
+
+# -- the lazily imported SDK -----------------------------------------------------------
+@functools.cache
+def _sdk() -> Any:
+    """aiobotocore and friends, imported on first use; a missing extra is a clear error."""
+    try:
+        import aiohttp
+        import botocore.exceptions
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import AioSession
+        from botocore import UNSIGNED
+    except ImportError as exc:
+        raise MissingExtraError("the S3 store", "s3", "aiobotocore") from exc
+    return types.SimpleNamespace(
+        session_cls=AioSession,
+        config_cls=AioConfig,
+        errors=botocore.exceptions,
+        unsigned=UNSIGNED,
+        aiohttp=aiohttp,
+    )
+
+
+# -- resolved client settings -----------------------------------------------------------
+@dataclass(frozen=True)
+class _ClientSettings:
+    """Everything that decides which shared client a store uses.
+
+    Secrets are excluded from ``repr`` and only their fingerprint is hashed
+    into the cache key.
+    """
+
+    endpoint_url: str | None
+    region_name: str | None
+    profile: str | None
+    anon: bool
+    addressing_style: str
+    connect_timeout: float
+    read_timeout: float
+    max_pool_connections: int
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+
+    def cache_key(self) -> tuple[object, ...]:
+        public = tuple(getattr(self, f.name) for f in fields(self) if f.repr)
+        secret = repr((self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token))
+        return (*public, hashlib.sha256(secret.encode()).hexdigest())
+
+    async def open_client(self, stack: contextlib.AsyncExitStack) -> Any:
+        sdk = _sdk()
+        config_kwargs: dict[str, Any] = {
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "max_pool_connections": self.max_pool_connections,
+            "warm_up_loader_caches": True,
+        }
+        if self.addressing_style != "auto":
+            config_kwargs["s3"] = {"addressing_style": self.addressing_style}
+        if self.anon:
+            config_kwargs["signature_version"] = sdk.unsigned
+        # one session per thread and profile: it caches the parsed service model
+        sessions: dict[str | None, Any] = _thread_state.__dict__.setdefault("sessions", {})
+        if self.profile not in sessions:
+            sessions[self.profile] = sdk.session_cls(profile=self.profile)
+        session = sessions[self.profile]
+        creds: dict[str, Any] = {}
+        if not self.anon and self.aws_access_key_id is not None:
+            creds = {
+                "aws_access_key_id": self.aws_access_key_id,
+                "aws_secret_access_key": self.aws_secret_access_key,
+                "aws_session_token": self.aws_session_token,
+            }
+        return await stack.enter_async_context(
+            session.create_client(
+                "s3",
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                config=sdk.config_cls(**config_kwargs),
+                **creds,
+            )
+        )
+
+
+# -- the per-loop, reference-counted client cache -------------------------------------
+class _SharedClient:
+    """One open aiobotocore client, bound to the loop that created it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[object, ...]) -> None:
+        self.loop = loop
+        self.key = key
+        self.client: Any = None
+        self.refs = 0
+        self.opened = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+
+    async def open(self, settings: _ClientSettings) -> None:
+        self.client = await settings.open_client(self._stack)
+
+    async def close(self) -> None:
+        self.client = None
+        await self._stack.aclose()
+
+
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[object, ...], _SharedClient]
+]
+_clients = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+_thread_state = threading.local()
+
+
+async def _acquire_client(settings: _ClientSettings) -> _SharedClient:
+    """The shared client for ``settings`` in the running loop, with one more reference."""
+    loop = asyncio.get_running_loop()
+    key = settings.cache_key()
+    while True:
+        with _clients_lock:
+            per_loop = _clients.setdefault(loop, {})
+            entry = per_loop.get(key)
+            creator = entry is None
+            if entry is None:
+                entry = per_loop[key] = _SharedClient(loop, key)
+        if creator:
+            try:
+                await entry.open(settings)
+            except BaseException:
+                with _clients_lock:
+                    if per_loop.get(key) is entry:
+                        del per_loop[key]
+                entry.opened.set()
+                raise
+            entry.opened.set()
+        else:
+            await entry.opened.wait()
+            if entry.client is None:  # its creator failed or it was closed: try again
+                continue
+        with _clients_lock:
+            if per_loop.get(key) is not entry:
+                continue
+            entry.refs += 1
+            return entry
+
+
+async def _release_client(entry: _SharedClient) -> None:
+    """Drop one reference; the last one closes the client (in its own loop)."""
+    with _clients_lock:
+        entry.refs -= 1
+        if entry.refs > 0:
+            return
+        per_loop = _clients.get(entry.loop)
+        if per_loop is not None and per_loop.get(entry.key) is entry:
+            del per_loop[entry.key]
+    running = asyncio.get_running_loop()
+    if entry.loop is running:
+        await entry.close()
+    elif entry.loop.is_closed():
+        logger.debug("S3 client's event loop is closed; dropping the client")
+    elif entry.loop.is_running():
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(entry.close(), entry.loop))
+    else:
+        logger.warning("cannot close an S3 client whose event loop is not running")
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _range_header(rng: RangeRequest) -> str | None:
+    """The HTTP ``Range`` value, or ``None`` for a range that selects no bytes."""
+    if isinstance(rng, ByteRange):
+        return None if rng.length == 0 else f"bytes={rng.start}-{rng.end - 1}"
+    if isinstance(rng, OffsetRange):
+        return f"bytes={rng.offset}-"
+    return None if rng.length == 0 else f"bytes=-{rng.length}"
+
+
+def _error_info(exc: BaseException) -> tuple[str, int]:
+    """(error code, HTTP status) of a botocore ``ClientError``."""
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def _clean_endpoint(url: str) -> str:
+    """``url`` without user info, query or fragment (safe to show)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class S3Store(Store):
+    """A bucket (optionally below a key prefix) of Amazon S3 or an S3-compatible service.
+
+    ``endpoint_url`` defaults to ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
+    and then to AWS itself; ``region_name`` to ``AWS_REGION`` /
+    ``AWS_DEFAULT_REGION`` / the profile. Without explicit keys, botocore's
+    credential chain applies (environment, profile, instance metadata...).
+    ``anon=True`` sends unsigned requests. See the module docstring for
+    client sharing and conditional-write semantics.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        profile: str | None = None,
+        anon: bool = False,
+        addressing_style: str = "auto",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        conditional_writes: bool = True,
+        verify_dir_prefixes: bool = False,
+        read_only: bool = False,
+        limits: StoreLimits | None = None,
+    ) -> None:
+        super().__init__(read_only=read_only, limits=limits)
+        _sdk()
+        if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
+            raise ConfigError(f"invalid S3 bucket name {bucket!r}")
+        self._bucket = bucket
+        try:
+            self._root = normalize_prefix(prefix, store=f"s3://{bucket}")
+        except InvalidKeyError as exc:
+            raise ConfigError(f"invalid key prefix {prefix!r} for s3://{bucket}: {exc}") from exc
+        if addressing_style not in _ADDRESSING_STYLES:
+            raise ConfigError(
+                f"addressing_style must be one of {', '.join(_ADDRESSING_STYLES)}, "
+                f"got {addressing_style!r}"
+            )
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if (aws_access_key_id is None) != (aws_secret_access_key is None):
+            raise ConfigError("give both aws_access_key_id and aws_secret_access_key, or neither")
+        if aws_session_token is not None and aws_access_key_id is None:
+            raise ConfigError("aws_session_token needs aws_access_key_id and aws_secret_access_key")
+        if anon and aws_access_key_id is not None:
+            raise ConfigError("anon=True sends unsigned requests; do not also give credentials")
+        if (
+            endpoint_url is None
+            and os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true"
+        ):
+            endpoint_url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+                "AWS_ENDPOINT_URL"
+            )
+        if endpoint_url is not None:
+            parts = urlsplit(endpoint_url) if isinstance(endpoint_url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"endpoint_url must be an http(s) URL, got {endpoint_url!r}")
+        if region_name is None:
+            region_name = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not anon and aws_access_key_id is None and profile is None:
+            env_key = os.environ.get("AWS_ACCESS_KEY_ID")
+            env_secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+            if env_key and env_secret:  # snapshot, so the client cache key is exact
+                aws_access_key_id, aws_secret_access_key = env_key, env_secret
+                aws_session_token = os.environ.get("AWS_SESSION_TOKEN") or None
+        self._settings = _ClientSettings(
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            profile=profile,
+            anon=bool(anon),
+            addressing_style=addressing_style,
+            connect_timeout=float(connect_timeout),
+            read_timeout=float(read_timeout),
+            max_pool_connections=self.limits.max_concurrency,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+        )
+        self._conditional = bool(conditional_writes)
+        self._verify_dir_prefixes = bool(verify_dir_prefixes)
+        self._warned_non_atomic = False
+        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedClient]
+        self._entries = weakref.WeakKeyDictionary()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._locks = weakref.WeakKeyDictionary()
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix inside the bucket (``""`` or ending in ``/``)."""
+        return self._root
+
+    @property
+    def endpoint(self) -> str:
+        """The service endpoint, without credentials (``"aws"`` for the AWS default)."""
+        url = self._settings.endpoint_url
+        return _clean_endpoint(url) if url else "aws"
+
+    @property
+    def endpoint_key(self) -> str:
+        return f"s3:{self.endpoint}:{self._settings.region_name or 'default'}"
+
+    @property
+    def supports_conditional_writes(self) -> bool:
+        return self._conditional
+
+    def with_read_only(self, read_only: bool = True) -> S3Store:
+        clone = copy.copy(self)
+        clone._read_only = read_only
+        clone._closed = False
+        clone._warned_non_atomic = False
+        clone._entries = weakref.WeakKeyDictionary()
+        clone._locks = weakref.WeakKeyDictionary()
+        return clone
+
+    def __repr__(self) -> str:
+        where = f"s3://{self._bucket}/{self._root}".rstrip("/")
+        flags = ", read-only" if self.read_only else ""
+        return f"S3Store({where}, endpoint={self.endpoint}{flags})"
+
+    __str__ = __repr__
+
+    # -- client and error plumbing ----------------------------------------------------------
+    async def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        entry = self._entries.get(loop)
+        if entry is None:
+            lock = self._locks.setdefault(loop, asyncio.Lock())
+            async with lock:
+                entry = self._entries.get(loop)
+                if entry is None:
+                    entry = await _acquire_client(self._settings)
+                    self._entries[loop] = entry
+                    self._closed = False
+        return entry.client
+
+    async def _call(self, operation: str, key: str | None, **params: Any) -> Any:
+        client = await self._client()
+        try:
+            return await getattr(client, operation)(Bucket=self._bucket, **params)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+
+    def _translate(self, exc: Exception, key: str | None) -> StoreError:
+        """Map an SDK/transport exception onto the asyncarr error tree."""
+        if isinstance(exc, StoreError):
+            return exc
+        sdk = _sdk()
+        errors = sdk.errors
+        if isinstance(exc, errors.ClientError):
+            code, status = _error_info(exc)
+            return self._from_code(code, status, exc.response.get("Error", {}).get("Message"), key)
+        if isinstance(exc, errors.IncompleteReadError):
+            return TruncatedReadError(f"S3 body ended early: {exc}", store=self, key=key)
+        if isinstance(exc, errors.NoCredentialsError | errors.PartialCredentialsError):
+            return PermissionDeniedError(
+                f"no usable AWS credentials ({type(exc).__name__}); pass aws_access_key_id/"
+                "aws_secret_access_key, set AWS_* variables or a profile, or anon=True",
+                store=self,
+                key=key,
+            )
+        if isinstance(exc, errors.SSLError):  # e.g. certificate verification: not retried
+            return StoreError(f"S3 TLS failure: {exc}", store=self, key=key)
+        what = f"S3 request failed: {type(exc).__name__}: {exc}"
+        # refused/unreachable/timeouts (ConnectionError), resets and broken streams
+        # (HTTPClientError covers ResponseStreamingError), corrupted bodies
+        transient = (errors.ConnectionError, errors.HTTPClientError, errors.FlexibleChecksumError)
+        aio = (sdk.aiohttp.ClientPayloadError, sdk.aiohttp.ClientConnectionError)
+        if isinstance(exc, transient + aio + (TimeoutError, ConnectionError)):
+            return TransientStoreError(what, store=self, key=key)
+        return StoreError(what, store=self, key=key)
+
+    def _from_code(
+        self, code: str, status: int, message: str | None, key: str | None
+    ) -> StoreError:
+        what = f"S3 {code or status}: {message or code or 'error'}"
+        if code == "NoSuchBucket":
+            return StoreError(f"S3 bucket {self._bucket!r} does not exist", store=self, key=key)
+        if code in ("NoSuchKey", "NotFound") or status == 404:
+            return KeyNotFoundError("no such key", store=self, key=key)
+        if code == "InvalidRange" or status == 416:
+            return _RangeNotSatisfiable(what, store=self, key=key)
+        if code in _PERMISSION_CODES or status in (401, 403):
+            return PermissionDeniedError(what, store=self, key=key)
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+            return PreconditionFailedError(what, store=self, key=key)
+        if code in _THROTTLE_CODES or status == 429:
+            return ThrottledError(what, store=self, key=key)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientStoreError(what, store=self, key=key)
+        return StoreError(what, store=self, key=key)
+
+    def _full(self, key: str) -> str:
+        return self._root + self._key(key)
+
+    # -- reads --------------------------------------------------------------------------
+    async def _read_object(self, key: str, rng: RangeRequest | None) -> tuple[bytes, str] | None:
+        """(bytes, ETag) of the value or the range of it; ``None`` when missing."""
+        full = self._full(key)
+        params: dict[str, Any] = {"Key": full}
+        header = None if rng is None else _range_header(rng)
+        if rng is not None and header is None:  # empty range: only existence matters
+            return (b"", "") if await self.exists(key) else None
+        if header is not None:
+            params["Range"] = header
+        try:
+            resp = await self._call("get_object", key, **params)
+        except KeyNotFoundError:
+            return None
+        except _RangeNotSatisfiable:
+            return b"", ""
+        body = resp["Body"]
+        try:
+            async with body:
+                data = await body.read()
+        except Exception as exc:
+            error = self._translate(exc, key)
+            if type(error) is TransientStoreError:  # the connection broke mid-body
+                what = f"S3 body read failed: {type(exc).__name__}: {exc}"
+                raise TruncatedReadError(what, store=self, key=key) from exc
+            raise error from exc
+        expected = resp.get("ContentLength")
+        if expected is not None and len(data) != expected:
+            raise TruncatedReadError(
+                f"S3 body has {len(data)} bytes, expected {expected}", store=self, key=key
+            )
+        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if rng is not None and status == 200 and not resp.get("ContentRange"):
+            data = data[range_to_slice(rng, len(data))]  # the service ignored Range
+        return data, str(resp.get("ETag", ""))
+
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        got = await self._read_object(key, byte_range)
+        return None if got is None else got[0]
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        """Concurrent ranged GETs; ``None`` if the key is missing."""
+        self._key(key)
+        tasks = [asyncio.ensure_future(self.get(key, rng)) for rng in ranges]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if any(part is None for part in parts):
+            return None
+        return [part for part in parts if part is not None]
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        self._require_conditional(key)
+        got = await self._read_object(key, None)
+        if got is None:
+            return None
+        return Versioned(got[0], got[1])
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = await self._call("head_object", key, Key=self._full(key))
+        except KeyNotFoundError:
+            return None
+        return head
+
+    async def exists(self, key: str) -> bool:
+        return await self._head(key) is not None
+
+    async def getsize(self, key: str) -> int:
+        head = await self._head(key)
+        if head is None:
+            raise KeyNotFoundError("no such key", store=self, key=key)
+        return int(head["ContentLength"])
+
+    # -- writes -------------------------------------------------------------------------
+    async def _put(self, key: str, value: bytes, **conditions: str) -> None:
+        full = self._full(key)
+        self._check_writable(key)
+        body = value if isinstance(value, bytes | bytearray) else bytes(value)
+        await self._call("put_object", key, Key=full, Body=body, **conditions)
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self._put(key, value)
+
+    async def set_if_not_exists(self, key: str, value: bytes) -> bool:
+        if not self._conditional:
+            return await self._set_if_absent_best_effort(key, value)
+        try:
+            await self._put(key, value, IfNoneMatch="*")
+        except PreconditionFailedError as exc:
+            code, _ = _error_info(exc.__cause__) if exc.__cause__ else ("", 0)
+            if code == "ConditionalRequestConflict":
+                raise TransientStoreError(
+                    "a concurrent conditional write to this key is in flight; retry",
+                    store=self,
+                    key=key,
+                ) from exc
+            return False
+        return True
+
+    async def _set_if_absent_best_effort(self, key: str, value: bytes) -> bool:
+        self._check_writable(key)
+        if not self._warned_non_atomic:
+            self._warned_non_atomic = True
+            logger.warning(
+                "%s: conditional_writes=False, set_if_not_exists is a non-atomic "
+                "check-then-write; concurrent creators may overwrite each other",
+                self,
+            )
+        if await self.exists(key):
+            return False
+        await self._put(key, value)
+        return True
+
+    async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
+        self._require_conditional(key)
+        if version is None:
+            await self._put(key, value, IfNoneMatch="*")
+            return
+        try:
+            await self._put(key, value, IfMatch=version)
+        except KeyNotFoundError as exc:
+            raise PreconditionFailedError(
+                "the value was deleted since it was read", store=self, key=key
+            ) from exc
+
+    def _require_conditional(self, key: str) -> None:
+        if not self._conditional:
+            raise UnsupportedOperationError(
+                "conditional writes are disabled for this S3 service (conditional_writes=False)",
+                store=self,
+                key=key,
+            )
+
+    async def delete(self, key: str) -> None:
+        full = self._full(key)
+        self._check_writable(key)
+        with contextlib.suppress(KeyNotFoundError):
+            await self._call("delete_object", key, Key=full)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Remove every key under ``prefix`` with ``DeleteObjects`` batches of 1000."""
+        prefix = self._list_prefix_arg(prefix)
+        self._check_writable(prefix or None)
+        keys = [self._root + k async for k in self.list_prefix(prefix)]
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            resp = await self._call(
+                "delete_objects",
+                prefix,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            for err in resp.get("Errors") or []:
+                if err.get("Code") != "NoSuchKey":
+                    bad = str(err.get("Key", ""))[len(self._root) :]
+                    raise self._from_code(str(err.get("Code", "")), 0, err.get("Message"), bad)
+
+    # -- listing ----------------------------------------------------------------------------
+    async def _pages(self, prefix: str, delimiter: str | None) -> AsyncIterator[dict[str, Any]]:
+        params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            params["Delimiter"] = delimiter
+        while True:
+            page: dict[str, Any] = await self._call("list_objects_v2", prefix or None, **params)
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        prefix = self._list_prefix_arg(prefix)
+        cut = len(self._root)
+        async for page in self._pages(self._root + prefix, None):
+            for item in page.get("Contents") or []:
+                if not item["Key"].endswith("/"):  # skip other tools' "directory" markers
+                    yield item["Key"][cut:]
+
+    async def _holds_values(self, full_prefix: str) -> bool:
+        async for page in self._pages(full_prefix, None):
+            if any(not item["Key"].endswith("/") for item in page.get("Contents") or []):
+                return True
+        return False
+
+    async def list_dir(self, prefix: str) -> list[str]:
+        base = self._root + self._prefix(prefix)
+        cut = len(base)
+        children: set[str] = set()
+        prefixes: set[str] = set()
+        async for page in self._pages(base, "/"):
+            prefixes.update(common["Prefix"] for common in page.get("CommonPrefixes") or [])
+            children.update(item["Key"][cut:] for item in page.get("Contents") or [])
+        if self._verify_dir_prefixes:  # drop prefixes whose values are all gone
+            sem = asyncio.Semaphore(16)
+
+            async def live(full: str) -> bool:
+                async with sem:
+                    return await self._holds_values(full)
+
+            ordered = sorted(prefixes)
+            alive = await asyncio.gather(*(live(full) for full in ordered))
+            prefixes = {full for full, ok in zip(ordered, alive, strict=True) if ok}
+        children.update(full[cut:].rstrip("/") for full in prefixes)
+        children.discard("")
+        return sorted(children)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Release this store's reference to its shared client(s). Idempotent.
+
+        A store may still be used afterwards; it then reconnects.
+        """
+        entries = list(self._entries.values())
+        self._entries.clear()
+        self._closed = True
+        for entry in entries:
+            await _release_client(entry)
+
+
+_OPTIONS: dict[str, tuple[type, ...]] = {
+    "endpoint_url": (str,),
+    "region_name": (str,),
+    "aws_access_key_id": (str,),
+    "aws_secret_access_key": (str,),
+    "aws_session_token": (str,),
+    "profile": (str,),
+    "anon": (bool,),
+    "addressing_style": (str,),
+    "connect_timeout": (int, float),
+    "read_timeout": (int, float),
+    "conditional_writes": (bool,),
+    "verify_dir_prefixes": (bool,),
+    "limits": (StoreLimits,),
+}
+
+
+def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str, Any]) -> S3Store:
+    """``s3://bucket[/prefix]``: an :class:`S3Store`.
+
+    ``storage_options``: ``endpoint_url``, ``region_name``,
+    ``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``,
+    ``profile``, ``anon``, ``addressing_style`` (``"auto"``, ``"path"``,
+    ``"virtual"``), ``connect_timeout``, ``read_timeout`` (seconds),
+    ``conditional_writes`` (whether the service honours ``If-Match`` /
+    ``If-None-Match``), ``verify_dir_prefixes`` (for services such as
+    SeaweedFS that keep listing a "directory" for a while after its last
+    value was deleted: ``list_dir`` then checks each listed prefix) and
+    ``limits`` (a :class:`~asyncarr.config.StoreLimits`).
+    ``None`` values mean "not given".
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "s3":
+        raise ConfigError(f"not an s3:// URL: {url!r}")
+    if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
+        raise ConfigError(
+            f"s3:// URLs are s3://bucket/prefix, without credentials, port, query or "
+            f"fragment; put options in storage_options (got {url!r})"
+        )
+    if not parts.netloc:
+        raise ConfigError(f"S3 URL needs a bucket, e.g. s3://bucket/prefix (got {url!r})")
+    unknown = sorted(set(storage_options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown storage_options for s3://: {unknown}; known: {sorted(_OPTIONS)}"
+        )
+    options: dict[str, Any] = {}
+    for name, value in storage_options.items():
+        if value is None:
+            continue
+        types = _OPTIONS[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            expected = " or ".join(t.__name__ for t in types)
+            raise ConfigError(
+                f"storage_options[{name!r}] must be {expected}, got {type(value).__name__}"
+            )
+        options[name] = value
+    return S3Store(parts.netloc, parts.path.lstrip("/"), read_only=read_only, **options)
