@@ -107,7 +107,10 @@ def _batch_size(ctx: ArrayContext, chunk_nbytes: int, total: int) -> int:
 async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     """Read ``selection`` into a new array of ``selection.result_shape``."""
     executor = ctx.executor
-    out = executor.allocate(selection.out_shape, ctx.dtype)
+    pipeline = ctx.sharding.inner if ctx.sharding is not None else ctx.pipeline
+    # Shared memory only when worker processes will decode into the output.
+    shared = executor.mode_for(pipeline.releases_gil) == "processes"
+    out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared)
     try:
         if math.prod(selection.out_shape) > 0:
             if ctx.sharding is not None:
