@@ -14,8 +14,7 @@ Bounded decoding (decompression bombs), given ``max_size``:
 * a frame without a content size (written by streaming encoders) is decoded
   through a reader into a buffer of ``max_size + 1`` bytes at most;
 * several concatenated frames decode to the concatenation of their content;
-* bytes after a first frame that already holds exactly ``max_size`` bytes
-  are not looked at (the fast path); otherwise they must be zstd frames.
+  bytes after a frame must be another frame.
 
 When the caller gives no ``max_size`` the output is not bounded.
 """
@@ -41,8 +40,10 @@ from asyncarr.codecs._base import (
 
 __all__ = ["ZstdCodec", "zstd_compress", "zstd_decompress", "zstd_decompress_into"]
 
-_SMALL_COPY = 256 * 1024
-"""Below this size ``decode_into`` decodes then copies (faster than streaming)."""
+_LARGE = 256 * 1024
+"""From this decoded size on, single frames go to ``numcodecs.zstd`` (its one-shot
+``ZSTD_decompress`` into a preallocated buffer measured 5-25% faster on large
+chunks); below it the reused ``zstandard`` context wins (no per-call context)."""
 
 _tls = threading.local()
 _zstandard: ModuleType | None = None
@@ -116,6 +117,26 @@ def _stream_read(zs: ModuleType, data: Any, target: memoryview) -> tuple[int, bo
     return pos, more
 
 
+def _frame_size(zs: ModuleType, data: Any) -> int:
+    """Compressed size of the first zstd frame in ``data`` (-1 when truncated).
+
+    Walks the block headers (3 bytes per block of up to 128 KiB), so it is cheap.
+    """
+    view = data if isinstance(data, bytes) else memoryview(data).cast("B")
+    size = len(view)
+    pos: int = zs.frame_header_size(data)
+    while True:
+        if pos + 3 > size:
+            return -1
+        header = int.from_bytes(view[pos : pos + 3], "little")
+        pos += 4 if (header & 6) == 2 else 3 + (header >> 3)  # RLE blocks hold one byte
+        if header & 1:
+            break
+    if view[4] & 0x04:  # frame header descriptor: content checksum flag
+        pos += 4
+    return pos if pos <= size else -1
+
+
 def zstd_decompress(data: Any, max_size: int | None, codec: object = None) -> bytes | memoryview:
     """Decode zstd frame(s), never producing more than ``max_size`` bytes."""
     zs = _zs()
@@ -129,8 +150,10 @@ def zstd_decompress(data: Any, max_size: int | None, codec: object = None) -> by
         if fcs >= 0:
             check_max_size(fcs, max_size, codec)
             d = _decompressor(zs)
-            if fcs == max_size:
-                # The common case: one frame holding exactly the expected chunk.
+            if _frame_size(zs, data) == buffer_len(data):
+                # The common case: one frame (its content size is within the bound).
+                if fcs >= _LARGE:
+                    return _numcodecs_decompress(data, None, codec)
                 out: bytes = d.decompress(data)
                 return out
             dobj = d.decompressobj()
@@ -171,14 +194,28 @@ def zstd_decompress_into(data: Any, out: Any, codec: object = None) -> None:
         raise _bad(exc, codec) from exc
     check_max_size(fcs, size, codec)
     try:
-        if fcs == size and size <= _SMALL_COPY:
-            small: bytes = _decompressor(zs).decompress(data)
-            target[:] = np.frombuffer(small, dtype=np.uint8)
+        if fcs == size and _frame_size(zs, data) == buffer_len(data):
+            if size >= _LARGE:
+                _numcodecs_decompress(data, target, codec)
+            else:
+                small: bytes = _decompressor(zs).decompress(data)
+                target[:] = np.frombuffer(small, dtype=np.uint8)
             return
         n, more = _stream_read(zs, data, memoryview(target))
     except zs.ZstdError as exc:
         raise _bad(exc, codec) from exc
     check_decoded_size(n + int(more), size, codec)
+
+
+def _numcodecs_decompress(data: Any, out: Any, codec: object) -> bytes:
+    """One known-size frame through numcodecs (into ``out`` when given)."""
+    from numcodecs import zstd as nz
+
+    try:
+        result: bytes = nz.decompress(data, out) if out is not None else nz.decompress(data)
+    except Exception as exc:
+        raise _bad(exc, codec) from exc
+    return result
 
 
 def _fallback_decompress(

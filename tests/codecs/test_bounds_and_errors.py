@@ -101,11 +101,11 @@ def test_zstd_truncated_and_garbage() -> None:
             codec.decode(bad, SPEC, len(RAW))
         with pytest.raises(CodecError):
             codec.decode_into(bad, bytearray(len(RAW)), SPEC)
-    # Trailing bytes: an error when they must be parsed as another frame; ignored when
-    # the first frame already holds exactly the expected size (the fast path).
+    for max_size in (None, len(RAW), len(RAW) + 100):
+        with pytest.raises(CodecError):
+            codec.decode(frame + b"junk", SPEC, max_size)
     with pytest.raises(CodecError):
-        codec.decode(frame + b"junk", SPEC)
-    assert bytes(codec.decode(frame + b"junk", SPEC, len(RAW))) == RAW
+        codec.decode_into(frame + b"junk", bytearray(len(RAW)), SPEC)
 
 
 def test_zstd_reads_numcodecs_frames_and_vice_versa() -> None:
