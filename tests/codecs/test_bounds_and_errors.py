@@ -338,3 +338,21 @@ def test_numcodecs_errors_are_translated() -> None:
         delta.encode(np.zeros(3, "<i4"), ChunkSpec((3,), np.dtype("<i4"), 0))
     with pytest.raises(CodecConfigError, match="bool"):
         numcodecs_adapter("packbits").validate(ChunkSpec((3,), np.dtype("<i4"), 0))
+
+
+def test_zstd_large_frames_use_the_one_shot_path() -> None:
+    big = (np.arange(400_000, dtype="<i4") % 977).tobytes()  # 1.6 MB: above the 256 KiB switch
+    spec = ChunkSpec(shape=(400_000,), dtype=np.dtype("<i4"), fill_value=0)
+    codec = ZstdCodec(level=1)
+    frame = codec.encode(big, spec)
+    assert bytes(codec.decode(frame, spec, len(big) + 10)) == big
+    out = np.empty(len(big), np.uint8)
+    codec.decode_into(frame, out, spec)
+    assert out.tobytes() == big
+    for bad in (frame[:-2], frame + b"\x00\x01"):
+        with pytest.raises(CodecError):
+            codec.decode(bad, spec, len(big))
+        with pytest.raises(CodecError):
+            codec.decode_into(bad, out, spec)
+    two = frame + codec.encode(big[:1000], spec)
+    assert bytes(codec.decode(two, spec)) == big + big[:1000]
