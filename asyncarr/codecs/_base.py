@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from asyncarr._types import ChunkSpec
-from asyncarr.abc import BytesBytesCodec, Codec
+from asyncarr.abc import BytesBytesCodec
 from asyncarr.errors import CodecError, MetadataError
 
 __all__ = [
@@ -170,8 +170,3 @@ def decode_bytes_into(
     decoded = codec.decode(data, spec, target.nbytes)
     check_decoded_size(buffer_len(decoded), target.nbytes, codec)
     target[:] = as_uint8(decoded)
-
-
-def codec_label(codec: Codec) -> str:
-    """Short name of a codec for error messages."""
-    return getattr(codec, "codec_name", type(codec).__name__)
