@@ -1,8 +1,12 @@
 """Reusable test helpers: conformance suites and real-server fixtures.
 
-Never imported by the library itself.
+Never imported by the library itself. ``StoreTests`` and ``CodecTests`` are
+conformance suites to subclass for your own stores and codecs; the
+``asyncarr.testing._fixtures_*`` modules are pytest plugins that start real
+servers on 127.0.0.1 (S3 via moto and SeaweedFS, GCS, Azure, MongoDB, HTTP).
 """
 
+from asyncarr.testing._codec_tests import CodecTests, sample_array
 from asyncarr.testing._store_tests import StoreTests
 
-__all__ = ["StoreTests"]
+__all__ = ["CodecTests", "StoreTests", "sample_array"]
