@@ -570,3 +570,91 @@ async def test_body_cut_short_is_truncated_read(moto_s3_server: S3TestServer) ->
             await proxy.aclose()
     finally:
         server.delete_bucket(bucket)
+
+
+async def test_delete_prefix_in_batches(s3_store: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("asyncarr.stores._s3._DELETE_BATCH", 7)
+    keys = [f"del/{i}" for i in range(23)] + ["keep/0", "delx"]
+    await asyncio.gather(*(s3_store.set(k, b"v") for k in keys))
+    await s3_store.delete_prefix("del/")
+    assert sorted([k async for k in s3_store.list_prefix("")]) == ["delx", "keep/0"]
+    await s3_store.delete_prefix("")
+    assert [k async for k in s3_store.list_prefix("")] == []
+
+
+# -- error translation (botocore's own exception objects, as the SDK raises them) -------------
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response: Any = {
+        "Error": {"Code": code, "Message": f"message for {code}"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    error: Exception = ClientError(response, "GetObject")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("SlowDown", 503, ThrottledError),
+        ("TooManyRequests", 429, ThrottledError),
+        ("RequestLimitExceeded", 400, ThrottledError),
+        ("Throttling", 400, ThrottledError),
+        ("ServiceUnavailable", 503, TransientStoreError),
+        ("InternalError", 500, TransientStoreError),
+        ("BadGateway", 502, TransientStoreError),
+        ("RequestTimeout", 400, TransientStoreError),
+        ("AccessDenied", 403, PermissionDeniedError),
+        ("InvalidAccessKeyId", 403, PermissionDeniedError),
+        ("SignatureDoesNotMatch", 403, PermissionDeniedError),
+        ("ExpiredToken", 400, PermissionDeniedError),
+        ("PreconditionFailed", 412, PreconditionFailedError),
+        ("ConditionalRequestConflict", 409, PreconditionFailedError),
+        ("NoSuchKey", 404, KeyNotFoundError),
+        ("NoSuchBucket", 404, StoreError),
+        ("InvalidArgument", 400, StoreError),
+    ],
+)
+def test_client_error_translation(code: str, status: int, expected: type[Exception]) -> None:
+    s = S3Store("my-bucket", "p")
+    err = s._translate(_client_error(code, status), "k")
+    assert type(err) is expected
+    assert err.key == "k"
+    if code == "NoSuchBucket":
+        assert "'my-bucket' does not exist" in str(err)
+
+
+def test_transport_error_translation() -> None:
+    import aiohttp
+    from botocore import exceptions as bx
+
+    s = S3Store("my-bucket")
+    cases: list[tuple[Exception, type[Exception]]] = [
+        (bx.EndpointConnectionError(endpoint_url="http://x"), TransientStoreError),
+        (bx.ConnectTimeoutError(endpoint_url="http://x"), TransientStoreError),
+        (bx.ReadTimeoutError(endpoint_url="http://x"), TransientStoreError),
+        (bx.ConnectionClosedError(endpoint_url="http://x"), TransientStoreError),
+        (bx.ResponseStreamingError(error="reset"), TransientStoreError),
+        (bx.IncompleteReadError(actual_bytes=1, expected_bytes=2), TruncatedReadError),
+        (aiohttp.ClientPayloadError("cut"), TransientStoreError),
+        (TimeoutError(), TransientStoreError),
+        (bx.NoCredentialsError(), PermissionDeniedError),
+        (bx.ParamValidationError(report="bad"), StoreError),
+    ]
+    for exc, expected in cases:
+        assert type(s._translate(exc, None)) is expected, exc
+
+
+def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncarr.errors import MissingExtraError
+    from asyncarr.stores import _s3
+
+    _s3._sdk.cache_clear()
+    for name in [m for m in sys.modules if m.split(".")[0] == "aiobotocore"] + ["aiobotocore"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    try:
+        with pytest.raises(MissingExtraError, match=r"asyncarr\[s3\]"):
+            s3_store_from_url("s3://bucket/x", read_only=False, storage_options={})
+    finally:
+        _s3._sdk.cache_clear()
