@@ -55,7 +55,7 @@ import re
 import threading
 import types
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -566,9 +566,9 @@ class S3Store(Store):
     async def get_versioned(self, key: str) -> Versioned | None:
         self._require_conditional(key)
         got = await self._read_object(key, None)
-        if got is None:
-            return None
-        return Versioned(got[0], got[1])
+        if got is not None and not got[1]:
+            raise UnsupportedOperationError("the service sent no ETag", store=self, key=key)
+        return None if got is None else Versioned(got[0], got[1])
 
     async def _head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -631,6 +631,8 @@ class S3Store(Store):
         if version is None:
             await self._put(key, value, IfNoneMatch="*")
             return
+        if not version:  # an empty If-Match would be dropped: an unconditional write
+            raise PreconditionFailedError(f"invalid version {version!r}", store=self, key=key)
         try:
             await self._put(key, value, IfMatch=version)
         except KeyNotFoundError as exc:
@@ -670,7 +672,7 @@ class S3Store(Store):
                     raise self._from_code(str(err.get("Code", "")), 0, err.get("Message"), bad)
 
     # -- listing ----------------------------------------------------------------------------
-    async def _pages(self, prefix: str, delimiter: str | None) -> AsyncIterator[dict[str, Any]]:
+    async def _pages(self, prefix: str, delimiter: str | None) -> AsyncGenerator[dict[str, Any]]:
         params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
         if delimiter:
             params["Delimiter"] = delimiter
@@ -691,9 +693,10 @@ class S3Store(Store):
                     yield item["Key"][cut:]
 
     async def _holds_values(self, full_prefix: str) -> bool:
-        async for page in self._pages(full_prefix, None):
-            if any(not item["Key"].endswith("/") for item in page.get("Contents") or []):
-                return True
+        async with contextlib.aclosing(self._pages(full_prefix, None)) as pages:
+            async for page in pages:
+                if any(not item["Key"].endswith("/") for item in page.get("Contents") or []):
+                    return True
         return False
 
     async def list_dir(self, prefix: str) -> list[str]:
