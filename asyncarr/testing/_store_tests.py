@@ -208,15 +208,15 @@ class StoreTests:
         assert base is not None
 
         async def attempt(i: int) -> bool:
-            try:
-                await store.set_if_version("ctr", str(i).encode(), base.version)
+            try:  # every racer writes bytes different from the base value
+                await store.set_if_version("ctr", str(i + 1).encode(), base.version)
             except PreconditionFailedError:
                 return False
             return True
 
         results = await asyncio.gather(*(attempt(i) for i in range(8)))
         assert sum(results) == 1
-        assert await store.get("ctr") == str(results.index(True)).encode()
+        assert await store.get("ctr") == str(results.index(True) + 1).encode()
 
     # -- concurrency --------------------------------------------------------------------
     async def test_concurrent_writes_and_reads(self, store: Store) -> None:
