@@ -128,6 +128,18 @@ def _json_data(block: np.ndarray[Any, Any]) -> Any:
     return block.tolist()
 
 
+def _json_scalar(value: Any) -> Any:
+    """A fill value as JSON (as Zarr writes it): NaN/infinities as strings, complex as a pair."""
+    if value is None:
+        return None
+    item = np.asarray(value).item()
+    if isinstance(item, complex):
+        return [_json_scalar(item.real), _json_scalar(item.imag)]
+    if isinstance(item, float) and not math.isfinite(item):
+        return "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+    return item
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -210,7 +222,12 @@ class SliceService:
         arr = await self._array_or_error()
         if isinstance(arr, web.Response):
             return arr
-        body = arr.info.to_dict()
+        body = {
+            k: v
+            for k, v in arr.info.to_dict().items()
+            if k not in ("nbytes_stored", "nchunks_initialized", "compression_ratio")
+        }
+        body["fill_value"] = _json_scalar(arr.fill_value)
         body["url"] = self.url
         return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=str))
 

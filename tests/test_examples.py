@@ -122,6 +122,8 @@ async def test_info_describes_the_array(client: TestClient[Any, Any]) -> None:
     assert info["chunks"] == [16, 16]
     assert info["zarr_format"] == 3
     assert info["dimension_names"] == ["y", "x"]
+    assert info["fill_value"] == 0.0
+    assert info["codecs"][-1]["name"] == "zstd"
     assert info["url"].startswith("s3://")
     assert "secret" not in json.dumps(info).lower()
 
