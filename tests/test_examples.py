@@ -3,7 +3,9 @@
 - ``serve_s3_slices.py``: its aiohttp app is started on a free 127.0.0.1
   port (aiohttp's ``TestServer``) in front of an array on the S3 test servers
   (moto and SeaweedFS); slices come back as JSON and ``.npy`` and are
-  compared with numpy, and bad requests get the documented status codes.
+  compared with numpy, and bad requests get the documented status codes; the
+  script itself is also started as a process on a free port and stopped with
+  SIGINT (clean shutdown, no secret in its output).
 - ``read_from_gcs.py``: run as a subprocess against fake-gcs-server, with
   the endpoint given as an option and through ``STORAGE_EMULATOR_HOST``.
 """
