@@ -13,16 +13,16 @@ $(PY):
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PIP) install -q -e .
+$(STAMP): $(PY) pyproject.toml requirements/constraints.txt
+	$(PIP) install -q -c requirements/constraints.txt -e .
 	touch $@
 
-$(STAMP)-test: $(STAMP) pyproject.toml
-	$(PIP) install -q -e '.[all,test]'
+$(STAMP)-test: $(STAMP) pyproject.toml requirements/constraints.txt
+	$(PIP) install -q -c requirements/constraints.txt -e '.[all,test]'
 	touch $@
 
-$(STAMP)-bench: $(STAMP)-test pyproject.toml
-	$(PIP) install -q -e '.[all,test,bench]'
+$(STAMP)-bench: $(STAMP)-test pyproject.toml requirements/constraints.txt
+	$(PIP) install -q -c requirements/constraints.txt -e '.[all,test,bench]'
 	touch $@
 
 install: $(STAMP)
