@@ -53,6 +53,18 @@ def _run(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
     return get_portal().call(fn, *args, **kwargs)
 
 
+N = TypeVar("N")
+
+
+def _opened(
+    wrap: Callable[[T], N], fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+) -> N:
+    """Open a node and wrap it while holding a lease, so the event loop that opened
+    its store (and the store's client sessions) lives on with the new object."""
+    with get_portal():
+        return wrap(_run(fn, *args, **kwargs))
+
+
 class _Leased:
     """Holds a portal lease for as long as the object lives (or until closed)."""
 
@@ -435,28 +447,27 @@ def create_array(
     write_empty_chunks: bool = False,
 ) -> Array:
     """Blocking :func:`asyncarr.create_array`."""
-    return Array(
-        _run(
-            core.create_array,
-            store,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            zarr_format=zarr_format,
-            fill_value=fill_value,
-            compressor=compressor,
-            filters=filters,
-            codecs=codecs,
-            shards=shards,
-            order=order,
-            dimension_names=dimension_names,
-            attributes=attributes,
-            chunk_key_encoding=chunk_key_encoding,
-            overwrite=overwrite,
-            storage_options=storage_options,
-            path=path,
-            write_empty_chunks=write_empty_chunks,
-        )
+    return _opened(
+        Array,
+        core.create_array,
+        store,
+        shape=shape,
+        chunks=chunks,
+        dtype=dtype,
+        zarr_format=zarr_format,
+        fill_value=fill_value,
+        compressor=compressor,
+        filters=filters,
+        codecs=codecs,
+        shards=shards,
+        order=order,
+        dimension_names=dimension_names,
+        attributes=attributes,
+        chunk_key_encoding=chunk_key_encoding,
+        overwrite=overwrite,
+        storage_options=storage_options,
+        path=path,
+        write_empty_chunks=write_empty_chunks,
     )
 
 
@@ -470,16 +481,15 @@ def create_group(
     path: str = "",
 ) -> Group:
     """Blocking :func:`asyncarr.create_group`."""
-    return Group(
-        _run(
-            core.create_group,
-            store,
-            zarr_format=zarr_format,
-            attributes=attributes,
-            overwrite=overwrite,
-            storage_options=storage_options,
-            path=path,
-        )
+    return _opened(
+        Group,
+        core.create_group,
+        store,
+        zarr_format=zarr_format,
+        attributes=attributes,
+        overwrite=overwrite,
+        storage_options=storage_options,
+        path=path,
     )
 
 
@@ -493,16 +503,15 @@ def open(
     storage_options: Mapping[str, Any] | None = None,
 ) -> Array | Group:
     """Blocking :func:`asyncarr.open`."""
-    return _wrap(
-        _run(
-            core.open,
-            store,
-            mode=mode,
-            path=path,
-            zarr_format=zarr_format,
-            use_consolidated=use_consolidated,
-            storage_options=storage_options,
-        )
+    return _opened(
+        _wrap,
+        core.open,
+        store,
+        mode=mode,
+        path=path,
+        zarr_format=zarr_format,
+        use_consolidated=use_consolidated,
+        storage_options=storage_options,
     )
 
 
@@ -516,16 +525,15 @@ def open_array(
     write_empty_chunks: bool = False,
 ) -> Array:
     """Blocking :func:`asyncarr.open_array`."""
-    return Array(
-        _run(
-            core.open_array,
-            store,
-            mode=mode,
-            path=path,
-            zarr_format=zarr_format,
-            storage_options=storage_options,
-            write_empty_chunks=write_empty_chunks,
-        )
+    return _opened(
+        Array,
+        core.open_array,
+        store,
+        mode=mode,
+        path=path,
+        zarr_format=zarr_format,
+        storage_options=storage_options,
+        write_empty_chunks=write_empty_chunks,
     )
 
 
@@ -539,16 +547,15 @@ def open_group(
     storage_options: Mapping[str, Any] | None = None,
 ) -> Group:
     """Blocking :func:`asyncarr.open_group`."""
-    return Group(
-        _run(
-            core.open_group,
-            store,
-            mode=mode,
-            path=path,
-            zarr_format=zarr_format,
-            use_consolidated=use_consolidated,
-            storage_options=storage_options,
-        )
+    return _opened(
+        Group,
+        core.open_group,
+        store,
+        mode=mode,
+        path=path,
+        zarr_format=zarr_format,
+        use_consolidated=use_consolidated,
+        storage_options=storage_options,
     )
 
 
@@ -559,4 +566,6 @@ def consolidate_metadata(
     storage_options: Mapping[str, Any] | None = None,
 ) -> Group:
     """Blocking :func:`asyncarr.consolidate_metadata`."""
-    return Group(_run(core.consolidate_metadata, store, path=path, storage_options=storage_options))
+    return _opened(
+        Group, core.consolidate_metadata, store, path=path, storage_options=storage_options
+    )

@@ -85,6 +85,23 @@ async def _prepare_location(store: Store, path: str, overwrite: bool) -> None:
     await io.delete_prefix(f"{path}/" if path else "")
 
 
+async def _ensure_parents(store: Store, path: str, zarr_format: Literal[2, 3]) -> None:
+    """Create a group at every ancestor of ``path`` that has no node yet (as zarr-python does),
+    so the new node is reachable from the root by listing."""
+    parts = path.split("/")[:-1] if path else []
+    ancestors = ["/".join(parts[:i]) for i in range(len(parts) + 1)] if path else []
+    io = managed(store)
+    for ancestor in ancestors:
+        existing = await _existing(store, ancestor)
+        if isinstance(existing, ArrayMetadata):
+            where = f"path {ancestor!r}" if ancestor else "the store root"
+            raise ContainsArrayError(f"cannot create {path!r}: an array exists at {where}")
+        if existing is None:
+            meta = GroupMetadata(zarr_format)
+            name = ZARR_JSON if zarr_format == 3 else ZGROUP
+            await io.set_if_not_exists(join_path(ancestor, name), dumps_json(meta.to_json()))
+
+
 async def _close_on_error(store: Store, owns: bool, exc: BaseException) -> None:
     if owns:
         await store.aclose()
@@ -138,6 +155,7 @@ async def create_array(
     path = join_path(path)
     try:
         await _prepare_location(st, path, overwrite)
+        await _ensure_parents(st, path, zarr_format)
         io = managed(st)
         first = join_path(path, ZARR_JSON if zarr_format == 3 else ZARRAY)
         if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
@@ -169,6 +187,7 @@ async def create_group(
     meta = GroupMetadata(zarr_format, dict(attributes or {}))
     try:
         await _prepare_location(st, path, overwrite)
+        await _ensure_parents(st, path, zarr_format)
         io = managed(st)
         first = join_path(path, ZARR_JSON if zarr_format == 3 else ZGROUP)
         if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):

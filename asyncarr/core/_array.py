@@ -19,7 +19,7 @@ from asyncarr.core._nodes import join_path, save_array_metadata
 from asyncarr.core._read import read_selection
 from asyncarr.core._write import write_selection
 from asyncarr.errors import ConfigError, DTypeError, ReadOnlyStoreError, SelectionError
-from asyncarr.runtime import bounded_for_each
+from asyncarr.runtime import bounded_for_each, bounded_map
 
 __all__ = ["AsyncArray"]
 
@@ -365,21 +365,15 @@ class AsyncArray:
 
     async def nbytes_stored(self) -> int:
         """Bytes of metadata and chunks this array occupies in the store."""
-        total = 0
         prefix = self._ctx.prefix
         names = {"zarr.json", ".zarray", ".zattrs"}
         keys = [k async for k in self._ctx.io.list_prefix(prefix)]
-
-        async def size(k: str) -> None:
-            nonlocal total
-            total += await self._ctx.io.getsize(k)
-
         chunk_keys = set()
         async for coords in self._iter_stored_chunks():
             chunk_keys.add(self._ctx.chunk_key(coords))
         wanted = [k for k in keys if k in chunk_keys or k[len(prefix) :] in names]
-        await bounded_for_each(size, wanted, limit=self._ctx.io_concurrency())
-        return total
+        sizes = await bounded_map(self._ctx.io.getsize, wanted, limit=self._ctx.io_concurrency())
+        return sum(sizes)
 
     async def info_complete(self) -> ArrayInfo:
         """:attr:`info` plus stored bytes, compression ratio and initialised chunks."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,8 +92,7 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _workers(ctx: ArrayContext) -> int:
-    n = ctx.executor.config.max_workers or (os.cpu_count() or 1)
-    return max(1, n)
+    return max(1, ctx.executor.max_workers)
 
 
 def _batch_size(ctx: ArrayContext, chunk_nbytes: int, total: int) -> int:
@@ -178,6 +176,7 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
             worker_cache,
             ctx.store.endpoint_key,
             releases_gil=ctx.pipeline.releases_gil,
+            mode=mode,
         )
 
     limit = max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size))
@@ -237,6 +236,7 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
     executor = ctx.executor
     inner = codec.inner
     n_inner = codec.n_inner()
+    mode = executor.mode_for(inner.releases_gil)
 
     async def read_shard(shard: ChunkProjection) -> None:
         key = ctx.chunk_key(shard.coords)
@@ -252,7 +252,9 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
                     j.payload = parts.get(j.coords)
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)
-        await executor.run(decode_jobs, inner, jobs, out, ctx.fill, releases_gil=inner.releases_gil)
+        await executor.run(
+            decode_jobs, inner, jobs, out, ctx.fill, releases_gil=inner.releases_gil, mode=mode
+        )
 
     limit = max(2 * _workers(ctx), ctx.io_concurrency() // 4)
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)

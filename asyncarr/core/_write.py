@@ -96,11 +96,12 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     executor = ctx.executor
     pipeline = ctx.pipeline
     releases = pipeline.releases_gil
-    workers = max(1, executor.config.max_workers or 2)
+    workers = executor.max_workers
     per_batch = max(1, min(executor.config.batch_bytes // max(1, pipeline.spec.nbytes), 16))
     cache = ctx.cache
 
-    in_processes = executor.mode_for(releases) == "processes"
+    mode = executor.mode_for(releases)
+    in_processes = mode == "processes"
 
     async def write_full(batch: list[ChunkProjection]) -> None:
         sels = [p.index_pair()[1] for p in batch]
@@ -110,7 +111,12 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         else:  # worker threads cut their chunks out of the shared value
             args = (value, sels)
         encoded = await executor.run(
-            encode_full_chunks, pipeline, *args, ctx.write_empty_chunks, releases_gil=releases
+            encode_full_chunks,
+            pipeline,
+            *args,
+            ctx.write_empty_chunks,
+            releases_gil=releases,
+            mode=mode,
         )
 
         async def put(p: ChunkProjection, data: bytes | None) -> None:

@@ -39,6 +39,7 @@ _BUILTIN: dict[str, str] = {
     "gcs": "asyncarr.stores._gcs:gcs_store_from_url",
     "az": "asyncarr.stores._azure:azure_store_from_url",
     "abfs": "asyncarr.stores._azure:azure_store_from_url",
+    "abfss": "asyncarr.stores._azure:azure_store_from_url",
     "mongodb": "asyncarr.stores._mongodb:mongodb_store_from_url",
     "mongodb+srv": "asyncarr.stores._mongodb:mongodb_store_from_url",
     "http": "asyncarr.stores._http:http_store_from_url",

@@ -315,3 +315,34 @@ async def test_open_group_modes(tmp_path: Path) -> None:
     assert await fresh.members() == []
     node = await asyncarr.open(url)
     assert isinstance(node, asyncarr.AsyncGroup)
+
+
+async def test_nested_create_makes_parent_groups() -> None:
+    store = MemoryStore()
+    root = await asyncarr.create_group(store)
+    await root.create_array("b/c/x", shape=(2,), chunks=(2,), dtype="i1")
+    assert [n for n, _ in await root.members(max_depth=None)] == ["b", "b/c", "b/c/x"]
+    with pytest.raises(asyncarr.errors.ContainsArrayError):
+        await root.create_array("b/c/x/y", shape=(2,), chunks=(2,), dtype="i1")
+
+
+def test_sync_objects_keep_the_portal_alive() -> None:
+    import asyncarr.sync as az
+    from asyncarr.runtime import get_portal
+
+    portal = get_portal()
+    before = portal.leases
+    arr = az.create_array(MemoryStore(), shape=(3,), chunks=(3,), dtype="i1")
+    assert portal.leases == before + 1
+    arr[:] = 1
+    arr.close()
+    assert portal.leases == before
+
+
+async def test_nbytes_stored_counts_every_object(tmp_path: Path) -> None:
+    arr = await asyncarr.create_array(
+        str(tmp_path / "n.zarr"), shape=(40, 40), chunks=(10, 10), dtype="f8", compressor=None
+    )
+    await arr.write(1.0)
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "n.zarr").rglob("*") if p.is_file())
+    assert await arr.nbytes_stored() == on_disk
