@@ -35,7 +35,7 @@ class DecodeJob:
     """
 
     key: str
-    payload: bytes | Store | None
+    payload: bytes | memoryview | Store | None
     chunk_sel: Any
     out_sel: Any
     complete: bool
@@ -249,13 +249,29 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
             else:
                 parts = codec.split_parts(data, key=key)
                 for j in jobs:
-                    j.payload = parts.get(j.coords)
+                    part = parts.get(j.coords)
+                    # memoryviews avoid copies on threads but cannot be pickled to processes
+                    j.payload = bytes(part) if part is not None and mode == "processes" else part
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)
-        await executor.run(
-            decode_jobs, inner, jobs, out, ctx.fill, releases_gil=inner.releases_gil, mode=mode
+        # Several executor calls per shard, so one shard's inner chunks decode in parallel.
+        size = _batch_size(ctx, inner.spec.nbytes, max(len(jobs), 1) * n_shards)
+        await asyncio.gather(
+            *(
+                executor.run(
+                    decode_jobs,
+                    inner,
+                    batch,
+                    out,
+                    ctx.fill,
+                    releases_gil=inner.releases_gil,
+                    mode=mode,
+                )
+                for batch in _batched(jobs, size)
+            )
         )
 
+    n_shards = count_chunks(selection, ctx.meta.chunk_shape)
     limit = max(2 * _workers(ctx), ctx.io_concurrency() // 4)
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 

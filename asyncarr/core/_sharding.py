@@ -224,7 +224,9 @@ class ShardingCodec(ArrayBytesCodec):
             return b"".join([encoded_index, *chunks])
         return b"".join([*chunks, encoded_index])
 
-    def split_parts(self, data: bytes, *, key: str | None = None) -> dict[tuple[int, ...], bytes]:
+    def split_parts(
+        self, data: bytes, *, key: str | None = None
+    ) -> dict[tuple[int, ...], bytes | memoryview]:
         """The encoded inner chunks of a whole shard, by inner coordinates."""
         if len(data) < self.index_size:
             raise CodecError(
@@ -238,12 +240,13 @@ class ShardingCodec(ArrayBytesCodec):
             else data[len(data) - self.index_size :]
         )
         index = self.decode_index(raw, shard_size=len(data), key=key)
-        parts: dict[tuple[int, ...], bytes] = {}
+        parts: dict[tuple[int, ...], bytes | memoryview] = {}
+        view = memoryview(data)
         for coords in itertools.product(*(range(n) for n in self.inner_grid)):
             off, size = (int(v) for v in index[coords])
             if off == int(MISSING):
                 continue
-            parts[coords] = data[off : off + size]
+            parts[coords] = view[off : off + size]  # no copy
         return parts
 
     def decode(self, data: bytes | memoryview, spec: ChunkSpec) -> NDArray:
