@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -204,13 +205,13 @@ class ShardingCodec(ArrayBytesCodec):
             parts[coords] = self.inner.encode(np.ascontiguousarray(sub))
         return parts
 
-    def encode_parts(self, parts: dict[tuple[int, ...], bytes]) -> bytes:
+    def encode_parts(self, parts: Mapping[tuple[int, ...], bytes | memoryview]) -> bytes:
         """Assemble a shard from encoded inner chunks (C order), index included."""
         assert self._index is not None
         grid = self.inner_grid
         index = np.full((*grid, 2), MISSING, dtype=np.uint64)
         base = self.index_size if self.index_location == "start" else 0
-        chunks: list[bytes] = []
+        chunks: list[bytes | memoryview] = []
         offset = base
         for coords in itertools.product(*(range(n) for n in grid)):
             data = parts.get(coords)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from asyncarr.abc import NDArray
 from asyncarr.core._context import ArrayContext, chunk_lock
 from asyncarr.core._indexing import ChunkProjection, Selection, project
 from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.core._sharding import ShardingCodec
 from asyncarr.errors import PreconditionFailedError, StoreError
 from asyncarr.runtime import bounded_for_each
 
@@ -66,8 +68,22 @@ def merge_chunk(
     chunk_sel: Any,
     write_empty: bool,
     key: str,
+    dims: tuple[Any, ...] | None = None,
 ) -> bytes | None:
-    """Decode ``old`` (or start from fill), write ``value`` at ``chunk_sel``, re-encode."""
+    """Decode ``old`` (or start from fill), write ``value`` at ``chunk_sel``, re-encode.
+
+    For a shard (``dims``: the per-dimension selection inside it), only the
+    inner chunks the write touches are decoded and re-encoded; the others
+    keep their encoded bytes.
+    """
+    shard = pipeline.ab
+    if (
+        isinstance(shard, ShardingCodec)
+        and dims is not None
+        and not pipeline.aa
+        and not pipeline.bb
+    ):
+        return _merge_shard(shard, old, value, dims, write_empty, key)
     if old is None:
         chunk = np.full(pipeline.spec.shape, pipeline.spec.fill_value, dtype=pipeline.spec.dtype)
     else:
@@ -76,6 +92,36 @@ def merge_chunk(
     if not write_empty and pipeline.is_fill(chunk):
         return None
     return pipeline.encode(chunk)
+
+
+def _merge_shard(
+    codec: ShardingCodec,
+    old: bytes | None,
+    value: NDArray,
+    dims: tuple[Any, ...],
+    write_empty: bool,
+    key: str,
+) -> bytes | None:
+    inner = codec.inner
+    parts: dict[tuple[int, ...], bytes | memoryview] = (
+        dict(codec.split_parts(old, key=key)) if old else {}
+    )
+    shard_shape = tuple(n * c for n, c in zip(codec.inner_grid, codec.chunk_shape, strict=True))
+    for p in project(Selection(dims, shard_shape, ()), codec.chunk_shape):
+        chunk_sel, out_sel = p.index_pair()
+        previous = parts.get(p.coords)
+        if previous is None:
+            chunk = np.full(inner.spec.shape, inner.spec.fill_value, dtype=inner.spec.dtype)
+        else:
+            chunk = np.array(inner.decode(previous, key=key), copy=True)
+        chunk[chunk_sel] = value[out_sel]
+        if inner.is_fill(chunk):
+            parts.pop(p.coords, None)  # empty inner chunks are left out of shards
+        else:
+            parts[p.coords] = inner.encode(chunk)
+    if not parts and not write_empty:
+        return None
+    return codec.encode_parts(parts)
 
 
 def chunk_from_value(pipeline: CodecPipeline, value: NDArray, out_sel: Any) -> NDArray:
@@ -133,7 +179,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         part = np.ascontiguousarray(value[out_sel])
         async with chunk_lock(ctx.store, key):
             if ctx.store.supports_conditional_writes:
-                await _cas_update(ctx, key, part, chunk_sel)
+                await _cas_update(ctx, key, part, chunk_sel, p.chunk_sel)
             else:
                 old = await ctx.io.get(key)
                 new = await executor.run(
@@ -144,7 +190,9 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                     chunk_sel,
                     ctx.write_empty_chunks,
                     key,
+                    p.chunk_sel,
                     releases_gil=releases,
+                    mode=mode,
                 )
                 await _store(ctx, key, new)
         if cache is not None:
@@ -182,8 +230,14 @@ async def _store(ctx: ArrayContext, key: str, data: bytes | None) -> None:
         await ctx.io.set(key, data)
 
 
-async def _cas_update(ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any) -> None:
-    """Read-modify-write one chunk with optimistic concurrency (version check)."""
+async def _cas_update(
+    ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any, dims: tuple[Any, ...]
+) -> None:
+    """Read-modify-write one chunk with optimistic concurrency (version check).
+
+    Conflicts back off with jitter, growing up to ~50 ms, for at most
+    :data:`MAX_CAS_ATTEMPTS` tries.
+    """
     executor = ctx.executor
     for _attempt in range(MAX_CAS_ATTEMPTS):
         current = await ctx.io.get_versioned(key)
@@ -196,6 +250,7 @@ async def _cas_update(ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any
             chunk_sel,
             ctx.write_empty_chunks,
             key,
+            dims,
             releases_gil=ctx.pipeline.releases_gil,
         )
         if new is None:
@@ -207,6 +262,6 @@ async def _cas_update(ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any
             await ctx.io.set_if_version(key, new, current.version if current is not None else None)
             return
         except PreconditionFailedError:
-            await asyncio.sleep(0.001 * (1 + _attempt))
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**_attempt)))
             continue
     raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting concurrent updates", key=key)

@@ -346,3 +346,19 @@ async def test_nbytes_stored_counts_every_object(tmp_path: Path) -> None:
     await arr.write(1.0)
     on_disk = sum(p.stat().st_size for p in (tmp_path / "n.zarr").rglob("*") if p.is_file())
     assert await arr.nbytes_stored() == on_disk
+
+
+async def test_partial_shard_write_reencodes_only_touched_inner_chunks() -> None:
+    store = MemoryStore()
+    data = np.arange(32 * 32, dtype="i4").reshape(32, 32)
+    arr = await asyncarr.create_array(store, shape=data.shape, chunks=(8, 8), shards=(32, 32), dtype="i4")
+    await arr.write(data)
+    codec = arr._ctx.sharding
+    assert codec is not None
+    before = codec.split_parts(await store.get("c/0/0") or b"")
+    await arr.write(-5, (slice(9, 11), slice(17, 30)))
+    data[9:11, 17:30] = -5
+    after = codec.split_parts(await store.get("c/0/0") or b"")
+    changed = {c for c in after if bytes(after[c]) != bytes(before[c])}
+    assert changed == {(1, 2), (1, 3)}
+    np.testing.assert_array_equal(await arr.read(), data)
