@@ -60,7 +60,7 @@ async def test_custom_codec_round_trip_and_unregister() -> None:
         assert "example.xor" in asyncarr.registered_codecs()
     finally:
         asyncarr.unregister_codec("example.xor")
-    with pytest.raises(UnknownCodecError, match="example.xor"):
+    with pytest.raises(UnknownCodecError, match=r"example\.xor"):
         await asyncarr.open_array(store)
 
 
