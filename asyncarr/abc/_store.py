@@ -53,11 +53,17 @@ def validate_prefix(prefix: str, *, store: object = None) -> str:
     """Check a raw listing prefix (any string prefix of a valid key) and return it."""
     if prefix == "":
         return ""
-    if "/" in prefix.rstrip("/"):
-        normalize_key(prefix.rstrip("/").rsplit("/", 1)[0], store=store)
-    tail = prefix.rstrip("/").rsplit("/", 1)[-1]
-    if tail in (".", "..") or "\x00" in prefix or "\\" in prefix or prefix.startswith("/"):
-        raise InvalidKeyError("invalid listing prefix", store=store, key=prefix)
+    body = prefix.rstrip("/")
+    try:
+        if "\x00" in prefix or "\\" in prefix or prefix.startswith("/") or not body:
+            raise InvalidKeyError("invalid listing prefix", store=store, key=prefix)
+        normalize_key(body, store=store)
+    except InvalidKeyError as exc:
+        raise InvalidKeyError(
+            "listing prefix is absolute, has a NUL, backslash, '.' or '..' segment",
+            store=store,
+            key=prefix,
+        ) from exc
     return prefix
 
 
@@ -190,6 +196,18 @@ class Store(ABC):
         :class:`PreconditionFailedError` when another writer won.
         """
         raise UnsupportedOperationError("conditional writes are not supported", store=self, key=key)
+
+    async def delete_if_version(self, key: str, version: str) -> None:
+        """Delete ``key`` only if its current version still equals ``version``.
+
+        Raises :class:`PreconditionFailedError` when another writer changed (or
+        deleted) it first. Stores without conditional deletes raise
+        :class:`UnsupportedOperationError`; callers then fall back to a
+        conditional write.
+        """
+        raise UnsupportedOperationError(
+            "conditional deletes are not supported", store=self, key=key
+        )
 
     @abstractmethod
     async def delete(self, key: str) -> None:

@@ -19,7 +19,6 @@ from asyncarr.core._metadata import (
 )
 from asyncarr.core._nodes import join_path, load_node, save_array_metadata, save_group_metadata
 from asyncarr.errors import (
-    AsyncarrError,
     ConfigError,
     ContainsArrayError,
     ContainsGroupError,
@@ -45,15 +44,15 @@ _MODES = ("r", "r+", "a", "w", "w-")
 def _resolve_store(
     store: str | Store, *, read_only: bool, storage_options: Mapping[str, Any] | None
 ) -> tuple[Store, bool]:
-    """(store, whether we opened it and must close it)."""
+    """(store, whether we opened it and must close it).
+
+    A :class:`Store` object is used as it is (mode ``"r"`` is then enforced by
+    the array or group, not by a read-only copy of the store that would hold
+    its own connections).
+    """
     if isinstance(store, Store):
         if storage_options:
             raise ConfigError("storage_options only apply when a URL is given, not a Store object")
-        if read_only and not store.read_only:
-            try:
-                return store.with_read_only(True), False
-            except AsyncarrError:
-                return store, False
         return store, False
     if not isinstance(store, str):
         import os
@@ -225,15 +224,20 @@ async def open(
     try:
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
         if isinstance(meta, ArrayMetadata):
-            return AsyncArray(st, path, meta, owns_store=owns)
-        return await _group_from(st, path, meta, owns, use_consolidated)
+            return AsyncArray(st, path, meta, owns_store=owns, read_only=mode == "r")
+        return await _group_from(st, path, meta, owns, use_consolidated, mode == "r")
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
 
 
 async def _group_from(
-    st: Store, path: str, meta: GroupMetadata, owns: bool, use_consolidated: bool | None
+    st: Store,
+    path: str,
+    meta: GroupMetadata,
+    owns: bool,
+    use_consolidated: bool | None,
+    read_only: bool,
 ) -> AsyncGroup:
     if meta.zarr_format == 2 and use_consolidated is not False:
         docs = await load_v2_consolidated(st, path)
@@ -276,7 +280,14 @@ async def open_array(
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
-    return AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
+    return AsyncArray(
+        st,
+        path,
+        meta,
+        write_empty_chunks=write_empty_chunks,
+        owns_store=owns,
+        read_only=mode == "r",
+    )
 
 
 async def open_group(
@@ -316,7 +327,7 @@ async def open_group(
             raise ContainsArrayError(
                 f"expected a group at {path or 'the store root'!r}, found an array"
             )
-        return await _group_from(st, path, meta, owns, use_consolidated)
+        return await _group_from(st, path, meta, owns, use_consolidated, mode == "r")
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise

@@ -51,8 +51,10 @@ class AsyncArray:
         *,
         write_empty_chunks: bool = False,
         owns_store: bool = False,
+        read_only: bool = False,
     ) -> None:
         self._store = store
+        self._read_only = read_only
         self._path = join_path(path)
         self._ctx = ArrayContext(store, self._path, metadata, write_empty_chunks)
         self._owns_store = owns_store
@@ -136,7 +138,8 @@ class AsyncArray:
 
     @property
     def read_only(self) -> bool:
-        return self._store.read_only
+        """Opened with ``mode="r"``, or on a read-only store."""
+        return self._read_only or self._store.read_only
 
     @property
     def write_empty_chunks(self) -> bool:
@@ -288,7 +291,7 @@ class AsyncArray:
             if not ctx.write_empty_chunks and ctx.pipeline.is_fill(cleared):
                 await ctx.io.delete(key)
             else:
-                await ctx.io.set(key, ctx.pipeline.encode(cleared))
+                await ctx.io.set(key, ctx.pipeline.encode(cleared, key=key))
 
     async def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
         """Grow along ``axis`` and write ``data`` there; returns the new shape."""
@@ -388,7 +391,7 @@ class AsyncArray:
         self._ctx = ArrayContext(self._store, self._path, meta, self._ctx.write_empty_chunks)
 
     def _check_writable(self) -> None:
-        if self._store.read_only:
+        if self.read_only:
             raise ReadOnlyStoreError(
                 "array is opened read-only", store=self._store, key=self._path or None
             )

@@ -47,8 +47,10 @@ class AsyncGroup:
         *,
         owns_store: bool = False,
         use_consolidated: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._store = store
+        self._read_only = read_only
         self._path = join_path(path)
         self._meta = metadata
         self._owns_store = owns_store
@@ -86,7 +88,8 @@ class AsyncGroup:
 
     @property
     def read_only(self) -> bool:
-        return self._store.read_only
+        """Opened with ``mode="r"``, or on a read-only store."""
+        return self._read_only or self._store.read_only
 
     def __repr__(self) -> str:
         return f"<AsyncGroup {self._store}{self.name} zarr_format={self.zarr_format}>"
@@ -114,8 +117,10 @@ class AsyncGroup:
     # -- members ------------------------------------------------------------------------
     def _node(self, path: str, meta: ArrayMetadata | GroupMetadata) -> AsyncArray | AsyncGroup:
         if isinstance(meta, ArrayMetadata):
-            return AsyncArray(self._store, path, meta)
-        return AsyncGroup(self._store, path, meta, use_consolidated=False)
+            return AsyncArray(self._store, path, meta, read_only=self._read_only)
+        return AsyncGroup(
+            self._store, path, meta, use_consolidated=False, read_only=self._read_only
+        )
 
     def _consolidated_node(self, rel: str) -> ArrayMetadata | GroupMetadata | None:
         docs = self._meta.consolidated
@@ -287,7 +292,7 @@ class AsyncGroup:
 
     # -- lifecycle ----------------------------------------------------------------------
     def _check_writable(self) -> None:
-        if self._store.read_only:
+        if self.read_only:
             raise ReadOnlyStoreError(
                 "group is opened read-only", store=self._store, key=self._path or None
             )

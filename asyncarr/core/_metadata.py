@@ -62,7 +62,13 @@ def loads_json(data: bytes, *, key: str) -> dict[str, Any]:
 
 
 def dumps_json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, allow_nan=False, sort_keys=False).encode()
+    """Serialise metadata. Fill values are already JSON-safe strings; NaN or
+    Infinity inside user attributes are written as zarr-python writes them
+    (``NaN``/``Infinity`` literals, which every Python JSON reader accepts)."""
+    try:
+        return json.dumps(doc, indent=2, allow_nan=True, sort_keys=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise MetadataError(f"metadata cannot be written as JSON: {exc}") from exc
 
 
 def _int_tuple(value: object, what: str, key: str | None, *, positive: bool) -> tuple[int, ...]:
@@ -254,9 +260,12 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
     grid = doc["chunk_grid"]
     if not isinstance(grid, dict) or grid.get("name") != "regular":
         raise MetadataError(f"only the 'regular' chunk grid is supported, got {grid!r}", key=key)
-    chunk_shape = _int_tuple(
-        (grid.get("configuration") or {}).get("chunk_shape"), "chunk_shape", key, positive=True
-    )
+    grid_config = grid.get("configuration")
+    if not isinstance(grid_config, dict):
+        raise MetadataError(
+            f"chunk_grid configuration must be an object, got {grid_config!r}", key=key
+        )
+    chunk_shape = _int_tuple(grid_config.get("chunk_shape"), "chunk_shape", key, positive=True)
     dtype = parse_v3_dtype(doc["data_type"], key=key)
     fill_value = decode_fill_value(doc["fill_value"], dtype, zarr_format=3, key=key)
     names = doc.get("dimension_names")
@@ -342,6 +351,43 @@ def parse_array_metadata_v2(
         "filters",
         "dimension_separator",
     }
+    try:
+        return _v2_metadata(
+            shape,
+            chunks,
+            dtype,
+            doc,
+            codecs,
+            sep,
+            dimension_names,
+            attrs,
+            order,
+            known,
+            compressor,
+            filters,
+            key,
+        )
+    except MetadataError as exc:
+        if exc.key is not None:
+            raise
+        raise MetadataError(str(exc), key=key) from exc
+
+
+def _v2_metadata(
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: np.dtype[Any],
+    doc: dict[str, Any],
+    codecs: tuple[Codec, ...],
+    sep: Literal["/", "."],
+    dimension_names: tuple[str | None, ...] | None,
+    attrs: dict[str, Any],
+    order: Literal["C", "F"],
+    known: set[str],
+    compressor: dict[str, Any] | None,
+    filters: list[dict[str, Any]] | None,
+    key: str | None,
+) -> ArrayMetadata:
     return ArrayMetadata(
         zarr_format=2,
         shape=shape,

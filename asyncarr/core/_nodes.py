@@ -54,6 +54,11 @@ def node_from_documents(
     zarr_format: int | None = None,
 ) -> ArrayMetadata | GroupMetadata:
     """Pick the node a set of metadata documents describes (v3 wins when both exist)."""
+    for name, doc in ((ZARR_JSON, zarr_json), (ZARRAY, zarray), (ZGROUP, zgroup), (ZATTRS, zattrs)):
+        if doc is not None and not isinstance(doc, dict):
+            raise MetadataError(
+                f"metadata must be a JSON object, got {type(doc).__name__}", key=_key(path, name)
+            )
     if zarr_json is not None and zarr_format in (None, 3):
         key = _key(path, ZARR_JSON)
         node_type = zarr_json.get("node_type")

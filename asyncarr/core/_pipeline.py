@@ -79,10 +79,10 @@ class CodecPipeline:
         n = self.ab_spec.nbytes
         return n + max(_BOMB_SLACK, n // 8)
 
-    def encode(self, chunk: NDArray) -> bytes:
+    def encode(self, chunk: NDArray, *, key: str | None = None) -> bytes:
         spec = self.spec
         if chunk.shape != spec.shape:
-            raise CodecError(f"chunk has shape {chunk.shape}, expected {spec.shape}")
+            raise CodecError(f"chunk has shape {chunk.shape}, expected {spec.shape}", key=key)
         data: Any = chunk
         try:
             for aa, s in self.aa:
@@ -90,10 +90,13 @@ class CodecPipeline:
             out: Any = self.ab.encode(data, self.ab_spec)
             for bb, s in self.bb:
                 out = bb.encode(out, s)
+        except CodecError as exc:
+            _add_key(exc, key)
+            raise
         except AsyncarrError:
             raise
         except Exception as exc:
-            raise CodecError(f"encoding failed: {exc!r}") from exc
+            raise CodecError(f"encoding failed: {exc!r}", key=key) from exc
         return bytes(out) if not isinstance(out, bytes) else out
 
     def decode(self, data: bytes | memoryview, *, key: str | None = None) -> NDArray:
@@ -107,9 +110,7 @@ class CodecPipeline:
             for aa, s in reversed(self.aa):
                 arr = aa.decode(arr, s)
         except CodecError as exc:
-            if key is not None and exc.key is None:
-                exc.key = key
-                exc.args = (f"{exc.args[0]} (key={key!r})",)
+            _add_key(exc, key)
             raise
         except AsyncarrError:
             raise
@@ -148,9 +149,7 @@ class CodecPipeline:
             codec.decode_into(data, scratch, s)  # type: ignore[attr-defined]
             self.ab.decode_into(scratch, out, self.ab_spec)  # type: ignore[attr-defined]
         except CodecError as exc:
-            if key is not None and exc.key is None:
-                exc.key = key
-                exc.args = (f"{exc.args[0]} (key={key!r})",)
+            _add_key(exc, key)
             raise
         except AsyncarrError:
             raise
@@ -160,6 +159,13 @@ class CodecPipeline:
     def is_fill(self, chunk: NDArray) -> bool:
         """Whether every element equals the fill value (NaN-aware)."""
         return chunk_equals_fill(chunk, self.spec.fill_value)
+
+
+def _add_key(exc: CodecError, key: str | None) -> None:
+    """Name the store key in a codec error raised without one."""
+    if key is not None and exc.key is None:
+        exc.key = key
+        exc.args = (f"{exc.args[0]} (key={key!r})", *exc.args[1:])
 
 
 _NATIVE = "little" if sys.byteorder == "little" else "big"

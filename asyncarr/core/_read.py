@@ -16,7 +16,7 @@ from asyncarr.core._context import ArrayContext
 from asyncarr.core._indexing import ChunkProjection, DimSelection, Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import MISSING, ShardingCodec
-from asyncarr.errors import CodecError, StoreError
+from asyncarr.errors import CodecError, SelectionError, StoreError
 from asyncarr.runtime import ChunkCache, bounded_for_each
 
 __all__ = ["DecodeJob", "decode_jobs", "read_selection"]
@@ -108,7 +108,14 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     pipeline = ctx.sharding.inner if ctx.sharding is not None else ctx.pipeline
     # Shared memory only when worker processes will decode into the output.
     shared = executor.mode_for(pipeline.releases_gil) == "processes"
-    out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared)
+    try:
+        out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared)
+    except (ValueError, MemoryError, OverflowError) as exc:
+        nbytes = math.prod(selection.out_shape) * ctx.dtype.itemsize
+        raise SelectionError(
+            f"the selection {selection.result_shape} of {ctx.dtype} needs {nbytes} bytes, "
+            f"more than can be allocated: {exc}"
+        ) from exc
     try:
         if math.prod(selection.out_shape) > 0:
             if ctx.sharding is not None:
@@ -279,7 +286,9 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
 async def _fetch_inner_ranges(
     ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
 ) -> None:
-    raw_index = await ctx.io.get(key, codec.index_range(), expected_length=codec.index_size)
+    # No expected lengths on these reads: adapters already check bodies against the
+    # announced length, so a short result here means the shard itself is too short.
+    raw_index = await ctx.io.get(key, codec.index_range())
     if raw_index is None or len(raw_index) == 0:
         for j in jobs:
             j.payload = None
@@ -304,7 +313,20 @@ async def _fetch_inner_ranges(
         return
     groups = coalesce(wanted)
     ranges = [ByteRange(s, e) for s, e, _ in groups]
-    blobs = await ctx.io.get_ranges(key, ranges, expected_lengths=[e - s for s, e, _ in groups])
+    lengths = [e - s for s, e, _ in groups]
+    blobs = await ctx.io.get_ranges(key, ranges)
+    if blobs is not None and any(len(b) != n for b, n in zip(blobs, lengths, strict=True)):
+        # Short: either the index points past the end of the shard (corrupt), or a
+        # body was cut off in transit (transient: read again, with length checks).
+        size = await ctx.io.getsize(key)
+        end = max(e for _, e, _ in groups)
+        if end > size:
+            raise CodecError(
+                f"corrupt shard index: inner chunks end at byte {end} of a {size}-byte shard",
+                key=key,
+                codec="sharding_indexed",
+            )
+        blobs = await ctx.io.get_ranges(key, ranges, expected_lengths=lengths)
     if blobs is None:
         raise StoreError("shard disappeared between index and data reads", key=key)
     for (s, _e, members), blob in zip(groups, blobs, strict=True):

@@ -20,7 +20,7 @@ from asyncarr.core._context import ArrayContext, chunk_lock
 from asyncarr.core._indexing import ChunkProjection, Selection, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
-from asyncarr.errors import PreconditionFailedError, StoreError
+from asyncarr.errors import PreconditionFailedError, StoreError, UnsupportedOperationError
 from asyncarr.runtime import bounded_for_each
 
 __all__ = ["write_selection"]
@@ -40,6 +40,7 @@ def encode_full_chunks(
     source: NDArray | list[NDArray],
     out_sels: list[Any] | None,
     write_empty: bool,
+    keys: list[str],
 ) -> list[bytes | None]:
     """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped).
 
@@ -53,11 +54,11 @@ def encode_full_chunks(
         assert isinstance(source, np.ndarray)
         chunks = [chunk_from_value(pipeline, source, sel) for sel in out_sels]
     out: list[bytes | None] = []
-    for chunk in chunks:
+    for chunk, key in zip(chunks, keys, strict=True):
         if not write_empty and pipeline.is_fill(chunk):
             out.append(None)
         else:
-            out.append(pipeline.encode(chunk))
+            out.append(pipeline.encode(chunk, key=key))
     return out
 
 
@@ -91,7 +92,7 @@ def merge_chunk(
     chunk[chunk_sel] = value
     if not write_empty and pipeline.is_fill(chunk):
         return None
-    return pipeline.encode(chunk)
+    return pipeline.encode(chunk, key=key)
 
 
 def _merge_shard(
@@ -118,7 +119,7 @@ def _merge_shard(
         if inner.is_fill(chunk):
             parts.pop(p.coords, None)  # empty inner chunks are left out of shards
         else:
-            parts[p.coords] = inner.encode(chunk)
+            parts[p.coords] = inner.encode(chunk, key=key)
     if not parts and not write_empty:
         return None
     return codec.encode_parts(parts)
@@ -161,6 +162,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             pipeline,
             *args,
             ctx.write_empty_chunks,
+            [ctx.chunk_key(p.coords) for p in batch],
             releases_gil=releases,
             mode=mode,
         )
@@ -230,6 +232,18 @@ async def _store(ctx: ArrayContext, key: str, data: bytes | None) -> None:
         await ctx.io.set(key, data)
 
 
+async def _delete_if_unchanged(ctx: ArrayContext, key: str, version: str) -> bool:
+    """Delete ``key`` if still at ``version``; ``False`` if the store cannot delete conditionally.
+
+    Raises :class:`PreconditionFailedError` when another writer got there first.
+    """
+    try:
+        await ctx.io.delete_if_version(key, version)
+    except UnsupportedOperationError:
+        return False
+    return True
+
+
 async def _cas_update(
     ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any, dims: tuple[Any, ...]
 ) -> None:
@@ -253,12 +267,25 @@ async def _cas_update(
             dims,
             releases_gil=ctx.pipeline.releases_gil,
         )
-        if new is None:
-            if current is None:
-                return
-            await ctx.io.delete(key)  # not conditional: documented narrow race
-            return
         try:
+            if new is None:  # the chunk became all fill value
+                if current is None:
+                    return
+                if await _delete_if_unchanged(ctx, key, current.version):
+                    return
+                # no conditional delete here: store the fill chunk conditionally instead
+                new = await executor.run(
+                    merge_chunk,
+                    ctx.pipeline,
+                    old,
+                    part,
+                    chunk_sel,
+                    True,
+                    key,
+                    dims,
+                    releases_gil=ctx.pipeline.releases_gil,
+                )
+                assert new is not None
             await ctx.io.set_if_version(key, new, current.version if current is not None else None)
             return
         except PreconditionFailedError:

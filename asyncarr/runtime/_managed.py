@@ -141,6 +141,8 @@ class ManagedStore:
                 raise
             except TransientStoreError as exc:
                 budget.last = exc
+                if isinstance(exc, TruncatedReadError):  # ours or the adapter's length check
+                    self._recorder.add("truncated")
                 if isinstance(exc.__cause__, TimeoutError):
                     self._recorder.add("timeouts")
                     if by_deadline:
@@ -183,7 +185,6 @@ class ManagedStore:
 
     def _check_length(self, key: str, data: bytes | None, expected: int | None) -> None:
         if data is not None and expected is not None and len(data) != expected:
-            self._recorder.add("truncated")
             raise TruncatedReadError(
                 f"read {len(data)} bytes, expected {expected}", store=self.store, key=key
             )
@@ -355,6 +356,26 @@ class ManagedStore:
 
         await self._run("set_if_version", key, fn)
         self._recorder.add("bytes_written", len(value))
+
+    async def delete_if_version(self, key: str, version: str) -> None:
+        """Remove ``key`` only if it is still at ``version``.
+
+        A retry whose precondition fails because an earlier attempt already
+        deleted the key succeeds.
+        """
+        tries = 0
+
+        async def fn() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await self.store.delete_if_version(key, version)
+            except PreconditionFailedError:
+                if tries > 1 and not await self.store.exists(key):
+                    return
+                raise
+
+        await self._run("delete_if_version", key, fn)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (a missing key is a no-op)."""

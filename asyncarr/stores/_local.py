@@ -621,6 +621,31 @@ class LocalStore(Store):
             lambda dfd, name: self._swap(dfd, name, value, version, key),
         )
 
+    def _remove_if(self, dfd: int, name: str, version: str, key: str) -> bool:
+        current = self._current_version(dfd, name)
+        if current != version:
+            state = "absent" if current is None else f"at version {current}"
+            raise PreconditionFailedError(
+                f"the key is {state}, expected {version}", store=self, key=key
+            )
+        self._remove(dfd, name)
+        return True
+
+    def _delete_if(self, key: str, version: str) -> None:
+        removed = self._locked(
+            key, lambda dfd, name: self._remove_if(dfd, name, version, key), create=False
+        )
+        if removed is None:  # not even its directory exists
+            raise PreconditionFailedError(
+                f"the key is absent, expected {version}", store=self, key=key
+            )
+        self._prune(key.rpartition("/")[0])
+
+    async def delete_if_version(self, key: str, version: str) -> None:
+        key = self._norm(key)
+        self._check_writable(key)
+        await self._call(key, "delete", self._delete_if, key, version)
+
     async def delete(self, key: str) -> None:
         key = self._norm(key)
         self._check_writable(key)

@@ -130,6 +130,18 @@ class MemoryStore(Store):
             self._data.values[key] = bytes(value)
             self._data.versions[key] = next(self._data.counter)
 
+    async def delete_if_version(self, key: str, version: str) -> None:
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            current = self._data.versions.get(key)
+            if current is None or str(current) != version:
+                raise PreconditionFailedError(
+                    f"version is {current}, expected {version}", store=self, key=key
+                )
+            del self._data.values[key]
+            del self._data.versions[key]
+
     async def delete(self, key: str) -> None:
         key = self._key(key)
         self._check_writable(key)

@@ -31,6 +31,7 @@ from asyncarr.errors import (
     KeyNotFoundError,
     PreconditionFailedError,
     ReadOnlyStoreError,
+    UnsupportedOperationError,
 )
 
 __all__ = ["StoreTests"]
@@ -217,6 +218,28 @@ class StoreTests:
         results = await asyncio.gather(*(attempt(i) for i in range(8)))
         assert sum(results) == 1
         assert await store.get("ctr") == str(results.index(True) + 1).encode()
+
+    async def test_conditional_delete(self, store: Store) -> None:
+        await store.set("cd", b"one")
+        first = await store.get_versioned("cd") if store.supports_conditional_writes else None
+        try:
+            await store.delete_if_version("cd", first.version if first else "0")
+        except UnsupportedOperationError:
+            assert await store.get("cd") == b"one"
+            pytest.skip("store has no conditional deletes (callers fall back to conditional writes)")
+        except PreconditionFailedError:
+            pytest.fail("delete_if_version refused the current version")
+        assert await store.get("cd") is None
+        await store.set("cd", b"two")
+        second = await store.get_versioned("cd")
+        assert second is not None
+        await store.set("cd", b"three")
+        with pytest.raises(PreconditionFailedError):
+            await store.delete_if_version("cd", second.version)
+        assert await store.get("cd") == b"three"
+        await store.delete("cd")
+        with pytest.raises(PreconditionFailedError):
+            await store.delete_if_version("cd", second.version)
 
     # -- concurrency --------------------------------------------------------------------
     async def test_concurrent_writes_and_reads(self, store: Store) -> None:

@@ -170,11 +170,6 @@ def test_four_processes_writing_shared_chunks_lose_nothing(tmp_path: Path) -> No
 
 
 # -- a chunk that becomes all fill value is deleted: that delete must not undo another write ----
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/_write.py _cas_update deletes a chunk that became all fill value with an "
-    "unconditional delete, so a concurrent writer's set_if_version that landed in between is lost",
-)
 async def test_deleting_an_all_fill_chunk_keeps_a_concurrent_update() -> None:
     shared = FaultyStore(MemoryStore(limits=fast_limits()), seed=1)
     arr = await asyncarr.create_array(shared, shape=(8,), chunks=(8,), dtype="int32")

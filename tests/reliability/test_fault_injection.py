@@ -225,10 +225,15 @@ async def test_truncated_reads_are_retried_to_the_right_data(sharded: bool) -> N
     injected = store.stats.injected["truncate"]
     print(f"\n[truncation, sharded={sharded}] {injected} truncated bodies, {delta}")
     assert injected > 0
-    assert delta["retries"] >= injected
     assert delta["failed"] == 0
-    if sharded:  # cut-off byte ranges are caught by the length check, not by the store
+    if sharded:
+        # A short inner-chunk range is told apart from a corrupt index by the shard's
+        # size, then read again with length checks (retried and counted as truncated
+        # if cut off again), so not every injected truncation costs a retry.
+        assert delta["retries"] > 0
         assert delta["truncated"] > 0
+    else:
+        assert delta["retries"] >= injected
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["chunks", "shards"])
@@ -252,13 +257,6 @@ async def test_always_truncated_reads_fail_as_truncation_not_as_data(sharded: bo
         assert info.value.key in keys and repr(info.value.key) in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/_managed.py ManagedStore._attempt counts 'truncated' only for its own length "
-    "checks (_check_length); a TruncatedReadError raised by the store adapter itself (S3, GCS, "
-    "Azure, HTTP on a short body) is retried but not counted, though StoreStats documents "
-    "'truncated' as the attempts that failed that way",
-)
 async def test_truncations_reported_by_the_store_are_counted() -> None:
     store = FaultyStore(MemoryStore(limits=fast_limits()), seed=3)
     arr = await asyncarr.create_array(store, shape=(40, 40), chunks=(10, 10), dtype="int32")

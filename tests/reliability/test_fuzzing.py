@@ -245,11 +245,6 @@ def consolidated_groups(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finds the bug pinned by test_a_consolidated_member_that_is_not_an_object_is_a_"
-    "metadata_error (AttributeError from core/_nodes.py node_from_documents)",
-)
 @settings(FUZZ, max_examples=100)
 @given(doc=consolidated_groups())
 def test_fuzzed_consolidated_metadata_raises_only_asyncarr_errors(doc: dict[str, Any]) -> None:
@@ -325,12 +320,6 @@ def test_fuzzed_chunks_decode_or_raise_codec_errors(name: str, data: st.DataObje
 
 
 # -- bugs the fuzzers found, pinned as plain regression tests ------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/_nodes.py node_from_documents calls zarr_json.get(...) on a consolidated "
-    "member document without checking it is a JSON object (AsyncGroup._consolidated_node "
-    "passes it unchecked), so a list or number there raises AttributeError",
-)
 async def test_a_consolidated_member_that_is_not_an_object_is_a_metadata_error() -> None:
     store = MemoryStore()
     doc = {
@@ -349,12 +338,6 @@ async def test_a_consolidated_member_that_is_not_an_object_is_a_metadata_error()
         await group.get("b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/_metadata.py: non-finite floats in kept metadata (unknown v2 fields, v3 "
-    "attributes or must_understand=false extensions) are accepted on read, but dumps_json "
-    "(allow_nan=False) then raises a raw ValueError when the metadata is written back",
-)
 @pytest.mark.parametrize(
     ("key", "doc"),
     [

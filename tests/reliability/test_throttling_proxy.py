@@ -183,13 +183,6 @@ async def test_cut_off_bodies_through_the_proxy_are_retried(
     assert delta["failed"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/_api.py _resolve_store: open_array(store) in mode 'r' on a writable store "
-    "reads through store.with_read_only(True), an S3Store clone that takes its own reference "
-    "on the shared aiobotocore client; the array does not own (close) the view, so closing "
-    "the store leaves the client and its aiohttp session open",
-)
 async def test_read_only_views_do_not_keep_the_s3_client_open(
     moto_s3_server: S3TestServer, bucket: str
 ) -> None:
