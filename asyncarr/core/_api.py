@@ -101,6 +101,32 @@ async def _ensure_parents(store: Store, path: str, zarr_format: Literal[2, 3]) -
             await io.set_if_not_exists(join_path(ancestor, name), dumps_json(meta.to_json()))
 
 
+async def _create_node(
+    st: Store, owns: bool, path: str, meta: ArrayMetadata | GroupMetadata, overwrite: bool
+) -> None:
+    """Write a new node's metadata atomically (its first document with
+    ``set_if_not_exists``, so two concurrent creators cannot both win)."""
+    is_array = isinstance(meta, ArrayMetadata)
+    try:
+        await _prepare_location(st, path, overwrite)
+        await _ensure_parents(st, path, meta.zarr_format)
+        io = managed(st)
+        name = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if is_array else ZGROUP)
+        if not await io.set_if_not_exists(join_path(path, name), dumps_json(meta.to_json())):
+            error = ContainsArrayError if is_array else ContainsGroupError
+            raise error(
+                f"another writer created a node at {path or 'the store root'!r} concurrently"
+            )
+        if meta.zarr_format == 2 and meta.attributes:  # v2 keeps attributes in .zattrs
+            if isinstance(meta, ArrayMetadata):
+                await save_array_metadata(io, path, meta)
+            else:
+                await save_group_metadata(io, path, meta)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+
+
 async def _close_on_error(store: Store, owns: bool, exc: BaseException) -> None:
     if owns:
         await store.aclose()
@@ -152,20 +178,7 @@ async def create_array(
     )
     st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
-    try:
-        await _prepare_location(st, path, overwrite)
-        await _ensure_parents(st, path, zarr_format)
-        io = managed(st)
-        first = join_path(path, ZARR_JSON if zarr_format == 3 else ZARRAY)
-        if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
-            raise ContainsArrayError(
-                f"another writer created a node at {path or 'the store root'!r} concurrently"
-            )
-        if zarr_format == 2 and meta.attributes:
-            await save_array_metadata(io, path, meta)
-    except BaseException as exc:
-        await _close_on_error(st, owns, exc)
-        raise
+    await _create_node(st, owns, path, meta, overwrite)
     return AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
 
 
@@ -184,20 +197,7 @@ async def create_group(
     st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
     meta = GroupMetadata(zarr_format, dict(attributes or {}))
-    try:
-        await _prepare_location(st, path, overwrite)
-        await _ensure_parents(st, path, zarr_format)
-        io = managed(st)
-        first = join_path(path, ZARR_JSON if zarr_format == 3 else ZGROUP)
-        if not await io.set_if_not_exists(first, dumps_json(meta.to_json())):
-            raise ContainsGroupError(
-                f"another writer created a node at {path or 'the store root'!r} concurrently"
-            )
-        if zarr_format == 2 and meta.attributes:
-            await save_group_metadata(io, path, meta)
-    except BaseException as exc:
-        await _close_on_error(st, owns, exc)
-        raise
+    await _create_node(st, owns, path, meta, overwrite)
     return AsyncGroup(st, path, meta, owns_store=owns)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -15,10 +15,11 @@ from asyncarr.core._context import ArrayContext, chunk_lock
 from asyncarr.core._indexing import Selection, normalize_selection
 from asyncarr.core._info import ArrayInfo
 from asyncarr.core._metadata import ArrayMetadata
-from asyncarr.core._nodes import join_path, save_array_metadata
+from asyncarr.core._node import NodeBase
+from asyncarr.core._nodes import save_array_metadata
 from asyncarr.core._read import read_selection
 from asyncarr.core._write import write_selection
-from asyncarr.errors import ConfigError, DTypeError, ReadOnlyStoreError, SelectionError
+from asyncarr.errors import ConfigError, DTypeError, SelectionError
 from asyncarr.runtime import bounded_for_each, bounded_map
 
 __all__ = ["AsyncArray"]
@@ -34,7 +35,7 @@ class _AsyncOrthogonalIndexer:
         return self._array.read(selection, orthogonal=True)
 
 
-class AsyncArray:
+class AsyncArray(NodeBase):
     """An open Zarr array (v2 or v3). Create one with :func:`asyncarr.create_array`
     or :func:`asyncarr.open_array`.
 
@@ -42,6 +43,8 @@ class AsyncArray:
     numpy can broadcast to the selection. Use ``async with`` or :meth:`aclose`
     to release a store the array opened itself.
     """
+
+    _kind = "array"
 
     def __init__(
         self,
@@ -53,32 +56,13 @@ class AsyncArray:
         owns_store: bool = False,
         read_only: bool = False,
     ) -> None:
-        self._store = store
-        self._read_only = read_only
-        self._path = join_path(path)
+        super().__init__(store, path, owns_store=owns_store, read_only=read_only)
         self._ctx = ArrayContext(store, self._path, metadata, write_empty_chunks)
-        self._owns_store = owns_store
 
     # -- description -------------------------------------------------------------------
     @property
     def metadata(self) -> ArrayMetadata:
         return self._ctx.meta
-
-    @property
-    def store(self) -> Store:
-        return self._store
-
-    @property
-    def path(self) -> str:
-        return self._path
-
-    @property
-    def name(self) -> str:
-        return "/" + self._path
-
-    @property
-    def basename(self) -> str:
-        return self._path.rsplit("/", 1)[-1]
 
     @property
     def zarr_format(self) -> int:
@@ -135,11 +119,6 @@ class AsyncArray:
     @property
     def codecs(self) -> tuple[Codec, ...]:
         return self.metadata.codecs
-
-    @property
-    def read_only(self) -> bool:
-        """Opened with ``mode="r"``, or on a read-only store."""
-        return self._read_only or self._store.read_only
 
     @property
     def write_empty_chunks(self) -> bool:
@@ -389,25 +368,3 @@ class AsyncArray:
     # -- lifecycle -----------------------------------------------------------------------
     def _set_metadata(self, meta: ArrayMetadata) -> None:
         self._ctx = ArrayContext(self._store, self._path, meta, self._ctx.write_empty_chunks)
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyStoreError(
-                "array is opened read-only", store=self._store, key=self._path or None
-            )
-
-    async def aclose(self) -> None:
-        """Release the store if this array opened it. Idempotent."""
-        if self._owns_store:
-            await self._store.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from types import MappingProxyType
+from typing import Any
 
 from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
@@ -20,8 +20,9 @@ from asyncarr.core._metadata import (
     dumps_json,
     loads_json,
 )
+from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import join_path, load_node, node_from_documents, save_group_metadata
-from asyncarr.errors import ConfigError, MetadataError, NodeNotFoundError, ReadOnlyStoreError
+from asyncarr.errors import ConfigError, MetadataError, NodeNotFoundError
 from asyncarr.runtime import bounded_map, managed
 
 __all__ = ["AsyncGroup", "load_v2_consolidated"]
@@ -36,8 +37,10 @@ def _validate_name(name: str) -> str:
     return "/".join(parts)
 
 
-class AsyncGroup:
+class AsyncGroup(NodeBase):
     """An open Zarr group: a node holding arrays and other groups."""
+
+    _kind = "group"
 
     def __init__(
         self,
@@ -49,11 +52,8 @@ class AsyncGroup:
         use_consolidated: bool = True,
         read_only: bool = False,
     ) -> None:
-        self._store = store
-        self._read_only = read_only
-        self._path = join_path(path)
+        super().__init__(store, path, owns_store=owns_store, read_only=read_only)
         self._meta = metadata
-        self._owns_store = owns_store
         self._use_consolidated = use_consolidated and metadata.consolidated is not None
         self._io = managed(store)
 
@@ -63,33 +63,12 @@ class AsyncGroup:
         return self._meta
 
     @property
-    def store(self) -> Store:
-        return self._store
-
-    @property
-    def path(self) -> str:
-        return self._path
-
-    @property
-    def name(self) -> str:
-        return "/" + self._path
-
-    @property
-    def basename(self) -> str:
-        return self._path.rsplit("/", 1)[-1]
-
-    @property
     def zarr_format(self) -> int:
         return self._meta.zarr_format
 
     @property
     def attrs(self) -> Mapping[str, Any]:
         return MappingProxyType(self._meta.attributes)
-
-    @property
-    def read_only(self) -> bool:
-        """Opened with ``mode="r"``, or on a read-only store."""
-        return self._read_only or self._store.read_only
 
     def __repr__(self) -> str:
         return f"<AsyncGroup {self._store}{self.name} zarr_format={self.zarr_format}>"
@@ -289,28 +268,6 @@ class AsyncGroup:
             )
         self._use_consolidated = True
         return self
-
-    # -- lifecycle ----------------------------------------------------------------------
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyStoreError(
-                "group is opened read-only", store=self._store, key=self._path or None
-            )
-
-    async def aclose(self) -> None:
-        if self._owns_store:
-            await self._store.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None:
