@@ -21,6 +21,9 @@ from asyncarr.runtime import ChunkCache, bounded_for_each
 
 __all__ = ["DecodeJob", "decode_jobs", "read_selection"]
 
+INLINE_MAX_BYTES = 1 << 20
+"""A read of a single chunk up to this size decodes on the event loop (``auto`` mode)."""
+
 COALESCE_GAP = 1 << 16
 """Inner-chunk byte ranges closer than this are fetched as one request."""
 
@@ -148,6 +151,12 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
     executor = ctx.executor
     cache = ctx.cache
     mode = executor.mode_for(ctx.pipeline.releases_gil)
+    if (
+        total == 1
+        and ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES
+        and executor.config.mode == "auto"
+    ):
+        mode = "inline"  # one small chunk: a thread hand-off would cost more than it saves
     # Worker threads read local chunk files themselves; processes get the bytes.
     local = ctx.store.supports_local_files and mode != "processes"
     worker_cache = cache if mode != "processes" else None
@@ -186,8 +195,10 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
             mode=mode,
         )
 
-    limit = max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size))
-    await bounded_for_each(run_batch, _batched(jobs(), size), limit=limit)
+    limit = min(
+        max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size)), math.ceil(total / size)
+    )
+    await bounded_for_each(run_batch, _batched(jobs(), size), limit=max(1, limit))
 
 
 # -- sharded arrays ---------------------------------------------------------------------

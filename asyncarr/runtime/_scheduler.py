@@ -78,9 +78,15 @@ async def _drive(
     failures: list[Exception] = []
     first: Exception | None = None
 
-    async def worker() -> None:
+    spawned = 0
+
+    async def worker(tg: asyncio.TaskGroup) -> None:
+        nonlocal spawned
         try:
             while (pulled := await source.next()) is not None:
+                if spawned < workers:  # grow the pool only while there is work for it
+                    spawned += 1
+                    tg.create_task(worker(tg))
                 index, item = pulled
                 result = await fn(item)
                 if sink is not None:
@@ -91,8 +97,8 @@ async def _drive(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for _ in range(workers):
-                tg.create_task(worker())
+            spawned = 1
+            tg.create_task(worker(tg))
     except BaseExceptionGroup:
         if not failures:
             raise  # KeyboardInterrupt/SystemExit and friends keep their group
