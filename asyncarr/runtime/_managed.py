@@ -185,6 +185,7 @@ class ManagedStore:
 
     def _check_length(self, key: str, data: bytes | None, expected: int | None) -> None:
         if data is not None and expected is not None and len(data) != expected:
+            self._recorder.add("truncated")  # (adapter-raised ones are counted in _attempt)
             raise TruncatedReadError(
                 f"read {len(data)} bytes, expected {expected}", store=self.store, key=key
             )
