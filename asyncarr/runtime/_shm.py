@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import contextlib
 import importlib
 import io
 import mmap
@@ -47,7 +48,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -122,16 +123,35 @@ class _Region:
 
 
 class _Index:
-    """Thread-safe lookup of the region that contains an address range."""
+    """Thread-safe lookup of the region that contains an address range.
+
+    Freeing memory inside a critical section can run a buffer's
+    ``weakref.finalize`` callback (which calls :meth:`remove`) on the same
+    thread; such re-entrant removals are queued and applied when the
+    section ends, instead of waiting for the lock this thread holds.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._pending: list[_Region] = []
         self._starts: list[int] = []
         self._regions: list[_Region] = []
         self._by_name: dict[str, _Region] = {}
 
-    def add(self, region: _Region) -> None:
+    @contextlib.contextmanager
+    def _section(self) -> Iterator[None]:
         with self._lock:
+            self._owner = threading.get_ident()
+            try:
+                yield
+                while self._pending:
+                    self._remove_locked(self._pending.pop())
+            finally:
+                self._owner = None
+
+    def add(self, region: _Region) -> None:
+        with self._section():
             # A stale region overlapping a fresh allocation can only belong to memory
             # that was already freed (its finalizer has not run yet): drop it.
             i = bisect.bisect_left(self._starts, region.start)
@@ -151,18 +171,24 @@ class _Index:
             del self._by_name[old.name]
 
     def remove(self, region: _Region) -> bool:
-        with self._lock:
-            i = bisect.bisect_left(self._starts, region.start)
-            while i < len(self._regions) and self._starts[i] == region.start:
-                if self._regions[i] is region:
-                    self._drop_at(i)
-                    return True
-                i += 1
-            return False
+        if self._owner == threading.get_ident():  # re-entered from a finalizer: defer
+            self._pending.append(region)
+            return True
+        with self._section():
+            return self._remove_locked(region)
+
+    def _remove_locked(self, region: _Region) -> bool:
+        i = bisect.bisect_left(self._starts, region.start)
+        while i < len(self._regions) and self._starts[i] == region.start:
+            if self._regions[i] is region:
+                self._drop_at(i)
+                return True
+            i += 1
+        return False
 
     def find(self, lo: int, hi: int) -> _Region | None:
         """The region holding bytes ``[lo, hi)``, if any."""
-        with self._lock:
+        with self._section():
             i = bisect.bisect_right(self._starts, lo) - 1
             if i >= 0:
                 region = self._regions[i]
@@ -171,11 +197,11 @@ class _Index:
             return None
 
     def by_name(self, name: str) -> _Region | None:
-        with self._lock:
+        with self._section():
             return self._by_name.get(name)
 
     def names(self) -> list[str]:
-        with self._lock:
+        with self._section():
             return list(self._by_name)
 
 
