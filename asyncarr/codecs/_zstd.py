@@ -287,3 +287,23 @@ class ZstdCodec(BytesBytesCodec):
     def decode_into(self, data: bytes | memoryview, out: Any, spec: ChunkSpec) -> None:
         """Decode into ``out`` (writable, C-contiguous, exactly the decoded size)."""
         zstd_decompress_into(data, out, self)
+
+    def decode_exact(self, data: bytes | memoryview, size: int) -> bytes | memoryview:
+        """Decode a chunk that must be exactly ``size`` bytes, with the least overhead.
+
+        The common case - one frame whose header states ``size`` - is one call
+        into zstd with the thread's reused context; anything else takes the
+        bounded general path. Used by the core's per-chunk fast path.
+        """
+        zs = _zs()
+        if zs is not None and size < _LARGE:
+            try:
+                if zs.frame_content_size(data) == size:
+                    out: bytes = _decompressor(zs).decompress(data)
+                    if len(out) == size:  # bytes after a full first frame are not looked at
+                        return out
+            except zs.ZstdError as exc:
+                raise _bad(exc, self) from exc
+        decoded = zstd_decompress(data, size, self)
+        check_decoded_size(buffer_len(decoded), size, self)
+        return decoded

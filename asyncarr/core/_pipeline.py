@@ -6,7 +6,6 @@ run it in threads or worker processes.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +58,13 @@ class CodecPipeline:
         self._fixed_size = self.ab.codec_name == "bytes"
         # Fast path: [bytes] or [bytes, one bytes->bytes codec], decoded straight
         # into the caller's buffer (or a reused per-thread scratch buffer).
+        endian = self.ab.to_config().get("endian")
+        self._stored = (
+            self.ab_spec.dtype
+            if endian is None or self.ab_spec.dtype.itemsize == 1
+            else self.ab_spec.dtype.newbyteorder("<" if endian == "little" else ">")
+        )
+        self._exact = getattr(self.bb[0][0], "decode_exact", None) if len(self.bb) == 1 else None
         self._into = (
             not self.aa
             and self._fixed_size
@@ -137,17 +143,16 @@ class CodecPipeline:
                 self.ab.decode_into(data, out, self.ab_spec)  # type: ignore[attr-defined]
                 return
             codec, s = self.bb[0]
-            native = out.dtype == self.ab_spec.dtype and out.dtype.isnative
-            if (
-                native
-                and out.flags.c_contiguous
-                and self.ab.to_config().get("endian") in (None, _NATIVE)
-            ):
+            nbytes = self.ab_spec.nbytes
+            if out.flags.c_contiguous and out.dtype == self._stored:
                 codec.decode_into(data, out.reshape(-1).view(np.uint8), s)  # type: ignore[attr-defined]
                 return
-            scratch = _scratch(self.ab_spec.nbytes)
-            codec.decode_into(data, scratch, s)  # type: ignore[attr-defined]
-            self.ab.decode_into(scratch, out, self.ab_spec)  # type: ignore[attr-defined]
+            if self._exact is not None:  # one exact-size decode, then one copy into place
+                raw = self._exact(data, nbytes)
+            else:
+                raw = _scratch(nbytes)
+                codec.decode_into(data, raw, s)  # type: ignore[attr-defined]
+            out[...] = np.frombuffer(raw, dtype=self._stored).reshape(self.ab_spec.shape)
         except CodecError as exc:
             _add_key(exc, key)
             raise
@@ -168,7 +173,6 @@ def _add_key(exc: CodecError, key: str | None) -> None:
         exc.args = (f"{exc.args[0]} (key={key!r})", *exc.args[1:])
 
 
-_NATIVE = "little" if sys.byteorder == "little" else "big"
 _tls = threading.local()
 
 

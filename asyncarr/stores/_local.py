@@ -235,6 +235,8 @@ class LocalStore(Store):
         self._fsync = fsync
         self._auto_mkdir = auto_mkdir
         self._endpoint = _device_key(self._root)
+        self._safe_dirs: set[str] = set()
+        """Directories (relative) already seen to resolve inside the root (see read_local)."""
 
     # -- identity ----------------------------------------------------------------
     @classmethod
@@ -402,15 +404,49 @@ class LocalStore(Store):
             raise translate_os_error(exc, store=self, key=key, action=action) from exc
 
     def read_local(self, key: str) -> bytes | None:
-        """Read a whole value in the calling thread (used by codec worker threads)."""
+        """Read a whole value in the calling thread (used by codec worker threads).
+
+        The hot path of full reads, so it is lean: each directory is checked
+        once per store to resolve inside the root (a directory swapped for an
+        outside symlink *afterwards* is not noticed), and the file itself is
+        opened with ``O_NOFOLLOW``, so a symlinked chunk file is refused.
+        """
         key = self._norm(key)
+        parent = key.rpartition("/")[0]
         try:
-            parts = self._read(key, (None,))
+            if parent not in self._safe_dirs:
+                real = os.path.realpath(self._path(parent))
+                if not self._inside(real):
+                    raise InvalidKeyError(
+                        "key resolves outside the store root (through a symlink)",
+                        store=self,
+                        key=key,
+                    )
+                if os.path.isdir(real):
+                    if len(self._safe_dirs) > 100_000:
+                        self._safe_dirs.clear()
+                    self._safe_dirs.add(parent)
+            try:
+                fd = os.open(self._path(key), os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise InvalidKeyError("key is a symlink; refused", store=self, key=key) from exc
+                if exc.errno == errno.EISDIR:
+                    return None
+                raise
+            try:
+                size = os.fstat(fd).st_size
+                return _read_exact(fd, 0, size)
+            except IsADirectoryError:
+                return None
+            finally:
+                os.close(fd)
         except StoreError:
             raise
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action="read") from exc
-        return None if parts is None else parts[0]
 
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
         key = self._norm(key)

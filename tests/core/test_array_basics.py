@@ -351,7 +351,9 @@ async def test_nbytes_stored_counts_every_object(tmp_path: Path) -> None:
 async def test_partial_shard_write_reencodes_only_touched_inner_chunks() -> None:
     store = MemoryStore()
     data = np.arange(32 * 32, dtype="i4").reshape(32, 32)
-    arr = await asyncarr.create_array(store, shape=data.shape, chunks=(8, 8), shards=(32, 32), dtype="i4")
+    arr = await asyncarr.create_array(
+        store, shape=data.shape, chunks=(8, 8), shards=(32, 32), dtype="i4"
+    )
     await arr.write(data)
     codec = arr._ctx.sharding
     assert codec is not None
@@ -362,3 +364,22 @@ async def test_partial_shard_write_reencodes_only_touched_inner_chunks() -> None
     changed = {c for c in after if bytes(after[c]) != bytes(before[c])}
     assert changed == {(1, 2), (1, 3)}
     np.testing.assert_array_equal(await arr.read(), data)
+
+
+async def test_array_reads_refuse_symlinks_out_of_a_local_store(tmp_path: Path) -> None:
+    root = tmp_path / "a.zarr"
+    arr = await asyncarr.create_array(
+        str(root), shape=(4, 4), chunks=(2, 2), dtype="u1", compressor=None
+    )
+    await arr.write(np.arange(16, dtype="u1").reshape(4, 4))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1").write_bytes(bytes(4))
+    (root / "c" / "0" / "1").unlink()
+    (root / "c" / "0" / "1").symlink_to(outside / "1")
+    with pytest.raises(asyncarr.errors.InvalidKeyError, match="symlink"):
+        await (await asyncarr.open_array(str(root))).read()
+    (root / "c" / "1").rename(tmp_path / "moved")
+    (root / "c" / "1").symlink_to(outside)
+    with pytest.raises(asyncarr.errors.InvalidKeyError, match="outside"):
+        await (await asyncarr.open_array(str(root))).read((slice(2, 4), slice(2, 4)))
