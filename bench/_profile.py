@@ -94,28 +94,31 @@ def profile_workload(
     for mode, suffix in ((None, ""), ("inline", "-inline")):
         _executor(mode)
         runner = asyncio.Runner()
+        profiler = Profiler(interval=0.0005, async_mode="enabled")
+        elapsed = 0.0
         try:
+            # writes go into a fresh copy of the metadata each run, as in the benchmark
             handle = open_target(runner, op == "write")
-
-            def once(handle: Any = handle) -> None:
+            for i in range(runs + 1):  # run 0 is the warm-up (executor start, connections)
+                if op == "write" and i > 0:
+                    handle.close()
+                    handle = open_target(runner, True)
+                if i > 0:
+                    profiler.start()
+                t0 = time.perf_counter()
                 if op == "read":
                     handle.read_full()
                 elif op == "random":
                     handle.read_many(sels)
                 else:
                     handle.write_full(data)
-
-            once()  # warm-up (executor start, connections)
-            profiler = Profiler(interval=0.0005, async_mode="enabled")
-            t0 = time.perf_counter()
-            profiler.start()
-            for _ in range(runs):
-                once()
-            profiler.stop()
-            elapsed = (time.perf_counter() - t0) / runs
+                if i > 0:
+                    elapsed += time.perf_counter() - t0
+                    profiler.stop()
             handle.close()
         finally:
             runner.close()
+        elapsed /= runs
         name = f"profile-{wl.name}{'' if op == 'read' else '-' + op}{suffix}"
         path = RESULTS_DIR / f"{name}.html"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
