@@ -176,6 +176,14 @@ class Store(ABC):
     async def getsize(self, key: str) -> int:
         """Size in bytes of the value; :class:`KeyNotFoundError` if missing."""
 
+    def write_local(self, key: str, value: bytes | None) -> None:
+        """Store (or, for ``None``, delete) ``key`` synchronously in the calling thread.
+
+        The write-side twin of :meth:`read_local`: codec worker threads store
+        the chunks they have just encoded. Only for :attr:`supports_local_files`.
+        """
+        raise UnsupportedOperationError("this store has no local files", store=self, key=key)
+
     # -- writes -----------------------------------------------------------------------------
     @abstractmethod
     async def set(self, key: str, value: bytes) -> None:

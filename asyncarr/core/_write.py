@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from asyncarr.abc import NDArray
+from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext, chunk_lock
 from asyncarr.core._indexing import ChunkProjection, Selection, project
 from asyncarr.core._pipeline import CodecPipeline
@@ -41,11 +41,14 @@ def encode_full_chunks(
     out_sels: list[Any] | None,
     write_empty: bool,
     keys: list[str],
+    store: Store | None = None,
 ) -> list[bytes | None]:
     """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped).
 
     ``source`` is either the chunks themselves, or (with ``out_sels``) the
     value being written, from which each chunk is cut out here, in the worker.
+    With ``store`` (a local store) each chunk is also written (or deleted)
+    right here, and nothing is returned for the caller to store.
     """
     if out_sels is None:
         assert isinstance(source, list)
@@ -59,6 +62,9 @@ def encode_full_chunks(
             out.append(None)
         else:
             out.append(pipeline.encode(chunk, key=key))
+        if store is not None:  # a local store: this worker stores what it encoded
+            store.write_local(key, out[-1])
+            out[-1] = None
     return out
 
 
@@ -149,6 +155,8 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
+    # Worker threads write local chunk files themselves (no second hand-off).
+    local = ctx.store.supports_local_files and not in_processes
 
     async def write_full(batch: list[ChunkProjection]) -> None:
         sels = [p.index_pair()[1] for p in batch]
@@ -157,15 +165,22 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             args: tuple[Any, ...] = (chunks, None)
         else:  # worker threads cut their chunks out of the shared value
             args = (value, sels)
+        keys = [ctx.chunk_key(p.coords) for p in batch]
         encoded = await executor.run(
             encode_full_chunks,
             pipeline,
             *args,
             ctx.write_empty_chunks,
-            [ctx.chunk_key(p.coords) for p in batch],
+            keys,
+            ctx.store if local else None,
             releases_gil=releases,
             mode=mode,
         )
+        if local:  # the worker stored them
+            if cache is not None:
+                for key in keys:
+                    cache.invalidate((ctx.store.endpoint_key, key))
+            return
 
         async def put(p: ChunkProjection, data: bytes | None) -> None:
             key = ctx.chunk_key(p.coords)

@@ -631,6 +631,20 @@ class LocalStore(Store):
         for parent in sorted(parents, key=len, reverse=True):
             self._prune(parent)
 
+    def write_local(self, key: str, value: bytes | None) -> None:
+        """Replace (or delete, for ``None``) a value in the calling thread (codec workers)."""
+        key = self._norm(key)
+        self._check_writable(key)
+        try:
+            if value is None:
+                self._delete_keys([key])
+            else:
+                self._locked(key, lambda dfd, name: self._replace(dfd, name, value))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise translate_os_error(exc, store=self, key=key, action="write") from exc
+
     async def set(self, key: str, value: bytes) -> None:
         key = self._norm(key)
         self._check_writable(key)

@@ -226,7 +226,9 @@ class StoreTests:
             await store.delete_if_version("cd", first.version if first else "0")
         except UnsupportedOperationError:
             assert await store.get("cd") == b"one"
-            pytest.skip("store has no conditional deletes (callers fall back to conditional writes)")
+            pytest.skip(
+                "store has no conditional deletes (callers fall back to conditional writes)"
+            )
         except PreconditionFailedError:
             pytest.fail("delete_if_version refused the current version")
         assert await store.get("cd") is None

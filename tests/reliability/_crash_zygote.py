@@ -41,7 +41,7 @@ def generation(shape: tuple[int, ...], gen: int) -> object:
 
 
 class ReportingLocalStore(LocalStore):
-    """A LocalStore that reports each completed ``set`` with one byte on a pipe."""
+    """A LocalStore that reports each completed ``set``/``write_local`` with one byte on a pipe."""
 
     def __init__(self, root: str, progress_fd: int) -> None:
         super().__init__(root)
@@ -49,6 +49,11 @@ class ReportingLocalStore(LocalStore):
 
     async def set(self, key: str, value: bytes) -> None:
         await super().set(key, value)
+        os.write(self._progress_fd, b".")
+
+    def write_local(self, key: str, value: bytes | None) -> None:
+        # whole chunks are stored by the codec worker threads through this hook
+        super().write_local(key, value)
         os.write(self._progress_fd, b".")
 
 
