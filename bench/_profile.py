@@ -12,7 +12,6 @@ text summary.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,52 +21,6 @@ import numpy as np
 from bench._data import RESULTS_DIR, Workload, random_chunks
 
 __all__ = ["profile_workload"]
-
-
-def _defer_reentrant_index_removals() -> None:
-    """Work around a re-entrancy deadlock in ``asyncarr.runtime._shm._Index`` (profiling only).
-
-    ``_Index.add`` holds a plain ``threading.Lock``; freeing a buffer inside
-    that critical section runs its ``weakref.finalize`` callback,
-    ``_Index.remove``, which waits for the same lock on the same thread for
-    ever. pyinstrument's sampler frees old frames (and the arrays they hold)
-    at C-call boundaries, so under the profiler this happens within a few
-    reads. Here a removal requested while the same thread is inside the index
-    is deferred until it leaves. asyncarr itself is not changed.
-    """
-    from asyncarr.runtime import _shm
-
-    index_cls: Any = _shm._Index
-    if getattr(index_cls, "_bench_patched", False):
-        return
-    state = threading.local()
-    remove = index_cls.remove
-
-    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(self: Any, *args: Any) -> Any:
-            if getattr(state, "depth", 0):
-                return method(self, *args)
-            state.depth = 1
-            try:
-                return method(self, *args)
-            finally:
-                state.depth = 0
-                pending, state.pending = getattr(state, "pending", []), []
-                for region in pending:
-                    remove(self, region)
-
-        return wrapper
-
-    def deferring_remove(self: Any, region: Any) -> bool:
-        if getattr(state, "depth", 0):
-            state.pending = [*getattr(state, "pending", []), region]
-            return True
-        return bool(guarded(remove)(self, region))
-
-    for name in ("add", "find", "by_name", "names"):
-        setattr(index_cls, name, guarded(getattr(index_cls, name)))
-    index_cls.remove = deferring_remove
-    index_cls._bench_patched = True
 
 
 def _executor(mode: str | None) -> None:
@@ -88,7 +41,6 @@ def profile_workload(
     """Profile ``runs`` repetitions of asyncarr's ``op`` on ``wl``; returns the HTML paths."""
     from pyinstrument import Profiler
 
-    _defer_reentrant_index_removals()
     written = []
     sels = random_chunks(wl.ds, 200)
     for mode, suffix in ((None, ""), ("inline", "-inline")):
