@@ -26,6 +26,7 @@ __all__ = [
     "Selection",
     "normalize_selection",
     "project",
+    "project_slice",
 ]
 
 DimSelection: TypeAlias = slice | np.ndarray[Any, np.dtype[np.intp]]
@@ -188,7 +189,7 @@ def _ix(sel: tuple[DimSelection, ...]) -> Any:
 _DimPart = tuple[int, DimSelection, DimSelection, bool]
 
 
-def _project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
+def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
     start, stop, step = s.start, s.stop, s.step
     if stop <= start:
         return []
@@ -238,7 +239,7 @@ def project(selection: Selection, chunk_shape: tuple[int, ...]) -> Iterator[Chun
     """Lazily yield the chunks a selection touches (C order of chunk coordinates)."""
     per_dim: list[list[_DimPart]] = []
     for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
-        per_dim.append(_project_slice(d, n, c) if isinstance(d, slice) else _project_array(d, n, c))
+        per_dim.append(project_slice(d, n, c) if isinstance(d, slice) else _project_array(d, n, c))
     for combo in itertools.product(*per_dim):
         yield ChunkProjection(
             coords=tuple(p[0] for p in combo),
@@ -253,7 +254,7 @@ def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
     total = 1
     for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
         if isinstance(d, slice):
-            total *= len(_project_slice(d, n, c))
+            total *= len(project_slice(d, n, c))
         else:
             total *= len(np.unique(d // c)) if d.size else 0
     return math.prod([total])

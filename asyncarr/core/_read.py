@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -13,7 +14,14 @@ import numpy as np
 from asyncarr._types import ByteRange
 from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext
-from asyncarr.core._indexing import ChunkProjection, DimSelection, Selection, count_chunks, project
+from asyncarr.core._indexing import (
+    ChunkProjection,
+    DimSelection,
+    Selection,
+    count_chunks,
+    project,
+    project_slice,
+)
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import MISSING, ShardingCodec
 from asyncarr.errors import CodecError, SelectionError, StoreError
@@ -66,7 +74,8 @@ def decode_jobs(
             continue
         decoded += 1
         if cache is None and job.whole:
-            pipeline.decode_into(payload, out[job.out_sel], key=job.key)
+            # (..., Ellipsis) keeps a view even for 0-d arrays
+            pipeline.decode_into(payload, out[(*job.out_sel, Ellipsis)], key=job.key)
             continue
         chunk = pipeline.decode(payload, key=job.key)
         if cache is not None:
@@ -145,6 +154,42 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
     return True
 
 
+def _slice_jobs(ctx: ArrayContext, selection: Selection) -> Iterator[DecodeJob]:
+    """:func:`project` for all-slice selections, with the per-dimension work
+    (key parts, slices, completeness) done once per dimension, not per chunk."""
+    meta = ctx.meta
+    enc = meta.chunk_key_encoding
+    per_dim = []
+    for d, n, c in zip(selection.dims, meta.shape, meta.chunk_shape, strict=True):
+        assert isinstance(d, slice)
+        per_dim.append(
+            [
+                (str(k), cs, osel, complete, complete and cs.stop - cs.start == c)
+                for k, cs, osel, complete in project_slice(d, n, c)
+                if isinstance(cs, slice)
+            ]
+        )
+    if enc.kind == "default":
+        head = ctx.prefix + "c" + (enc.separator if per_dim else "")
+    else:
+        head = ctx.prefix
+    sep = enc.separator
+    if not per_dim:  # 0-d
+        yield DecodeJob(
+            head if enc.kind == "default" else head + "0", None, (), (), True, whole=True
+        )
+        return
+    for combo in itertools.product(*per_dim):
+        yield DecodeJob(
+            head + sep.join([part[0] for part in combo]),
+            None,
+            tuple([part[1] for part in combo]),
+            tuple([part[2] for part in combo]),
+            all([part[3] for part in combo]),
+            whole=all([part[4] for part in combo]),
+        )
+
+
 async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
     total = count_chunks(selection, ctx.meta.chunk_shape)
     size = _batch_size(ctx, ctx.pipeline.spec.nbytes, total)
@@ -164,6 +209,9 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
     chunk_shape = ctx.meta.chunk_shape
 
     def jobs() -> Iterator[DecodeJob]:
+        if not selection.is_orthogonal_array:
+            yield from _slice_jobs(ctx, selection)
+            return
         for p in project(selection, chunk_shape):
             chunk_sel, out_sel = p.index_pair()
             whole = _is_whole(p, chunk_shape)

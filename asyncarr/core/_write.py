@@ -134,9 +134,9 @@ def _merge_shard(
 def chunk_from_value(pipeline: CodecPipeline, value: NDArray, out_sel: Any) -> NDArray:
     """The whole chunk at ``out_sel`` of ``value`` (edge chunks padded with fill)."""
     spec = pipeline.spec
-    part: NDArray = value[out_sel]
+    part: NDArray = value[(*out_sel, Ellipsis)]  # a view, even for 0-d arrays
     if part.shape == spec.shape:
-        return np.ascontiguousarray(part)
+        return np.ascontiguousarray(part).reshape(spec.shape)  # (ascontiguousarray makes 0-d 1-d)
     chunk = np.full(spec.shape, spec.fill_value, dtype=spec.dtype)
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk

@@ -383,3 +383,15 @@ async def test_array_reads_refuse_symlinks_out_of_a_local_store(tmp_path: Path) 
     (root / "c" / "1").symlink_to(outside)
     with pytest.raises(asyncarr.errors.InvalidKeyError, match="outside"):
         await (await asyncarr.open_array(str(root))).read((slice(2, 4), slice(2, 4)))
+
+
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_zero_dimensional_arrays(zarr_format: int) -> None:
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=(), chunks=(), dtype="f8", zarr_format=zarr_format, fill_value=1.5
+    )
+    assert (await arr.read()).shape == ()
+    assert await arr.read() == 1.5
+    await arr.write(3.25)
+    assert await arr.read() == 3.25
+    assert await arr.nchunks_initialized() == 1
