@@ -185,8 +185,13 @@ def _scratch(nbytes: int) -> memoryview:
 
 
 def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
+    """Whether every element equals ``fill_value`` (NaN matches NaN)."""
     if fill_value is None:
         fill_value = 0
+    if chunk.size:  # cheap early exit for the usual case: real data in the chunk
+        first = chunk.flat[0]
+        if first != fill_value and not (first != first and fill_value != fill_value):
+            return False
     if chunk.dtype.kind in "fc":
         fv = np.asarray(fill_value, dtype=chunk.dtype)
         if np.isnan(fv).any():

@@ -136,7 +136,7 @@ def chunk_from_value(pipeline: CodecPipeline, value: NDArray, out_sel: Any) -> N
     spec = pipeline.spec
     part: NDArray = value[(*out_sel, Ellipsis)]  # a view, even for 0-d arrays
     if part.shape == spec.shape:
-        return np.ascontiguousarray(part).reshape(spec.shape)  # (ascontiguousarray makes 0-d 1-d)
+        return part  # strided is fine: serialising it (bytes codec) is the one copy
     chunk = np.full(spec.shape, spec.fill_value, dtype=spec.dtype)
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk
