@@ -303,6 +303,7 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
     inner = codec.inner
     n_inner = codec.n_inner()
     mode = executor.mode_for(inner.releases_gil)
+    auto = executor.config.mode == "auto"
 
     async def read_shard(shard: ChunkProjection) -> None:
         key = ctx.chunk_key(shard.coords)
@@ -320,6 +321,10 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
                     j.payload = bytes(part) if part is not None and mode == "processes" else part
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)
+        if n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto:
+            # a small read from one shard: decoding here beats a thread hand-off
+            decode_jobs(inner, jobs, out, ctx.fill)
+            return
         # Several executor calls per shard, so one shard's inner chunks decode in parallel.
         size = _batch_size(ctx, inner.spec.nbytes, max(len(jobs), 1) * n_shards)
         await asyncio.gather(
