@@ -16,7 +16,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Self, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from asyncarr.core import (
     AsyncGroup,
     GroupMetadata,
 )
+from asyncarr.core._node import NodeBase
 from asyncarr.errors import SelectionError
 from asyncarr.runtime import get_portal
 
@@ -77,14 +78,79 @@ class _Leased:
         self._finalizer()
 
 
+NodeT = TypeVar("NodeT", bound=NodeBase)
+
+
+class _Node(_Leased, Generic[NodeT]):
+    """What the blocking Array and Group share: forwarding to the async node."""
+
+    def __init__(self, node: NodeT) -> None:
+        super().__init__()
+        self._async: NodeT = node
+
+    @property
+    def store(self) -> Store:
+        return self._async.store
+
+    @property
+    def path(self) -> str:
+        return self._async.path
+
+    @property
+    def name(self) -> str:
+        return self._async.name
+
+    @property
+    def basename(self) -> str:
+        return self._async.basename
+
+    @property
+    def zarr_format(self) -> int:
+        return self._async.zarr_format
+
+    @property
+    def read_only(self) -> bool:
+        return self._async.read_only
+
+    @property
+    def attrs(self) -> _Attributes:
+        """Attributes; assigning ``node.attrs["k"] = v`` persists immediately."""
+        return _Attributes(self)
+
+    def update_attributes(self, new: Mapping[str, Any]) -> None:
+        _run(self._async.update_attributes, new)
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        _run(self._async.set_attributes, attributes)
+
+    def close(self) -> None:
+        """Release the store if this node opened it, and the portal lease."""
+        try:
+            _run(self._async.aclose)
+        finally:
+            self._release_lease()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class _Attributes(MutableMapping[str, Any]):
     """``node.attrs``: reads are local, every change is persisted at once."""
 
-    def __init__(self, node: Array | Group) -> None:
+    def __init__(self, node: _Node[Any]) -> None:
         self._node = node
 
     def _current(self) -> Mapping[str, Any]:
-        return self._node._async.attrs
+        attrs: Mapping[str, Any] = self._node._async.attrs
+        return attrs
 
     def __getitem__(self, key: str) -> Any:
         return self._current()[key]
@@ -132,12 +198,11 @@ def _uses_arrays(selection: Any) -> bool:
     return n == 1
 
 
-class Array(_Leased):
+class Array(_Node[AsyncArray]):
     """A blocking handle on a Zarr array; wraps an :class:`asyncarr.AsyncArray`."""
 
     def __init__(self, async_array: AsyncArray) -> None:
-        super().__init__()
-        self._async = async_array
+        super().__init__(async_array)
 
     # -- description (same properties as AsyncArray) ---------------------------------------
     @property
@@ -147,26 +212,6 @@ class Array(_Leased):
     @property
     def metadata(self) -> ArrayMetadata:
         return self._async.metadata
-
-    @property
-    def store(self) -> Store:
-        return self._async.store
-
-    @property
-    def path(self) -> str:
-        return self._async.path
-
-    @property
-    def name(self) -> str:
-        return self._async.name
-
-    @property
-    def basename(self) -> str:
-        return self._async.basename
-
-    @property
-    def zarr_format(self) -> int:
-        return self._async.zarr_format
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -209,17 +254,8 @@ class Array(_Leased):
         return self._async.dimension_names
 
     @property
-    def attrs(self) -> _Attributes:
-        """Attributes; assigning ``arr.attrs["k"] = v`` persists immediately."""
-        return _Attributes(self)
-
-    @property
     def codecs(self) -> tuple[Codec, ...]:
         return self._async.codecs
-
-    @property
-    def read_only(self) -> bool:
-        return self._async.read_only
 
     @property
     def write_empty_chunks(self) -> bool:
@@ -272,12 +308,6 @@ class Array(_Leased):
     def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
         return _run(self._async.append, data, axis)
 
-    def update_attributes(self, new: Mapping[str, Any]) -> None:
-        _run(self._async.update_attributes, new)
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        _run(self._async.set_attributes, attributes)
-
     def nchunks_initialized(self) -> int:
         return _run(self._async.nchunks_initialized)
 
@@ -287,36 +317,16 @@ class Array(_Leased):
     def info_complete(self) -> ArrayInfo:
         return _run(self._async.info_complete)
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the store if this array opened it, and the portal lease."""
-        try:
-            _run(self._async.aclose)
-        finally:
-            self._release_lease()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _wrap(node: AsyncArray | AsyncGroup) -> Array | Group:
     return Array(node) if isinstance(node, AsyncArray) else Group(node)
 
 
-class Group(_Leased):
+class Group(_Node[AsyncGroup]):
     """A blocking handle on a Zarr group; wraps an :class:`asyncarr.AsyncGroup`."""
 
     def __init__(self, async_group: AsyncGroup) -> None:
-        super().__init__()
-        self._async = async_group
+        super().__init__(async_group)
 
     @property
     def async_group(self) -> AsyncGroup:
@@ -326,42 +336,8 @@ class Group(_Leased):
     def metadata(self) -> GroupMetadata:
         return self._async.metadata
 
-    @property
-    def store(self) -> Store:
-        return self._async.store
-
-    @property
-    def path(self) -> str:
-        return self._async.path
-
-    @property
-    def name(self) -> str:
-        return self._async.name
-
-    @property
-    def basename(self) -> str:
-        return self._async.basename
-
-    @property
-    def zarr_format(self) -> int:
-        return self._async.zarr_format
-
-    @property
-    def attrs(self) -> _Attributes:
-        return _Attributes(self)
-
-    @property
-    def read_only(self) -> bool:
-        return self._async.read_only
-
     def __repr__(self) -> str:
         return repr(self._async).replace("<AsyncGroup", "<Group", 1)
-
-    def update_attributes(self, new: Mapping[str, Any]) -> None:
-        _run(self._async.update_attributes, new)
-
-    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        _run(self._async.set_attributes, attributes)
 
     def get(self, name: str) -> Array | Group:
         return _wrap(_run(self._async.get, name))
@@ -406,23 +382,6 @@ class Group(_Leased):
     def consolidate_metadata(self) -> Group:
         self._async = _run(self._async.consolidate_metadata)
         return self
-
-    def close(self) -> None:
-        try:
-            _run(self._async.aclose)
-        finally:
-            self._release_lease()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def create_array(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -65,10 +63,6 @@ class AsyncArray(NodeBase):
         return self._ctx.meta
 
     @property
-    def zarr_format(self) -> int:
-        return self.metadata.zarr_format
-
-    @property
     def shape(self) -> tuple[int, ...]:
         return self.metadata.shape
 
@@ -110,11 +104,6 @@ class AsyncArray(NodeBase):
     @property
     def dimension_names(self) -> tuple[str | None, ...] | None:
         return self.metadata.dimension_names
-
-    @property
-    def attrs(self) -> Mapping[str, Any]:
-        """The attributes (a read-only view; change them with :meth:`update_attributes`)."""
-        return MappingProxyType(self.metadata.attributes)
 
     @property
     def codecs(self) -> tuple[Codec, ...]:
@@ -294,20 +283,10 @@ class AsyncArray(NodeBase):
         return new_shape
 
     # -- attributes ---------------------------------------------------------------------
-    async def update_attributes(self, new: Mapping[str, Any]) -> None:
-        """Merge ``new`` into the attributes and persist them."""
-        await self.set_attributes({**self.metadata.attributes, **dict(new)})
+    def _attributes_owner(self) -> ArrayMetadata:
+        return self.metadata
 
-    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Replace all attributes and persist them."""
-        self._check_writable()
-        from asyncarr.core._metadata import dumps_json
-
-        attrs = dict(attributes)
-        try:
-            dumps_json(attrs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+    async def _save_attributes(self, attrs: dict[str, Any]) -> None:
         meta = self.metadata.evolve(attributes=attrs)
         await save_array_metadata(self._ctx.io, self._path, meta)
         self._set_metadata(meta)

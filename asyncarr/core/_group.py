@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from asyncarr.abc import Store
@@ -17,7 +15,6 @@ from asyncarr.core._metadata import (
     ZMETADATA,
     ArrayMetadata,
     GroupMetadata,
-    dumps_json,
     loads_json,
 )
 from asyncarr.core._node import NodeBase
@@ -62,14 +59,6 @@ class AsyncGroup(NodeBase):
     def metadata(self) -> GroupMetadata:
         return self._meta
 
-    @property
-    def zarr_format(self) -> int:
-        return self._meta.zarr_format
-
-    @property
-    def attrs(self) -> Mapping[str, Any]:
-        return MappingProxyType(self._meta.attributes)
-
     def __repr__(self) -> str:
         return f"<AsyncGroup {self._store}{self.name} zarr_format={self.zarr_format}>"
 
@@ -77,18 +66,10 @@ class AsyncGroup(NodeBase):
         return join_path(self._path, _validate_name(name))
 
     # -- attributes -----------------------------------------------------------------------
-    async def update_attributes(self, new: Mapping[str, Any]) -> None:
-        """Merge ``new`` into the attributes and persist them."""
-        await self.set_attributes({**self._meta.attributes, **dict(new)})
+    def _attributes_owner(self) -> GroupMetadata:
+        return self._meta
 
-    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Replace all attributes and persist them."""
-        self._check_writable()
-        attrs = dict(attributes)
-        try:
-            dumps_json(attrs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+    async def _save_attributes(self, attrs: dict[str, Any]) -> None:
         meta = GroupMetadata(self._meta.zarr_format, attrs, self._meta.consolidated)
         await save_group_metadata(self._io, self._path, meta)
         self._meta = meta

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import ClassVar, Self
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, Self
 
 from asyncarr.abc import Store
+from asyncarr.core._metadata import dumps_json
 from asyncarr.core._nodes import join_path
-from asyncarr.errors import ReadOnlyStoreError
+from asyncarr.errors import ConfigError, ReadOnlyStoreError
 
 __all__ = ["NodeBase"]
 
@@ -43,6 +45,38 @@ class NodeBase:
     def read_only(self) -> bool:
         """Opened with ``mode="r"``, or on a read-only store."""
         return self._read_only or self._store.read_only
+
+    @property
+    def zarr_format(self) -> int:
+        fmt: int = self._attributes_owner().zarr_format
+        return fmt
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The attributes (a read-only view; change them with :meth:`update_attributes`)."""
+        return MappingProxyType(self._attributes_owner().attributes)
+
+    async def update_attributes(self, new: Mapping[str, Any]) -> None:
+        """Merge ``new`` into the attributes and persist them."""
+        await self.set_attributes({**self.attrs, **dict(new)})
+
+    async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """Replace all attributes and persist them."""
+        self._check_writable()
+        attrs = dict(attributes)
+        try:
+            dumps_json(attrs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+        await self._save_attributes(attrs)
+
+    def _attributes_owner(self) -> Any:
+        """The metadata object holding ``zarr_format`` and ``attributes``."""
+        raise NotImplementedError
+
+    async def _save_attributes(self, attrs: dict[str, Any]) -> None:
+        """Persist new attributes and adopt the metadata that holds them."""
+        raise NotImplementedError
 
     def _check_writable(self) -> None:
         if self.read_only:
