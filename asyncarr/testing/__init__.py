@@ -7,6 +7,7 @@ servers on 127.0.0.1 (S3 via moto and SeaweedFS, GCS, Azure, MongoDB, HTTP).
 """
 
 from asyncarr.testing._codec_tests import CodecTests, sample_array
+from asyncarr.testing._proxy import FaultProxy, fault_proxy
 from asyncarr.testing._store_tests import StoreTests
 
-__all__ = ["CodecTests", "StoreTests", "sample_array"]
+__all__ = ["CodecTests", "FaultProxy", "StoreTests", "fault_proxy", "sample_array"]
