@@ -60,7 +60,13 @@ class ArrayContext:
         return self.prefix + self.meta.chunk_key(coords)
 
     def cache_key(self, key: str) -> tuple[str, str]:
-        return (self.store.endpoint_key, key)
+        """The chunk-cache key of ``key``: the store's identity (its repr names the bucket,
+        root or data it holds; endpoint_key would not) plus the key."""
+        return (self.cache_namespace, key)
+
+    @property
+    def cache_namespace(self) -> str:
+        return f"{type(self.store).__name__}:{self.store!r}"
 
     @property
     def fill(self) -> Any:

@@ -10,7 +10,6 @@ integer arrays. Projections are generated lazily, one chunk at a time.
 from __future__ import annotations
 
 import itertools
-import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -257,4 +256,4 @@ def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
             total *= len(project_slice(d, n, c))
         else:
             total *= len(np.unique(d // c)) if d.size else 0
-    return math.prod([total])
+    return total

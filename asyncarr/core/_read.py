@@ -145,7 +145,7 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
     cache = ctx.cache
     if cache is None:
         return False
-    hit = cache.get((ctx.store.endpoint_key, job.key))
+    hit = cache.get(ctx.cache_key(job.key))
     if hit is None:
         return False
     out[job.out_sel] = (
@@ -238,7 +238,7 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
             out,
             ctx.fill,
             worker_cache,
-            ctx.store.endpoint_key,
+            ctx.cache_namespace,
             releases_gil=ctx.pipeline.releases_gil,
             mode=mode,
         )

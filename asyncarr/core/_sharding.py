@@ -268,8 +268,5 @@ class ShardingCodec(ArrayBytesCodec):
             else:
                 out[region] = self.inner.decode(part, key=key)
 
-    def max_encoded_size(self, input_size: int) -> int | None:
-        return None
-
     def n_inner(self) -> int:
         return math.prod(self.inner_grid)

@@ -179,14 +179,14 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         if local:  # the worker stored them
             if cache is not None:
                 for key in keys:
-                    cache.invalidate((ctx.store.endpoint_key, key))
+                    cache.invalidate(ctx.cache_key(key))
             return
 
         async def put(p: ChunkProjection, data: bytes | None) -> None:
             key = ctx.chunk_key(p.coords)
             await _store(ctx, key, data)
             if cache is not None:
-                cache.invalidate((ctx.store.endpoint_key, key))
+                cache.invalidate(ctx.cache_key(key))
 
         await asyncio.gather(*(put(p, d) for p, d in zip(batch, encoded, strict=True)))
 
@@ -213,7 +213,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                 )
                 await _store(ctx, key, new)
         if cache is not None:
-            cache.invalidate((ctx.store.endpoint_key, key))
+            cache.invalidate(ctx.cache_key(key))
 
     async def handle(item: list[ChunkProjection] | ChunkProjection) -> None:
         if isinstance(item, list):

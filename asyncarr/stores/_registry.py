@@ -7,7 +7,7 @@ are imported only when a URL of that scheme is opened.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -99,6 +99,3 @@ def store_from_url(
         scheme = "file"  # plain path (also Windows drive letters)
     factory = _resolve(scheme)
     return factory(url, read_only=read_only, storage_options=dict(storage_options or {}))
-
-
-StoreFactoryCallable = Callable[..., Store]

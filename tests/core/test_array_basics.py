@@ -395,3 +395,20 @@ async def test_zero_dimensional_arrays(zarr_format: int) -> None:
     await arr.write(3.25)
     assert await arr.read() == 3.25
     assert await arr.nchunks_initialized() == 1
+
+
+async def test_chunk_cache_keeps_stores_on_one_endpoint_apart(tmp_path: Path) -> None:
+    from asyncarr.runtime import set_chunk_cache
+
+    set_chunk_cache(asyncarr.CacheConfig(max_bytes=1 << 20))
+    try:
+        a = await asyncarr.create_array(str(tmp_path / "a"), shape=(4,), chunks=(4,), dtype="i4")
+        b = await asyncarr.create_array(str(tmp_path / "b"), shape=(4,), chunks=(4,), dtype="i4")
+        await a.write([1, 1, 1, 1])
+        await b.write([2, 2, 2, 2])
+        assert (await a.read() == 1).all()  # same endpoint (one disk), same key "c/0"
+        assert (await b.read() == 2).all()
+        await b.write([3, 3, 3, 3])
+        assert (await b.read() == 3).all()
+    finally:
+        set_chunk_cache(None)
