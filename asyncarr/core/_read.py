@@ -85,10 +85,19 @@ def decode_jobs(
 
 
 def _is_whole(p: ChunkProjection, chunk_shape: tuple[int, ...]) -> bool:
-    """Whether ``p`` reads every element of a full-size (non-edge) chunk."""
-    return p.is_complete and all(
-        isinstance(s, slice) and s.start == 0 and s.stop == c and s.step == 1
-        for s, c in zip(p.chunk_sel, chunk_shape, strict=True)
+    """Whether ``p`` reads every element of a full-size (non-edge) chunk into an output
+    region that is a view (slices only): only then can the chunk decode in place.
+
+    An index array in ``out_sel`` makes ``out[out_sel]`` a copy, so decoding into it
+    would lose the data.
+    """
+    return (
+        p.is_complete
+        and all(
+            isinstance(s, slice) and s.start == 0 and s.stop == c and s.step == 1
+            for s, c in zip(p.chunk_sel, chunk_shape, strict=True)
+        )
+        and all(isinstance(s, slice) for s in p.out_sel)
     )
 
 
@@ -275,7 +284,7 @@ def _inner_jobs(
         composed = ChunkProjection(p.coords, p.chunk_sel, out_dims, p.is_complete)
         chunk_sel, out_sel = composed.index_pair()
         label = f"{key}[{','.join(map(str, p.coords))}]"
-        whole = _is_whole(p, codec.chunk_shape)
+        whole = _is_whole(composed, codec.chunk_shape)
         jobs.append(DecodeJob(label, None, chunk_sel, out_sel, p.is_complete, p.coords, whole))
     return jobs
 

@@ -105,6 +105,27 @@ async def test_orthogonal_and_named_selection() -> None:
     np.testing.assert_array_equal(await arr.read(), data)
 
 
+@pytest.mark.parametrize("shards", [None, (4, 4)])
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "float64"])
+async def test_index_arrays_that_cover_whole_chunks_out_of_order(
+    dtype: str, shards: tuple[int, int] | None
+) -> None:
+    # Found by the property test: a whole chunk whose output positions are an index
+    # array (here rows 2 and 3 land at output rows 0 and 2) must not be decoded into
+    # ``out[positions]``, which is a copy, not a view: that lost the chunk silently.
+    data = (np.arange(64).reshape(8, 8) % 7).astype(dtype)
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=(8, 8), chunks=(2, 2), dtype=dtype, shards=shards
+    )
+    await arr.write(data)
+    for rows in ([2, 0, 3], [3, 2, 1, 0], [7, 6, 0, 1], [5, 4, 4, 5]):
+        idx = np.array(rows)
+        got = await arr.read((idx, slice(None)), orthogonal=True)
+        np.testing.assert_array_equal(got, data[idx], err_msg=f"rows {rows}")
+        got = await arr.oindex[idx, idx[::-1]]
+        np.testing.assert_array_equal(got, data[idx][:, idx[::-1]], err_msg=f"rows {rows}")
+
+
 async def test_out_of_bounds_and_bad_selections() -> None:
     arr = await asyncarr.create_array(MemoryStore(), shape=(4, 4), chunks=(2, 2), dtype="u1")
     with pytest.raises(SelectionError, match="out of bounds"):
