@@ -207,8 +207,13 @@ class _Index:
 
 _INDEX = _Index()
 _OWNED: dict[str, weakref.finalize[Any, Any]] = {}
-"""Segments created (and not yet unlinked) by this process: name -> unlink finalizer."""
-_OWNED_LOCK = threading.Lock()
+"""Segments created (and not yet unlinked) by this process: name -> unlink finalizer.
+
+Deliberately lock-free: every access is one dict operation (atomic). The unlink
+finalizer runs wherever the garbage collector happens to free a mapping - possibly
+on a thread that is inside one of these accesses - so a (non-reentrant) lock here
+deadlocked that thread against itself.
+"""
 
 
 def _address(arr: NDArray) -> int:
@@ -242,8 +247,7 @@ def _unlink(name: str) -> None:
     """Remove the segment name (mappings stay valid) and stop tracking it."""
     from multiprocessing import resource_tracker
 
-    with _OWNED_LOCK:
-        _OWNED.pop(name, None)
+    _OWNED.pop(name, None)
     try:
         _posixshmem.shm_unlink(name)
     except FileNotFoundError:
@@ -292,8 +296,7 @@ def create_array(shape: tuple[int, ...], dtype: np.dtype[Any], order: Literal["C
     start = _address(np.frombuffer(mm, dtype=np.uint8))
     region = _Region(start, start + nbytes, name, weakref.ref(mm))
     _INDEX.add(region)
-    with _OWNED_LOCK:
-        _OWNED[name] = weakref.finalize(mm, _forget, region)
+    _OWNED[name] = weakref.finalize(mm, _forget, region)
     arr: NDArray = np.ndarray(shape, dtype, buffer=mm, order=order)
     return arr
 
@@ -313,8 +316,7 @@ def release(arr: NDArray) -> bool:
     if region.name is None:
         _INDEX.remove(region)
         return True
-    with _OWNED_LOCK:
-        fin = _OWNED.get(region.name)
+    fin = _OWNED.get(region.name)
     if fin is not None:
         fin()  # runs _forget once: drops the index entry and unlinks
     else:
@@ -334,14 +336,12 @@ def register_private(arr: NDArray) -> None:
 
 def live_segment_names() -> list[str]:
     """Names of the segments this process created and has not unlinked yet."""
-    with _OWNED_LOCK:
-        return list(_OWNED)
+    return list(_OWNED)
 
 
 @atexit.register
 def _unlink_all() -> None:
-    with _OWNED_LOCK:
-        finalizers = list(_OWNED.values())
+    finalizers = list(_OWNED.values())
     for fin in finalizers:
         fin()
 
