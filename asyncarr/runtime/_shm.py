@@ -125,15 +125,18 @@ class _Region:
 class _Index:
     """Thread-safe lookup of the region that contains an address range.
 
-    Freeing memory inside a critical section can run a buffer's
-    ``weakref.finalize`` callback (which calls :meth:`remove`) on the same
-    thread; such re-entrant removals are queued and applied when the
-    section ends, instead of waiting for the lock this thread holds.
+    Regions die in ``weakref.finalize`` callbacks, which run wherever the
+    garbage collector frees a buffer: on any thread, at any bytecode boundary
+    (Python 3.12 collects on the eval breaker), including inside this index's
+    own critical section or between acquiring its lock and anything else.
+    So :meth:`discard` (the finalizers' entry point) never waits for the
+    lock: it queues the region, and every critical section applies the queue
+    on entry and on exit. Queued regions are always applied before a lookup,
+    so a freed buffer's address is never resolved to its dead region.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._owner: int | None = None
         self._pending: list[_Region] = []
         self._starts: list[int] = []
         self._regions: list[_Region] = []
@@ -142,13 +145,25 @@ class _Index:
     @contextlib.contextmanager
     def _section(self) -> Iterator[None]:
         with self._lock:
-            self._owner = threading.get_ident()
+            self._drain()
             try:
                 yield
-                while self._pending:
-                    self._remove_locked(self._pending.pop())
             finally:
-                self._owner = None
+                self._drain()
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending:  # list.pop is atomic: finalizers may append meanwhile
+            self._remove_locked(pending.pop())
+
+    def discard(self, region: _Region) -> None:
+        """Forget ``region`` soon; safe from finalizers (never blocks)."""
+        self._pending.append(region)
+        if self._lock.acquire(blocking=False):  # fails when held, by this thread too
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
 
     def add(self, region: _Region) -> None:
         with self._section():
@@ -171,9 +186,7 @@ class _Index:
             del self._by_name[old.name]
 
     def remove(self, region: _Region) -> bool:
-        if self._owner == threading.get_ident():  # re-entered from a finalizer: defer
-            self._pending.append(region)
-            return True
+        """Forget ``region`` now; whether it was known. Not for finalizers: see :meth:`discard`."""
         with self._section():
             return self._remove_locked(region)
 
@@ -259,7 +272,7 @@ def _unlink(name: str) -> None:
 
 
 def _forget(region: _Region) -> None:
-    _INDEX.remove(region)
+    _INDEX.discard(region)
     if region.name is not None:
         _unlink(region.name)
 
@@ -331,7 +344,7 @@ def register_private(arr: NDArray) -> None:
     lo, hi = _extent(arr)
     region = _Region(lo, hi, None)
     _INDEX.add(region)
-    weakref.finalize(arr, _INDEX.remove, region)
+    weakref.finalize(arr, _INDEX.discard, region)
 
 
 def live_segment_names() -> list[str]:
