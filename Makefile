@@ -43,8 +43,11 @@ typecheck: $(STAMP)-test
 layers: $(STAMP)-test
 	$(VENV)/bin/lint-imports
 
+# The whole test run takes ~3 min on 2 cores; the outer limit turns any hang into a
+# prompt failure (SIGINT makes pytest print its summary) instead of a stuck CI job.
+PYTEST_LIMIT ?= 1500
 pytest: install-test
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	timeout --signal=INT --kill-after=60 $(PYTEST_LIMIT) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: install-test check pytest
 
