@@ -433,6 +433,14 @@ def test_auto_is_inline_on_one_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ex.mode_for(True) == ex.mode_for(False) == "inline"
 
 
+@pytest.fixture
+def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` as on a machine with 2 usable CPUs (on one it is plain ``inline``);
+    the routing logic under test must not depend on the machine running the tests."""
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: 2)
+
+
+@pytest.mark.usefixtures("two_cpus")
 async def test_auto_keeps_gil_releasing_codecs_on_threads() -> None:
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
@@ -444,9 +452,8 @@ async def test_auto_keeps_gil_releasing_codecs_on_threads() -> None:
         assert ex.allocate((4,), np.dtype("f8")).base is None  # no process may write it
 
 
+@pytest.mark.usefixtures("two_cpus")
 async def test_auto_measures_gil_holding_jobs() -> None:
-    if _executor.usable_cpus() < 2:
-        pytest.fail("this test needs at least 2 usable CPUs")
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
         assert ex.mode_for(False) == "threads"
@@ -487,6 +494,7 @@ async def test_pinned_mode_is_honoured() -> None:
     assert ex.decisions() == []
 
 
+@pytest.mark.usefixtures("two_cpus")
 async def test_auto_keeps_unpicklable_gil_holding_jobs_on_threads() -> None:
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     profile = ex._profile("closure")
