@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncarr
-from asyncarr.stores import MemoryStore
+from asyncarr.stores import LocalStore, MemoryStore
 
 DTYPES = [
     "bool",
@@ -103,7 +105,11 @@ def _oindex(arr: np.ndarray, sel: tuple[Any, ...]) -> Any:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ASYNCARR_PROPERTY_EXAMPLES=2000 for a soak run; CI keeps it short.
+EXAMPLES = int(os.environ.get("ASYNCARR_PROPERTY_EXAMPLES", "60"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(setup=array_setup(), data=st.data(), seed=st.integers(0, 2**16))
 def test_random_writes_then_reads_match_numpy(
     setup: dict[str, Any], data: st.DataObject, seed: int
@@ -112,11 +118,13 @@ def test_random_writes_then_reads_match_numpy(
     dtype = np.dtype(setup["dtype"])
     mirror = np.zeros(setup["shape"], dtype=dtype)
     orth = data.draw(st.booleans())
+    on_disk = data.draw(st.booleans())  # the local store decodes/encodes in worker threads
     writes = [data.draw(selection(setup["shape"], orth)) for _ in range(3)]
     reads = [data.draw(selection(setup["shape"], orth)) for _ in range(3)]
 
     async def scenario() -> None:
-        arr = await asyncarr.create_array(MemoryStore(), **setup)
+        store = LocalStore(tmp) if on_disk else MemoryStore()
+        arr = await asyncarr.create_array(store, **setup)
         for sel in writes:
             expected_shape = np.shape(_oindex(mirror, sel) if orth else mirror[sel])
             value = _values(rng, expected_shape, dtype)
@@ -143,4 +151,5 @@ def test_random_writes_then_reads_match_numpy(
             want = _oindex(mirror, sel) if orth else mirror[sel]
             np.testing.assert_array_equal(got, want)
 
-    asyncio.run(scenario())
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario())
