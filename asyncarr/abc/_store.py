@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -19,6 +20,11 @@ from asyncarr.errors import (
 __all__ = ["Store", "normalize_key", "normalize_prefix", "validate_prefix"]
 
 
+_SUSPECT_KEY = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|[\x00\\]")
+"""Matches anything :func:`normalize_key` refuses: an empty, ``.`` or ``..`` segment
+(a leading ``/`` is an empty first segment), a NUL byte or a backslash."""
+
+
 def normalize_key(key: str, *, store: object = None) -> str:
     """Validate a store key and return its canonical form.
 
@@ -26,6 +32,8 @@ def normalize_key(key: str, *, store: object = None) -> str:
     segments, empty segments, backslashes and NUL bytes are refused with
     :class:`InvalidKeyError`, so that no key can escape a store's root.
     """
+    if type(key) is str and _SUSPECT_KEY.search(key) is None:
+        return key  # the hot path (one per chunk): a single regex scan
     if not isinstance(key, str):
         raise InvalidKeyError(f"store keys must be str, got {type(key).__name__}", store=store)
     if key == "":
