@@ -9,8 +9,9 @@ Clients
     region, credentials, addressing style and client settings *in the same
     event loop* (an aiohttp session belongs to one loop). Its connection
     pool is sized to ``limits.max_concurrency``. The client is
-    reference-counted: the last store to :meth:`~S3Store.aclose` closes it,
-    so stores must be closed (or used as ``async with``). botocore's own
+    reference-counted (:mod:`asyncarr.stores._client_pool`): the last store
+    to :meth:`~S3Store.aclose` closes it, on its own loop, so stores must be
+    closed (or used as ``async with``). botocore's own
     retries are off (one attempt per call); asyncarr's runtime retries
     :class:`~asyncarr.errors.TransientStoreError`.
 
@@ -77,6 +78,7 @@ from asyncarr.errors import (
     TruncatedReadError,
     UnsupportedOperationError,
 )
+from asyncarr.stores._client_pool import Lease, LoopClientPool
 
 __all__ = ["S3Store", "s3_store_from_url"]
 
@@ -157,7 +159,8 @@ class _ClientSettings:
         secret = repr((self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token))
         return (*public, hashlib.sha256(secret.encode()).hexdigest())
 
-    async def open_client(self, stack: contextlib.AsyncExitStack) -> Any:
+    async def open_client(self) -> Any:
+        """A new aiobotocore client for these settings, bound to the running loop."""
         sdk = _sdk()
         config_kwargs: dict[str, Any] = {
             "retries": {"total_max_attempts": 1, "mode": "standard"},
@@ -182,95 +185,24 @@ class _ClientSettings:
                 "aws_secret_access_key": self.aws_secret_access_key,
                 "aws_session_token": self.aws_session_token,
             }
-        return await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                config=sdk.config_cls(**config_kwargs),
-                **creds,
-            )
+        creator = session.create_client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            config=sdk.config_cls(**config_kwargs),
+            **creds,
         )
+        return await creator.__aenter__()
 
 
-# -- the per-loop, reference-counted client cache -------------------------------------
-class _SharedClient:
-    """One open aiobotocore client, bound to the loop that created it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[object, ...]) -> None:
-        self.loop = loop
-        self.key = key
-        self.client: Any = None
-        self.refs = 0
-        self.opened = asyncio.Event()
-        self._stack = contextlib.AsyncExitStack()
-
-    async def open(self, settings: _ClientSettings) -> None:
-        self.client = await settings.open_client(self._stack)
-
-    async def close(self) -> None:
-        self.client = None
-        await self._stack.aclose()
+# -- the shared clients: one per (settings, event loop), see _client_pool -----------------
+async def _close_client(client: Any) -> None:
+    await client.__aexit__(None, None, None)
 
 
-_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[object, ...], _SharedClient]
-]
-_clients = weakref.WeakKeyDictionary()
-_clients_lock = threading.Lock()
+_clients: LoopClientPool[tuple[object, ...], Any] = LoopClientPool("S3", close=_close_client)
+_Lease = Lease[tuple[object, ...], Any]
 _thread_state = threading.local()
-
-
-async def _acquire_client(settings: _ClientSettings) -> _SharedClient:
-    """The shared client for ``settings`` in the running loop, with one more reference."""
-    loop = asyncio.get_running_loop()
-    key = settings.cache_key()
-    while True:
-        with _clients_lock:
-            per_loop = _clients.setdefault(loop, {})
-            entry = per_loop.get(key)
-            creator = entry is None
-            if entry is None:
-                entry = per_loop[key] = _SharedClient(loop, key)
-        if creator:
-            try:
-                await entry.open(settings)
-            except BaseException:
-                with _clients_lock:
-                    if per_loop.get(key) is entry:
-                        del per_loop[key]
-                entry.opened.set()
-                raise
-            entry.opened.set()
-        else:
-            await entry.opened.wait()
-            if entry.client is None:  # its creator failed or it was closed: try again
-                continue
-        with _clients_lock:
-            if per_loop.get(key) is not entry:
-                continue
-            entry.refs += 1
-            return entry
-
-
-async def _release_client(entry: _SharedClient) -> None:
-    """Drop one reference; the last one closes the client (in its own loop)."""
-    with _clients_lock:
-        entry.refs -= 1
-        if entry.refs > 0:
-            return
-        per_loop = _clients.get(entry.loop)
-        if per_loop is not None and per_loop.get(entry.key) is entry:
-            del per_loop[entry.key]
-    running = asyncio.get_running_loop()
-    if entry.loop is running:
-        await entry.close()
-    elif entry.loop.is_closed():
-        logger.debug("S3 client's event loop is closed; dropping the client")
-    elif entry.loop.is_running():
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(entry.close(), entry.loop))
-    else:
-        logger.warning("cannot close an S3 client whose event loop is not running")
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -390,10 +322,8 @@ class S3Store(Store):
         self._conditional = bool(conditional_writes)
         self._verify_dir_prefixes = bool(verify_dir_prefixes)
         self._warned_non_atomic = False
-        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedClient]
+        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease]
         self._entries = weakref.WeakKeyDictionary()
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-        self._locks = weakref.WeakKeyDictionary()
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -425,7 +355,6 @@ class S3Store(Store):
         clone._closed = False
         clone._warned_non_atomic = False
         clone._entries = weakref.WeakKeyDictionary()
-        clone._locks = weakref.WeakKeyDictionary()
         return clone
 
     def __repr__(self) -> str:
@@ -438,16 +367,15 @@ class S3Store(Store):
     # -- client and error plumbing ----------------------------------------------------------
     async def _client(self) -> Any:
         loop = asyncio.get_running_loop()
-        entry = self._entries.get(loop)
-        if entry is None:
-            lock = self._locks.setdefault(loop, asyncio.Lock())
-            async with lock:
-                entry = self._entries.get(loop)
-                if entry is None:
-                    entry = await _acquire_client(self._settings)
-                    self._entries[loop] = entry
-                    self._closed = False
-        return entry.client
+        lease = self._entries.get(loop)
+        if lease is None:
+            lease = await _clients.acquire(self._settings.cache_key(), self._settings.open_client)
+            held = self._entries.setdefault(loop, lease)
+            if held is not lease:  # a concurrent first call of this store got one first
+                await _clients.release(lease)
+                lease = held
+            self._closed = False
+        return lease.client
 
     async def _call(self, operation: str, key: str | None, **params: Any) -> Any:
         client = await self._client()
@@ -727,11 +655,10 @@ class S3Store(Store):
 
         A store may still be used afterwards; it then reconnects.
         """
-        entries = list(self._entries.values())
+        leases = list(self._entries.values())
         self._entries.clear()
         self._closed = True
-        for entry in entries:
-            await _release_client(entry)
+        await _clients.release_all(leases)
 
 
 _OPTIONS: dict[str, tuple[type, ...]] = {
