@@ -321,7 +321,19 @@ class LoopClientPool(Generic[K, C]):
             except Exception:
                 logger.debug("%s client: abandoning it failed", self._name, exc_info=True)
 
-    # -- introspection ------------------------------------------------------------------
+    # -- introspection (snapshots, for diagnostics and tests) ------------------------------
+    def get(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        default: dict[K, PooledClient[K, C]] | None = None,
+    ) -> dict[K, PooledClient[K, C]] | None:
+        """The open clients of ``loop`` by key, or ``default`` when the pool never saw ``loop``."""
+        with self._lock:
+            clients = self._by_loop.get(loop)
+            if clients is None:
+                return default
+            return {key: pooled for key, pooled in clients.items() if pooled._ready}
+
     def entries(self) -> list[PooledClient[K, C]]:
         """The open clients of every loop, with their keys and counts (a snapshot)."""
         with self._lock:
@@ -333,5 +345,5 @@ class LoopClientPool(Generic[K, C]):
             ]
 
     def values(self) -> list[C]:
-        """The open SDK clients of every loop (a snapshot, for diagnostics and tests)."""
+        """The open SDK clients of every loop."""
         return [pooled.client for pooled in self.entries()]

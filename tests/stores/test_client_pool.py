@@ -122,6 +122,12 @@ async def test_one_client_per_key_within_a_loop() -> None:
     assert a.refs == b.refs == 2
     assert a.loop is asyncio.get_running_loop()
     assert sorted(client.name for client in pool.values()) == ["client-1", "client-2"]
+    by_key = pool.get(asyncio.get_running_loop())
+    assert by_key is not None and sorted(by_key) == ["k", "other"]
+    assert by_key["k"].client is a.client and by_key["k"].refs == 2
+    unseen = asyncio.new_event_loop()
+    unseen.close()
+    assert pool.get(unseen, {}) == {}
     await pool.release_all([a, b, c])
     assert pool.values() == []
 
