@@ -10,7 +10,8 @@ the data and the ``x-goog-generation`` header from the *same* response.
 
 One aiohttp session (and ``Storage`` client) is shared per (endpoint,
 credentials) and event loop, its pool sized to ``limits.max_concurrency``;
-it is reference-counted and closed with the last store using it.
+it is reference-counted (:mod:`asyncarr.stores._client_pool`) and closed, on
+its own loop, with the last store using it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import io
 import json
 import os
 import re
-import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +53,7 @@ from asyncarr.errors import (
     TransientStoreError,
     TruncatedReadError,
 )
+from asyncarr.stores._client_pool import Lease, LoopClientPool
 
 if TYPE_CHECKING:
     from gcloud.aio.storage import Storage
@@ -157,36 +158,17 @@ class _Client:
     session: aiohttp.ClientSession
     storage: Storage
     token: Any
-    refs: int = 0
+
+
+async def _close_client(client: _Client) -> None:
+    await client.session.close()
 
 
 _ClientKey = tuple[str, tuple[str, str]]
-_registry_lock = threading.Lock()
-_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, _Client]] = (
-    weakref.WeakKeyDictionary()
+_Lease = Lease[_ClientKey, _Client]
+_clients: LoopClientPool[_ClientKey, _Client] = LoopClientPool(
+    "GCS", close=_close_client, is_usable=lambda client: not client.session.closed
 )
-
-
-def _acquire(
-    loop: asyncio.AbstractEventLoop, key: _ClientKey, make: Callable[[], _Client]
-) -> _Client:
-    with _registry_lock:
-        clients = _registry.setdefault(loop, {})
-        client = clients.get(key)
-        if client is None or client.session.closed:
-            client = clients[key] = make()
-        client.refs += 1
-        return client
-
-
-async def _release(loop: asyncio.AbstractEventLoop, key: _ClientKey, client: _Client) -> None:
-    with _registry_lock:
-        client.refs -= 1
-        if client.refs > 0:
-            return
-        if _registry.get(loop, {}).get(key) is client:
-            del _registry[loop][key]
-    await client.session.close()
 
 
 # -- error translation and ranges ------------------------------------------------------------
@@ -296,7 +278,7 @@ class GCSStore(Store):
         self._request_timeout: Any = aiohttp.ClientTimeout(
             total=total, sock_connect=connect_timeout
         )
-        self._leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Client] = (
+        self._leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -382,32 +364,29 @@ class GCSStore(Store):
         if self._closed:
             raise StoreError("store is closed", store=self)
         loop = asyncio.get_running_loop()
-        client = self._leases.get(loop)
-        if client is None or client.session.closed:
+        lease = stale = self._leases.get(loop)
+        if lease is None or lease.client.session.closed:
             try:
-                client = _acquire(loop, self._client_key, self._make_client)
+                lease = _clients.acquire_nowait(self._client_key, self._make_client)
             except _SetupError as exc:
                 await exc.args[0].close()
                 cause = exc.__cause__
                 kind = self._credentials.kind
                 msg = f"cannot set up GCS credentials ({kind}): {type(cause).__name__}"
                 raise ConfigError(msg) from cause
-            self._leases[loop] = client
-        return client
+            self._leases[loop] = lease
+            if stale is not None:  # its session was closed under it: give it back
+                await _clients.release(stale)
+        return lease.client
 
     async def aclose(self) -> None:
         """Release this store's share of the pooled sessions. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        leases = list(self._leases.items())
+        leases = list(self._leases.values())
         self._leases.clear()
-        current = asyncio.get_running_loop()
-        for loop, client in leases:
-            if loop is current:
-                await _release(loop, self._client_key, client)
-            elif not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(_release(loop, self._client_key, client), loop)
+        await _clients.release_all(leases)
 
     async def _call(
         self,
