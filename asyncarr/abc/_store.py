@@ -147,6 +147,14 @@ class Store(ABC):
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
 
+    def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        """:meth:`get_ranges`, synchronously in the calling thread (``None`` if missing).
+
+        Only for stores with :attr:`supports_local_files`: a small sharded read
+        fetches a shard's index and one inner chunk with no thread hand-off.
+        """
+        raise UnsupportedOperationError("this store has no local files", store=self, key=key)
+
     def with_read_only(self, read_only: bool = True) -> Store:
         """A view of the same data with a different read-only flag."""
         raise UnsupportedOperationError(

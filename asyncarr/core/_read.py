@@ -305,6 +305,21 @@ def coalesce(
     return merged
 
 
+def _split_shard(
+    codec: ShardingCodec, key: str, data: bytes | None, jobs: list[DecodeJob], mode: str
+) -> None:
+    """Give each job its inner chunk from a whole shard's bytes (``None``: no shard)."""
+    if data is None:
+        for j in jobs:
+            j.payload = None
+        return
+    parts = codec.split_parts(data, key=key)
+    for j in jobs:
+        part = parts.get(j.coords)
+        # memoryviews avoid copies on threads but cannot be pickled to processes
+        j.payload = bytes(part) if part is not None and mode == "processes" else part
+
+
 async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
     codec = ctx.sharding
     assert codec is not None
@@ -313,24 +328,25 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
     n_inner = codec.n_inner()
     mode = executor.mode_for(inner.releases_gil)
     auto = executor.config.mode == "auto"
+    local = ctx.store.supports_local_files
 
     async def read_shard(shard: ChunkProjection) -> None:
         key = ctx.chunk_key(shard.coords)
         jobs = _inner_jobs(ctx, codec, shard, key)
-        if len(jobs) == n_inner:
-            data = await ctx.io.get(key)
-            if data is None:
-                for j in jobs:
-                    j.payload = None
+        small = n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto
+        if small and local:
+            # a small read from one local shard: read and decode right here (no hand-offs)
+            if len(jobs) == n_inner:
+                _split_shard(codec, key, ctx.store.read_local(key), jobs, mode)
             else:
-                parts = codec.split_parts(data, key=key)
-                for j in jobs:
-                    part = parts.get(j.coords)
-                    # memoryviews avoid copies on threads but cannot be pickled to processes
-                    j.payload = bytes(part) if part is not None and mode == "processes" else part
+                _fetch_inner_ranges_local(ctx.store, codec, key, jobs)
+            decode_jobs(inner, jobs, out, ctx.fill)
+            return
+        if len(jobs) == n_inner:
+            _split_shard(codec, key, await ctx.io.get(key), jobs, mode)
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)
-        if n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto:
+        if small:
             # a small read from one shard: decoding here beats a thread hand-off
             decode_jobs(inner, jobs, out, ctx.fill)
             return
@@ -356,16 +372,19 @@ async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 
 
-async def _fetch_inner_ranges(
-    ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
-) -> None:
-    # No expected lengths on these reads: adapters already check bodies against the
-    # announced length, so a short result here means the shard itself is too short.
-    raw_index = await ctx.io.get(key, codec.index_range())
+def _plan_inner_ranges(
+    codec: ShardingCodec, key: str, raw_index: bytes | None, jobs: list[DecodeJob]
+) -> tuple[list[tuple[int, int]], list[DecodeJob], list[tuple[int, int, list[int]]]] | None:
+    """From a shard's raw index: the byte ranges ``jobs`` need, coalesced.
+
+    Jobs whose inner chunk is missing (or the whole shard, when there is no
+    index) get a ``None`` payload. Returns ``(wanted, wanted_jobs, groups)``,
+    or ``None`` when nothing is left to fetch.
+    """
     if raw_index is None or len(raw_index) == 0:
         for j in jobs:
             j.payload = None
-        return
+        return None
     if len(raw_index) < codec.index_size:
         raise CodecError(
             f"shard is {len(raw_index)} bytes, shorter than its {codec.index_size}-byte index",
@@ -383,8 +402,39 @@ async def _fetch_inner_ranges(
         wanted.append((off, off + size))
         wanted_jobs.append(j)
     if not wanted:
+        return None
+    return wanted, wanted_jobs, coalesce(wanted)
+
+
+def _assign_inner_ranges(
+    wanted: list[tuple[int, int]],
+    wanted_jobs: list[DecodeJob],
+    groups: list[tuple[int, int, list[int]]],
+    blobs: list[bytes],
+) -> None:
+    for (s, _e, members), blob in zip(groups, blobs, strict=True):
+        for m in members:
+            a, b = wanted[m]
+            wanted_jobs[m].payload = bytes(blob[a - s : b - s])
+
+
+def _corrupt_index(key: str, end: int, size: int) -> CodecError:
+    return CodecError(
+        f"corrupt shard index: inner chunks end at byte {end} of a {size}-byte shard",
+        key=key,
+        codec="sharding_indexed",
+    )
+
+
+async def _fetch_inner_ranges(
+    ctx: ArrayContext, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
+) -> None:
+    # No expected lengths on these reads: adapters already check bodies against the
+    # announced length, so a short result here means the shard itself is too short.
+    plan = _plan_inner_ranges(codec, key, await ctx.io.get(key, codec.index_range()), jobs)
+    if plan is None:
         return
-    groups = coalesce(wanted)
+    wanted, wanted_jobs, groups = plan
     ranges = [ByteRange(s, e) for s, e, _ in groups]
     lengths = [e - s for s, e, _ in groups]
     blobs = await ctx.io.get_ranges(key, ranges)
@@ -394,15 +444,32 @@ async def _fetch_inner_ranges(
         size = await ctx.io.getsize(key)
         end = max(e for _, e, _ in groups)
         if end > size:
-            raise CodecError(
-                f"corrupt shard index: inner chunks end at byte {end} of a {size}-byte shard",
-                key=key,
-                codec="sharding_indexed",
-            )
+            raise _corrupt_index(key, end, size)
         blobs = await ctx.io.get_ranges(key, ranges, expected_lengths=lengths)
     if blobs is None:
         raise StoreError("shard disappeared between index and data reads", key=key)
-    for (s, _e, members), blob in zip(groups, blobs, strict=True):
-        for m in members:
-            a, b = wanted[m]
-            wanted_jobs[m].payload = bytes(blob[a - s : b - s])
+    _assign_inner_ranges(wanted, wanted_jobs, groups, blobs)
+
+
+def _fetch_inner_ranges_local(
+    store: Store, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
+) -> None:
+    """:func:`_fetch_inner_ranges` for local files, in the calling thread: a small
+    read (one inner chunk) is two ``pread`` calls, cheaper than two thread hand-offs."""
+    plan = _plan_inner_ranges(
+        codec, key, _first(store.read_local_ranges(key, [codec.index_range()])), jobs
+    )
+    if plan is None:
+        return
+    wanted, wanted_jobs, groups = plan
+    blobs = store.read_local_ranges(key, [ByteRange(s, e) for s, e, _ in groups])
+    if blobs is None:
+        raise StoreError("shard disappeared between index and data reads", key=key)
+    for (s, e, _), blob in zip(groups, blobs, strict=True):
+        if len(blob) != e - s:  # a local file is never cut off in transit: it is too short
+            raise _corrupt_index(key, e, s + len(blob))
+    _assign_inner_ranges(wanted, wanted_jobs, groups, blobs)
+
+
+def _first(parts: list[bytes] | None) -> bytes | None:
+    return None if parts is None else parts[0]

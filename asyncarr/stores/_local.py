@@ -403,6 +403,16 @@ class LocalStore(Store):
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action=action) from exc
 
+    def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        """Several ranges of a value, read in the calling thread (one open, one ``pread`` each)."""
+        key = self._norm(key)
+        try:
+            return self._read(key, list(ranges))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise translate_os_error(exc, store=self, key=key, action="read") from exc
+
     def read_local(self, key: str) -> bytes | None:
         """Read a whole value in the calling thread (used by codec worker threads).
 
