@@ -43,7 +43,6 @@ import contextlib
 import json
 import re
 import ssl as ssl_lib
-import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from asyncarr.errors import (
     TruncatedReadError,
     UnsupportedOperationError,
 )
+from asyncarr.stores._client_pool import Lease, LoopClientPool
 
 if TYPE_CHECKING:
     import aiohttp
@@ -94,58 +94,17 @@ class _Reply:
     body: bytes
 
 
-# -- one ClientSession per (connection options) per event loop ---------------------------------
-
-
-@dataclass(eq=False)
-class _SharedSession:
-    session: aiohttp.ClientSession
-    refs: int = 0
-
-
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[object, _SharedSession]] = (
-    weakref.WeakKeyDictionary()
-)
-_sessions_lock = threading.Lock()
-
-
-def _acquire_session(
-    loop: asyncio.AbstractEventLoop,
-    ident: object,
-    limit: int,
-    ssl: bool | ssl_lib.SSLContext,
-    kwargs: Mapping[str, Any],
-) -> _SharedSession:
-    import aiohttp
-
-    with _sessions_lock:
-        per_loop = _sessions.setdefault(loop, {})
-        shared = per_loop.get(ident)
-        if shared is None:
-            connector = aiohttp.TCPConnector(limit=limit, ssl=ssl)
-            session = aiohttp.ClientSession(connector=connector, **kwargs)
-            shared = per_loop[ident] = _SharedSession(session)
-        shared.refs += 1
-        return shared
-
-
-def _release_session(
-    loop: asyncio.AbstractEventLoop, ident: object, shared: _SharedSession
-) -> bool:
-    """Drop one reference; ``True`` when the caller must close the session."""
-    with _sessions_lock:
-        shared.refs -= 1
-        if shared.refs > 0:
-            return False
-        per_loop = _sessions.get(loop)
-        if per_loop is not None and per_loop.get(ident) is shared:
-            del per_loop[ident]
-        return True
+# -- one ClientSession per (connection options) per event loop, see _client_pool ------------
 
 
 async def _close_quietly(session: aiohttp.ClientSession) -> None:
     with contextlib.suppress(Exception):
         await session.close()
+
+
+_sessions: LoopClientPool[object, aiohttp.ClientSession] = LoopClientPool(
+    "HTTP", close=_close_quietly
+)
 
 
 def _range_header(rng: RangeRequest) -> str | None:
@@ -226,9 +185,9 @@ class HTTPStore(Store):
             ssl if isinstance(ssl, bool) else id(ssl),
             repr(sorted(self._client_kwargs.items(), key=lambda kv: kv[0])),
         )
-        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSession] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._held: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Lease[object, aiohttp.ClientSession]
+        ] = weakref.WeakKeyDictionary()
         self._head_allowed = True
         self._listing: list[str] | None = None
         self._listing_known: bool | None = None
@@ -263,20 +222,20 @@ class HTTPStore(Store):
         if self._closed:
             raise StoreError("store is closed", store=self)
         loop = asyncio.get_running_loop()
-        shared = self._held.get(loop)
-        if shared is None:
+        lease = self._held.get(loop)
+        if lease is None:
             try:
-                shared = _acquire_session(
-                    loop,
-                    self._session_ident,
-                    self.limits.max_concurrency,
-                    self._ssl,
-                    self._client_kwargs,
-                )
+                lease = _sessions.acquire_nowait(self._session_ident, self._new_session)
             except TypeError as exc:
                 raise ConfigError(f"invalid client_kwargs for {self}: {exc}") from exc
-            self._held[loop] = shared
-        return shared.session
+            self._held[loop] = lease
+        return lease.client
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=self.limits.max_concurrency, ssl=self._ssl)
+        return aiohttp.ClientSession(connector=connector, **self._client_kwargs)
 
     def _url(self, key: str) -> str:
         path = "/".join(quote(part, safe=_SAFE) for part in self._key(key).split("/"))
@@ -513,20 +472,10 @@ class HTTPStore(Store):
     async def aclose(self) -> None:
         if self._closed:
             return
-        held = list(self._held.items())
+        leases = list(self._held.values())
         self._held.clear()
         await super().aclose()
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for loop, shared in held:
-            if not _release_session(loop, self._session_ident, shared):
-                continue
-            if loop is current:
-                await _close_quietly(shared.session)
-            elif loop.is_running() and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(_close_quietly(shared.session), loop)
+        await _sessions.release_all(leases)
 
 
 def http_store_from_url(
