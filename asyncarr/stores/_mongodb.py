@@ -62,7 +62,6 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,11 +82,13 @@ from asyncarr.errors import (
     ThrottledError,
     TransientStoreError,
 )
+from asyncarr.stores._client_pool import Lease, LoopClientPool, PooledClient
 
 if TYPE_CHECKING:
     from gridfs import AsyncGridFSBucket
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.collection import AsyncCollection
+    from pymongo.asynchronous.database import AsyncDatabase
 
 __all__ = ["MongoDBStore", "mongodb_store_from_url"]
 
@@ -158,51 +159,21 @@ def _parent(full_key: str) -> str:
     return head + sep
 
 
-# -- one client per (uri, credentials, options) per event loop -------------------------------
+# -- one client per (uri, credentials, options) per event loop, see _client_pool -------------
 
 
 @dataclass(eq=False)
-class _SharedClient:
-    client: AsyncMongoClient[Doc]
-    refs: int = 0
-    indexed: set[tuple[str, str]] = field(default_factory=set)
+class _MongoClient:
+    mongo: AsyncMongoClient[Doc]
+    indexed: set[tuple[str, str]] = field(default_factory=set)  # (database, collection)
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedClient]] = (
-    weakref.WeakKeyDictionary()
-)
-_clients_lock = threading.Lock()
-
-
-def _acquire_client(
-    loop: asyncio.AbstractEventLoop, ident: str, uri: str, kwargs: Doc
-) -> _SharedClient:
-    from pymongo import AsyncMongoClient
-
-    with _clients_lock:
-        per_loop = _clients.setdefault(loop, {})
-        shared = per_loop.get(ident)
-        if shared is None:
-            shared = per_loop[ident] = _SharedClient(AsyncMongoClient(uri, **kwargs))
-        shared.refs += 1
-        return shared
-
-
-def _release_client(loop: asyncio.AbstractEventLoop, ident: str, shared: _SharedClient) -> bool:
-    """Drop one reference; ``True`` when the caller must close the client."""
-    with _clients_lock:
-        shared.refs -= 1
-        if shared.refs > 0:
-            return False
-        per_loop = _clients.get(loop)
-        if per_loop is not None and per_loop.get(ident) is shared:
-            del per_loop[ident]
-        return True
-
-
-async def _close_quietly(client: AsyncMongoClient[Doc]) -> None:
+async def _close_quietly(client: _MongoClient) -> None:
     with contextlib.suppress(Exception):
-        await client.close()
+        await client.mongo.close()
+
+
+_clients: LoopClientPool[str, _MongoClient] = LoopClientPool("MongoDB", close=_close_quietly)
 
 
 class _Changed(Exception):
@@ -275,9 +246,9 @@ class MongoDBStore(Store):
         self._ident = hashlib.sha256(
             f"{uri}\x00{sorted(self._client_kwargs.items(), key=lambda kv: kv[0])!r}".encode()
         ).hexdigest()
-        self._held: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._held: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, Lease[str, _MongoClient]
+        ] = weakref.WeakKeyDictionary()
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -314,24 +285,33 @@ class MongoDBStore(Store):
     __str__ = __repr__
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _shared(self) -> _SharedClient:
+    def _shared(self) -> PooledClient[str, _MongoClient]:
+        """The client this store shares in the running loop (with its reference count)."""
         if self._closed:
             raise StoreError("store is closed", store=self)
         loop = asyncio.get_running_loop()
-        shared = self._held.get(loop)
-        if shared is None:
+        lease = self._held.get(loop)
+        if lease is None:
             try:
                 with self._errors(None):
-                    shared = _acquire_client(loop, self._ident, self._uri, self._client_kwargs)
+                    lease = _clients.acquire_nowait(self._ident, self._new_client)
             except (ValueError, TypeError) as exc:
                 if isinstance(exc, AsyncarrError):
                     raise
                 raise ConfigError(f"invalid MongoDB client option for {self}: {exc}") from exc
-            self._held[loop] = shared
-        return shared
+            self._held[loop] = lease
+        return lease.pooled
+
+    def _new_client(self) -> _MongoClient:
+        from pymongo import AsyncMongoClient
+
+        return _MongoClient(AsyncMongoClient(self._uri, **self._client_kwargs))
+
+    def _db(self) -> AsyncDatabase[Doc]:
+        return self._shared().client.mongo[self._database]
 
     def _coll(self) -> AsyncCollection[Doc]:
-        return self._shared().client[self._database][self._collection]
+        return self._db()[self._collection]
 
     def _bucket_name(self) -> str:
         return f"{self._collection}_fs"
@@ -339,11 +319,10 @@ class MongoDBStore(Store):
     def _bucket(self) -> AsyncGridFSBucket:
         from gridfs import AsyncGridFSBucket
 
-        db = self._shared().client[self._database]
-        return AsyncGridFSBucket(db, self._bucket_name(), chunk_size_bytes=self._chunk_size)
+        return AsyncGridFSBucket(self._db(), self._bucket_name(), chunk_size_bytes=self._chunk_size)
 
     def _chunks(self) -> AsyncCollection[Doc]:
-        return self._shared().client[self._database][f"{self._bucket_name()}.chunks"]
+        return self._db()[f"{self._bucket_name()}.chunks"]
 
     def _full(self, key: str) -> str:
         return self._root + self._key(key)
@@ -367,7 +346,7 @@ class MongoDBStore(Store):
         return text
 
     async def _ensure_indexes(self) -> None:
-        shared = self._shared()
+        shared = self._shared().client
         marker = (self._database, self._collection)
         if marker not in shared.indexed:
             await self._coll().create_index("parent")
@@ -649,21 +628,10 @@ class MongoDBStore(Store):
     async def aclose(self) -> None:
         if self._closed:
             return
-        held = list(self._held.items())
+        leases = list(self._held.values())
         self._held.clear()
         await super().aclose()
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for loop, shared in held:
-            if not _release_client(loop, self._ident, shared):
-                continue
-            if loop is current:
-                await _close_quietly(shared.client)
-            elif loop.is_running() and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(_close_quietly(shared.client), loop)
-            # else: that loop is gone and nothing can run on it any more
+        await _clients.release_all(leases)
 
 
 def _check_names(database: str, collection: str) -> None:
