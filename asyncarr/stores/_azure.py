@@ -8,8 +8,9 @@ Design notes:
 - One ``BlobServiceClient`` (with one aiohttp session whose connection pool
   is sized to :attr:`StoreLimits.max_concurrency`) is shared by every store
   with the same endpoint, credentials and pool size on the same event loop.
-  A store takes a reference lazily on first use and gives it back in
-  :meth:`AzureBlobStore.aclose`; the last one out closes the session.
+  A store takes a lease (:mod:`asyncarr.stores._client_pool`) lazily on first
+  use and gives it back in :meth:`AzureBlobStore.aclose`; the last one out
+  closes the session, on its own loop.
 - The SDK's own retries are off (``retry_total=0``): asyncarr's runtime
   retries :class:`~asyncarr.errors.TransientStoreError`.
 - Suffix ranges cost a HEAD (size and ETag) plus one ranged GET made with
@@ -30,10 +31,9 @@ import hashlib
 import ipaddress
 import os
 import re
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange, Versioned
@@ -51,6 +51,7 @@ from asyncarr.errors import (
     TransientStoreError,
     TruncatedReadError,
 )
+from asyncarr.stores._client_pool import Lease, LoopClientPool
 
 __all__ = ["AzureBlobStore", "azure_store_from_url"]
 
@@ -278,33 +279,37 @@ def _check_container(container: str) -> None:
         )
 
 
-# -- shared clients ---------------------------------------------------------------------------
+# -- shared clients: one per (endpoint, credential, pool size) and event loop ----------------
 @dataclass(eq=False)
 class _Client:
     """A service client and its aiohttp session for one (loop, endpoint, credential, pool)."""
 
-    key: tuple[object, ...]
+    key: tuple[object, ...]  # (id of the loop, credential fingerprint, pool size)
     loop: asyncio.AbstractEventLoop
     service: Any
     session: Any
-    refs: int = 0
     batch_ok: bool = True  # cleared when the endpoint refuses Blob Batch requests
 
+    @property
+    def refs(self) -> int:
+        """How many store leases hold this client (0 once it was released)."""
+        return sum(pooled.refs for pooled in _clients.entries() if pooled.client is self)
 
-_clients: dict[tuple[object, ...], _Client] = {}
-_clients_lock = threading.Lock()
+
+class _Held(NamedTuple):
+    """What a store holds in one loop: the shared client, its container client, the lease."""
+
+    client: _Client
+    container: Any
+    lease: Lease[tuple[object, ...], _Client]
 
 
-def _acquire(config: _Config, limits: StoreLimits) -> _Client:
-    """A reference to the shared client for the running loop (created on first use)."""
+def _acquire(config: _Config, limits: StoreLimits) -> Lease[tuple[object, ...], _Client]:
+    """A lease on the shared client for the running loop (created on first use)."""
     loop = asyncio.get_running_loop()
-    key = (id(loop), config.fingerprint, limits.max_concurrency)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None or client.loop is not loop:
-            client = _clients[key] = _new_client(key, loop, config, limits.max_concurrency)
-        client.refs += 1
-        return client
+    pool = limits.max_concurrency
+    key = (config.fingerprint, pool)
+    return _clients.acquire_nowait(key, lambda: _new_client((id(loop), *key), loop, config, pool))
 
 
 def _new_client(
@@ -330,17 +335,6 @@ def _new_client(
     return _Client(key, loop, service, session)
 
 
-def _drop(client: _Client) -> bool:
-    """Give back one reference; ``True`` when it was the last one."""
-    with _clients_lock:
-        client.refs -= 1
-        if client.refs > 0:
-            return False
-        if _clients.get(client.key) is client:
-            del _clients[client.key]
-        return True
-
-
 async def _close_client(client: _Client) -> None:
     try:
         await client.service.close()
@@ -348,17 +342,17 @@ async def _close_client(client: _Client) -> None:
         await client.session.close()
 
 
-def _release_elsewhere(client: _Client) -> None:
-    """Give back a reference taken on another event loop."""
-    if not _drop(client):
-        return
-    if client.loop.is_running():
-        asyncio.run_coroutine_threadsafe(_close_client(client), client.loop)
-    else:  # the loop is gone: nothing can await the close any more
-        connector = client.session.connector
-        client.session.detach()
-        with contextlib.suppress(Exception):  # marks it closed: no false leak report
-            connector._close()
+def _abandon_client(client: _Client) -> None:
+    """Drop a client whose loop is gone: nothing can await its close any more."""
+    connector = client.session.connector
+    client.session.detach()
+    with contextlib.suppress(Exception):  # marks it closed: no false leak report
+        connector._close()
+
+
+_clients: LoopClientPool[tuple[object, ...], _Client] = LoopClientPool(
+    "Azure", close=_close_client, abandon=_abandon_client
+)
 
 
 # -- error translation ------------------------------------------------------------------------
@@ -423,7 +417,7 @@ class AzureBlobStore(Store):
         self._container_name = container
         self._config = _config or _resolve_config(options, self.limits)
         self._page_size = page_size
-        self._held: dict[asyncio.AbstractEventLoop, tuple[_Client, Any]] = {}
+        self._held: dict[asyncio.AbstractEventLoop, _Held] = {}
 
     # -- identity ------------------------------------------------------------------------
     @property
@@ -454,10 +448,10 @@ class AzureBlobStore(Store):
         loop = asyncio.get_running_loop()
         held = self._held.get(loop)
         if held is None:
-            client = _acquire(self._config, self.limits)
-            held = (client, client.service.get_container_client(self._container_name))
-            self._held[loop] = held
-        return held[1]
+            lease = _acquire(self._config, self.limits)
+            container = lease.client.service.get_container_client(self._container_name)
+            held = self._held[loop] = _Held(lease.client, container, lease)
+        return held.container
 
     def _blob(self, key: str) -> Any:
         return self._container().get_blob_client(self._root + self._key(key))
@@ -736,16 +730,9 @@ class AzureBlobStore(Store):
         """
         held, self._held = self._held, {}
         try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for loop, (client, _) in held.items():
-            if loop is current:
-                if _drop(client):
-                    await _close_client(client)
-            else:
-                _release_elsewhere(client)
-        await super().aclose()
+            await _clients.release_all(h.lease for h in held.values())
+        finally:
+            await super().aclose()
 
 
 async def _next_page(pages: Any) -> list[str]:
