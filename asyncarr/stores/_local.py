@@ -84,6 +84,7 @@ _TMP_SUFFIX = ".asyncarr.tmp"
 _LOCK_SUFFIX = ".asyncarr.lock"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _PROC_FD = os.path.isdir("/proc/self/fd")
@@ -422,22 +423,11 @@ class LocalStore(Store):
         opened with ``O_NOFOLLOW``, so a symlinked chunk file is refused.
         """
         key = self._norm(key)
-        parent = key.rpartition("/")[0]
         try:
-            if parent not in self._safe_dirs:
-                real = os.path.realpath(self._path(parent))
-                if not self._inside(real):
-                    raise InvalidKeyError(
-                        "key resolves outside the store root (through a symlink)",
-                        store=self,
-                        key=key,
-                    )
-                if os.path.isdir(real):
-                    if len(self._safe_dirs) > 100_000:
-                        self._safe_dirs.clear()
-                    self._safe_dirs.add(parent)
+            if key.rpartition("/")[0] not in self._safe_dirs:
+                self._check_parent_dir(key)
             try:
-                fd = os.open(self._path(key), os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+                fd = os.open(f"{self._root}/{key}", _READ_FLAGS)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError as exc:
@@ -448,7 +438,13 @@ class LocalStore(Store):
                 raise
             try:
                 size = os.fstat(fd).st_size
-                return _read_exact(fd, 0, size)
+                data = os.pread(fd, size, 0)
+                # a short read means the file changed (or an odd filesystem): read on
+                return (
+                    data
+                    if len(data) == size
+                    else data + _read_exact(fd, len(data), size - len(data))
+                )
             except IsADirectoryError:
                 return None
             finally:
@@ -457,6 +453,19 @@ class LocalStore(Store):
             raise
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action="read") from exc
+
+    def _check_parent_dir(self, key: str) -> None:
+        """Check once per store that ``key``'s directory resolves inside the root."""
+        parent = key.rpartition("/")[0]
+        real = os.path.realpath(self._path(parent))
+        if not self._inside(real):
+            raise InvalidKeyError(
+                "key resolves outside the store root (through a symlink)", store=self, key=key
+            )
+        if os.path.isdir(real):
+            if len(self._safe_dirs) > 100_000:
+                self._safe_dirs.clear()
+            self._safe_dirs.add(parent)
 
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
         key = self._norm(key)
