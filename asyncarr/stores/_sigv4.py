@@ -1,0 +1,113 @@
+"""AWS Signature Version 4 for plain S3 object GETs (the S3 store's lean read path).
+
+botocore signs, serialises and parses every request through a generic,
+event-driven pipeline that costs on the order of a millisecond of CPU per
+request; for chunk reads - hundreds of small GETs in flight - that CPU, not
+the network, capped throughput (see docs/benchmarks.md). A GET of one object
+(optionally a byte range) needs none of that machinery: this module signs it
+with the standard library (``hmac``/``hashlib``), and the store sends it over
+aiohttp. Written by hand because no maintained, dependency-free signer exists
+for aiohttp; the algorithm is AWS's published one, and the tests check the
+output against botocore's own signer byte for byte.
+
+Only what a GET needs is covered: no query parameters, an empty payload
+(``x-amz-content-sha256`` is the SHA-256 of no bytes, valid over http and
+https alike), and the minimal signed header set (``host``, ``x-amz-*``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+__all__ = ["EMPTY_SHA256", "SigningCredentials", "canonical_path", "sign_get"]
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_ALGORITHM = "AWS4-HMAC-SHA256"
+
+
+@dataclass(frozen=True)
+class SigningCredentials:
+    """Static credentials for one signing (refreshable ones are frozen per request)."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+def canonical_path(path: str) -> str:
+    """The URI-encoded path S3 signs (and is sent): RFC 3986 unreserved characters and
+    ``/`` stay, everything else is percent-encoded once (S3 does not double-encode)."""
+    return quote(path, safe="/~")
+
+
+_key_cache: dict[tuple[str, str, str, str], bytes] = {}
+
+
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    cache_key = (secret, date, region, service)
+    key = _key_cache.get(cache_key)
+    if key is None:
+        k = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
+        k = hmac.digest(k, region.encode(), "sha256")
+        k = hmac.digest(k, service.encode(), "sha256")
+        key = hmac.digest(k, b"aws4_request", "sha256")
+        if len(_key_cache) > 64:  # one per day and region in practice
+            _key_cache.clear()
+        _key_cache[cache_key] = key
+    return key
+
+
+def sign_get(
+    host: str,
+    path: str,
+    credentials: SigningCredentials,
+    region: str,
+    *,
+    now: _dt.datetime | None = None,
+    service: str = "s3",
+) -> dict[str, str]:
+    """Headers that authenticate ``GET path`` on ``host`` (``host[:port]`` as sent).
+
+    ``path`` must already be canonical (see :func:`canonical_path`). Extra
+    unsigned headers (``Range``) may be added by the caller.
+    """
+    moment = (now or _dt.datetime.now(_dt.UTC)).astimezone(_dt.UTC)
+    amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+    date = amz_date[:8]
+    headers = {
+        "host": host,
+        "x-amz-content-sha256": EMPTY_SHA256,
+        "x-amz-date": amz_date,
+    }
+    if credentials.token:
+        headers["x-amz-security-token"] = credentials.token
+    names = sorted(headers)
+    signed_headers = ";".join(names)
+    canonical_request = "\n".join(
+        (
+            "GET",
+            path,
+            "",  # no query string
+            "".join(f"{n}:{headers[n].strip()}\n" for n in names),
+            signed_headers,
+            EMPTY_SHA256,
+        )
+    )
+    scope = f"{date}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(
+        (_ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+    )
+    signature = hmac.new(
+        _signing_key(credentials.secret_key, date, region, service),
+        string_to_sign.encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    headers["authorization"] = (
+        f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={signed_headers}, Signature={signature}"
+    )
+    return headers
