@@ -15,6 +15,7 @@ __all__ = [
     "RangeRequest",
     "SuffixRange",
     "Versioned",
+    "http_range_header",
     "range_to_slice",
 ]
 
@@ -110,3 +111,12 @@ class ChunkSpec:
         }
         values.update(changes)
         return ChunkSpec(**values)
+
+
+def http_range_header(rng: RangeRequest) -> str | None:
+    """The HTTP ``Range`` value for ``rng``, or ``None`` for a range that selects no bytes."""
+    if isinstance(rng, ByteRange):
+        return None if rng.end <= rng.start else f"bytes={rng.start}-{rng.end - 1}"
+    if isinstance(rng, OffsetRange):
+        return f"bytes={rng.offset}-"
+    return None if rng.length <= 0 else f"bytes=-{rng.length}"

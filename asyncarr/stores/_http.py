@@ -49,7 +49,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange, range_to_slice
+from asyncarr._types import (
+    RangeRequest,
+    SuffixRange,
+    http_range_header,
+    range_to_slice,
+)
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
 from asyncarr.errors import (
@@ -105,15 +110,6 @@ async def _close_quietly(session: aiohttp.ClientSession) -> None:
 _sessions: LoopClientPool[object, aiohttp.ClientSession] = LoopClientPool(
     "HTTP", close=_close_quietly
 )
-
-
-def _range_header(rng: RangeRequest) -> str | None:
-    """The ``Range`` header for ``rng``; ``None`` when it selects no bytes at all."""
-    if isinstance(rng, ByteRange):
-        return f"bytes={rng.start}-{rng.end - 1}" if rng.end > rng.start else None
-    if isinstance(rng, OffsetRange):
-        return f"bytes={rng.offset}-"
-    return f"bytes=-{rng.length}" if rng.length > 0 else None
 
 
 class HTTPStore(Store):
@@ -322,7 +318,7 @@ class HTTPStore(Store):
 
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        header = None if byte_range is None else _range_header(byte_range)
+        header = None if byte_range is None else http_range_header(byte_range)
         if byte_range is not None and header is None:
             return b"" if await self.exists(key) else None
         reply = await self._request("GET", key, range_header=header)

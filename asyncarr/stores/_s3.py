@@ -15,6 +15,14 @@ Clients
     retries are off (one attempt per call); asyncarr's runtime retries
     :class:`~asyncarr.errors.TransientStoreError`.
 
+Lean reads
+    Value reads (``get``/``get_ranges``) leave botocore's per-request
+    pipeline once its first ``GetObject`` of a bucket has shown the URL and
+    signing region: later GETs are signed with :mod:`._sigv4` and sent over
+    aiohttp (:mod:`._s3_lean`), several times cheaper in CPU. Errors map
+    exactly as botocore's do. ``lean_reads=False`` keeps every call on
+    botocore.
+
 Conditional writes
     ``set_if_not_exists`` sends ``PutObject`` with ``If-None-Match: *``;
     ``get_versioned`` returns the object's ETag and ``set_if_version``
@@ -59,9 +67,9 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from asyncarr._types import ByteRange, OffsetRange, RangeRequest, Versioned, range_to_slice
+from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.abc._store import normalize_prefix
 from asyncarr.config import StoreLimits
@@ -79,6 +87,13 @@ from asyncarr.errors import (
     UnsupportedOperationError,
 )
 from asyncarr.stores._client_pool import Lease, LoopClientPool
+from asyncarr.stores._s3_lean import (
+    LeanReader,
+    Route,
+    clean_endpoint,
+    error_code,
+    range_header,
+)
 
 __all__ = ["S3Store", "s3_store_from_url"]
 
@@ -150,6 +165,7 @@ class _ClientSettings:
     connect_timeout: float
     read_timeout: float
     max_pool_connections: int
+    lean_reads: bool = True
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
@@ -159,7 +175,20 @@ class _ClientSettings:
         secret = repr((self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token))
         return (*public, hashlib.sha256(secret.encode()).hexdigest())
 
-    async def open_client(self) -> Any:
+    async def open_client(self) -> _S3Clients:
+        """New clients for these settings, bound to the running loop."""
+        s3 = await self._open_botocore()
+        lean = None
+        if self.lean_reads:
+            lean = LeanReader(
+                s3,
+                connections=self.max_pool_connections,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+            )
+        return _S3Clients(s3, lean)
+
+    async def _open_botocore(self) -> Any:
         """A new aiobotocore client for these settings, bound to the running loop."""
         sdk = _sdk()
         config_kwargs: dict[str, Any] = {
@@ -196,41 +225,35 @@ class _ClientSettings:
 
 
 # -- the shared clients: one per (settings, event loop), see _client_pool -----------------
-async def _close_client(client: Any) -> None:
-    await client.__aexit__(None, None, None)
+@dataclass(eq=False)
+class _S3Clients:
+    """What one pool entry holds: the aiobotocore client and, unless disabled, the lean
+    GET path that reads values once botocore has shown it the way (:mod:`._s3_lean`)."""
+
+    s3: Any
+    lean: LeanReader | None
 
 
-_clients: LoopClientPool[tuple[object, ...], Any] = LoopClientPool("S3", close=_close_client)
-_Lease = Lease[tuple[object, ...], Any]
+async def _close_client(clients: _S3Clients) -> None:
+    try:
+        if clients.lean is not None:
+            await clients.lean.aclose()
+    finally:
+        await clients.s3.__aexit__(None, None, None)
+
+
+_clients: LoopClientPool[tuple[object, ...], _S3Clients] = LoopClientPool("S3", close=_close_client)
+_Lease = Lease[tuple[object, ...], _S3Clients]
 _thread_state = threading.local()
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _range_header(rng: RangeRequest) -> str | None:
-    """The HTTP ``Range`` value, or ``None`` for a range that selects no bytes."""
-    if isinstance(rng, ByteRange):
-        return None if rng.length == 0 else f"bytes={rng.start}-{rng.end - 1}"
-    if isinstance(rng, OffsetRange):
-        return f"bytes={rng.offset}-"
-    return None if rng.length == 0 else f"bytes=-{rng.length}"
-
-
 def _error_info(exc: BaseException) -> tuple[str, int]:
     """(error code, HTTP status) of a botocore ``ClientError``."""
     response = getattr(exc, "response", None) or {}
     code = str(response.get("Error", {}).get("Code", ""))
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return code, status
-
-
-def _clean_endpoint(url: str) -> str:
-    """``url`` without user info, query or fragment (safe to show)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 class S3Store(Store):
@@ -261,6 +284,7 @@ class S3Store(Store):
         read_timeout: float = 60.0,
         conditional_writes: bool = True,
         verify_dir_prefixes: bool = False,
+        lean_reads: bool = True,
         read_only: bool = False,
         limits: StoreLimits | None = None,
     ) -> None:
@@ -315,6 +339,7 @@ class S3Store(Store):
             connect_timeout=float(connect_timeout),
             read_timeout=float(read_timeout),
             max_pool_connections=self.limits.max_concurrency,
+            lean_reads=bool(lean_reads),
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
             aws_session_token=aws_session_token,
@@ -339,7 +364,7 @@ class S3Store(Store):
     def endpoint(self) -> str:
         """The service endpoint, without credentials (``"aws"`` for the AWS default)."""
         url = self._settings.endpoint_url
-        return _clean_endpoint(url) if url else "aws"
+        return clean_endpoint(url) if url else "aws"
 
     @property
     def endpoint_key(self) -> str:
@@ -366,6 +391,10 @@ class S3Store(Store):
 
     # -- client and error plumbing ----------------------------------------------------------
     async def _client(self) -> Any:
+        """The shared aiobotocore client for the running loop."""
+        return (await self._clients()).s3
+
+    async def _clients(self) -> _S3Clients:
         loop = asyncio.get_running_loop()
         lease = self._entries.get(loop)
         if lease is None:
@@ -441,7 +470,7 @@ class S3Store(Store):
         """(bytes, ETag) of the value or the range of it; ``None`` when missing."""
         full = self._full(key)
         params: dict[str, Any] = {"Key": full}
-        header = None if rng is None else _range_header(rng)
+        header = None if rng is None else range_header(rng)
         if rng is not None and header is None:  # empty range: only existence matters
             return (b"", "") if await self.exists(key) else None
         if header is not None:
@@ -473,8 +502,49 @@ class S3Store(Store):
         return data, str(resp.get("ETag", ""))
 
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        lean = (await self._clients()).lean
+        if lean is not None:
+            route = lean.route(self._bucket)
+            if route is not None:
+                return await self._lean_get(lean, route, key, byte_range)
         got = await self._read_object(key, byte_range)
+        if lean is not None and got is not None:  # botocore just sent a GET: learn its route
+            lean.learn(self._bucket, self._full(key))
         return None if got is None else got[0]
+
+    async def _lean_get(
+        self, lean: LeanReader, route: Route, key: str, rng: RangeRequest | None
+    ) -> bytes | None:
+        """:meth:`get` over the lean path, with botocore's semantics (see :mod:`._s3_lean`)."""
+        full = self._full(key)
+        header = None if rng is None else range_header(rng)
+        if rng is not None and header is None:  # empty range: only existence matters
+            return b"" if await self.exists(key) else None
+        try:
+            resp = await lean.get(route, full, header)
+        except Exception as exc:
+            if isinstance(exc, _sdk().aiohttp.ClientPayloadError):  # broke mid-body
+                what = f"S3 body read failed: {type(exc).__name__}: {exc}"
+                raise TruncatedReadError(what, store=self, key=key) from exc
+            raise self._translate(exc, key) from exc
+        status = resp.status
+        if status in (200, 206):
+            data = resp.body
+            if resp.content_length is not None and len(data) != resp.content_length:
+                raise TruncatedReadError(
+                    f"S3 body has {len(data)} bytes, expected {resp.content_length}",
+                    store=self,
+                    key=key,
+                )
+            if rng is not None and status == 200 and not resp.content_range:
+                data = data[range_to_slice(rng, len(data))]  # the service ignored Range
+            return data
+        if status == 416:
+            return b""
+        code, message = error_code(resp.body)
+        if status == 404 and code in ("", "NoSuchKey", "NotFound"):
+            return None
+        raise self._from_code(code, status, message, key)
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """Concurrent ranged GETs; ``None`` if the key is missing."""
@@ -674,6 +744,7 @@ _OPTIONS: dict[str, tuple[type, ...]] = {
     "read_timeout": (int, float),
     "conditional_writes": (bool,),
     "verify_dir_prefixes": (bool,),
+    "lean_reads": (bool,),
     "limits": (StoreLimits,),
 }
 
@@ -688,7 +759,9 @@ def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str
     ``conditional_writes`` (whether the service honours ``If-Match`` /
     ``If-None-Match``), ``verify_dir_prefixes`` (for services such as
     SeaweedFS that keep listing a "directory" for a while after its last
-    value was deleted: ``list_dir`` then checks each listed prefix) and
+    value was deleted: ``list_dir`` then checks each listed prefix),
+    ``lean_reads`` (default ``True``: value GETs bypass botocore once it has
+    shown the route, see :mod:`asyncarr.stores._s3_lean`) and
     ``limits`` (a :class:`~asyncarr.config.StoreLimits`).
     ``None`` values mean "not given".
     """

@@ -558,6 +558,7 @@ async def test_body_cut_short_is_truncated_read(moto_s3_server: S3TestServer) ->
     try:
         async with _store(server, bucket) as s:
             await s.set("big", b"x" * 200_000)
+            await s.set("small", b"y" * 100)
         port = int(server.endpoint.rsplit(":", 1)[1])
         proxy = _CuttingProxy(port, limit=50_000)
         proxy_port = await proxy.start()
@@ -565,7 +566,10 @@ async def test_body_cut_short_is_truncated_read(moto_s3_server: S3TestServer) ->
             opts = server.storage_options(endpoint_url=f"http://127.0.0.1:{proxy_port}")
             async with store_from_url(f"s3://{bucket}", storage_options=opts) as cut:
                 with pytest.raises(TruncatedReadError):
-                    await cut.get("big")
+                    await cut.get("big")  # through botocore
+                assert await cut.get("small") == b"y" * 100  # shows the lean path the way
+                with pytest.raises(TruncatedReadError):
+                    await cut.get("big")  # through the lean path
         finally:
             await proxy.aclose()
     finally:
@@ -658,3 +662,63 @@ def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
             s3_store_from_url("s3://bucket/x", read_only=False, storage_options={})
     finally:
         _s3._sdk.cache_clear()
+
+
+# -- the lean read path (asyncarr.stores._s3_lean) -------------------------------------------
+def _count_botocore_gets(store: S3Store, client: Any) -> list[int]:
+    sent = [0]
+
+    def count(**_: Any) -> None:
+        sent[0] += 1
+
+    client.meta.events.register("before-send.s3.GetObject", count)
+    return sent
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "botocore only"])
+async def test_value_reads_leave_botocore_after_the_first_get(
+    s3_server: S3TestServer, lean: bool
+) -> None:
+    bucket = s3_server.create_bucket()
+    try:
+        async with _store(s3_server, bucket, "p r/é", lean_reads=lean) as s:
+            value = bytes(range(256)) * 40
+            await s.set("a/k+1", value)
+            sent = _count_botocore_gets(s, await s._client())
+            for _ in range(3):
+                assert await s.get("a/k+1") == value
+                assert await s.get("a/missing") is None
+                assert await s.get("a/k+1", ByteRange(10, 20)) == value[10:20]
+                assert await s.get("a/k+1", OffsetRange(10_230)) == value[10_230:]
+                assert await s.get("a/k+1", SuffixRange(7)) == value[-7:]
+                assert await s.get("a/k+1", ByteRange(20_000, 20_010)) == b""
+                assert await s.get_ranges("a/k+1", [ByteRange(0, 3), SuffixRange(2)]) == [
+                    value[:3],
+                    value[-2:],
+                ]
+            # botocore sends the first GET (and, lean or not, nothing is read differently)
+            assert sent[0] == (1 if lean else 3 * 8)
+    finally:
+        s3_server.delete_bucket(bucket)
+
+
+async def test_lean_reads_are_signed_and_refusals_are_permission_errors(
+    seaweedfs_s3_server: S3TestServer, weed_bucket: str
+) -> None:
+    from botocore.credentials import Credentials
+
+    async with _store(seaweedfs_s3_server, weed_bucket) as s:
+        await s.set("k", b"value")
+        assert await s.get("k") == b"value"  # botocore: the route is learned
+        lean = (await s._clients()).lean
+        assert lean is not None and lean.route(weed_bucket) is not None
+        assert await s.get("k") == b"value"  # lean, accepted: the signature is right
+        good = lean._credentials
+        lean._credentials = Credentials(seaweedfs_s3_server.access_key, "wrong-secret-value")
+        try:
+            with pytest.raises(PermissionDeniedError) as info:
+                await s.get("k")  # SeaweedFS checks SigV4 signatures
+            assert "wrong-secret-value" not in str(info.value)
+        finally:
+            lean._credentials = good
+        assert await s.get("k") == b"value"
