@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import shutil
 import statistics
 import time
@@ -164,6 +165,10 @@ def _local_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _Write
 
     def run() -> float:
         _reset_dir(path, ds.path, ds)
+        # Flush earlier runs' dirty pages first (untimed): otherwise whichever tool runs
+        # while the kernel writes back the previous 64+ MB pays for it, and write numbers
+        # drift down over a long `make bench` (seen: 158 vs 641 MB/s for the same write).
+        os.sync()
         handle = tool.open(Target("local", ds, path=path), write=True)
         try:
             return _timed(lambda: handle.write_full(data))
