@@ -37,12 +37,16 @@ class ArrayContext:
     io: ManagedStore = field(init=False)
     pipeline: CodecPipeline = field(init=False)
     sharding: ShardingCodec | None = field(init=False)
+    cache_namespace: str = field(init=False)
+    """The store's identity in the chunk cache: its repr names the bucket, root or data
+    it holds (endpoint_key would not). Computed once: reads pass it per batch."""
 
     def __post_init__(self) -> None:
         self.io = managed(self.store)
         self.pipeline = CodecPipeline(self.meta.codecs, chunk_spec(self.meta))
         ab = self.pipeline.ab
         self.sharding = ab if isinstance(ab, ShardingCodec) else None
+        self.cache_namespace = f"{type(self.store).__name__}:{self.store!r}"
 
     @property
     def executor(self) -> CodecExecutor:
@@ -60,13 +64,8 @@ class ArrayContext:
         return self.prefix + self.meta.chunk_key(coords)
 
     def cache_key(self, key: str) -> tuple[str, str]:
-        """The chunk-cache key of ``key``: the store's identity (its repr names the bucket,
-        root or data it holds; endpoint_key would not) plus the key."""
+        """The chunk-cache key of ``key``: :attr:`cache_namespace` plus the key."""
         return (self.cache_namespace, key)
-
-    @property
-    def cache_namespace(self) -> str:
-        return f"{type(self.store).__name__}:{self.store!r}"
 
     @property
     def fill(self) -> Any:

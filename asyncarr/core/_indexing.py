@@ -192,6 +192,18 @@ def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
     start, stop, step = s.start, s.stop, s.step
     if stop <= start:
         return []
+    if step == 1 and start // c == (stop - 1) // c:  # within one chunk: random reads
+        k = start // c
+        lo = k * c
+        a = start - lo
+        return [
+            (
+                k,
+                slice(a, stop - lo, 1),
+                slice(0, stop - start, 1),
+                a == 0 and stop == min(lo + c, n),
+            )
+        ]
     parts: list[_DimPart] = []
     last = stop - 1
     for k in range(start // c, last // c + 1):
@@ -253,7 +265,10 @@ def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
     total = 1
     for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
         if isinstance(d, slice):
-            total *= len(project_slice(d, n, c))
+            if d.step == 1:  # whole chunks from first to last, no gaps
+                total *= 0 if d.stop <= d.start else (d.stop - 1) // c - d.start // c + 1
+            else:
+                total *= len(project_slice(d, n, c))
         else:
             total *= len(np.unique(d // c)) if d.size else 0
     return total

@@ -25,7 +25,7 @@ from asyncarr.core._indexing import (
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import MISSING, ShardingCodec
 from asyncarr.errors import CodecError, SelectionError, StoreError
-from asyncarr.runtime import ChunkCache, bounded_for_each
+from asyncarr.runtime import ChunkCache, ResolvedMode, bounded_for_each
 
 __all__ = ["DecodeJob", "decode_jobs", "read_selection"]
 
@@ -128,9 +128,12 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     executor = ctx.executor
     pipeline = ctx.sharding.inner if ctx.sharding is not None else ctx.pipeline
     # Shared memory only when worker processes will decode into the output.
-    shared = executor.mode_for(pipeline.releases_gil) == "processes"
+    # One routing decision per read: every job below is pinned to ``mode``, so a buffer
+    # allocated as private (no process will write into it) stays private.
+    mode = executor.mode_for(pipeline.releases_gil)
+    shared = mode == "processes"
     try:
-        out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared)
+        out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared, unguarded=not shared)
     except (ValueError, MemoryError, OverflowError) as exc:
         nbytes = math.prod(selection.out_shape) * ctx.dtype.itemsize
         raise SelectionError(
@@ -140,9 +143,9 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     try:
         if math.prod(selection.out_shape) > 0:
             if ctx.sharding is not None:
-                await _read_sharded(ctx, selection, out)
+                await _read_sharded(ctx, selection, out, mode)
             else:
-                await _read_chunks(ctx, selection, out)
+                await _read_chunks(ctx, selection, out, mode)
     finally:
         out = executor.finalize(out)
     if selection.drop_axes:
@@ -199,12 +202,13 @@ def _slice_jobs(ctx: ArrayContext, selection: Selection) -> Iterator[DecodeJob]:
         )
 
 
-async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
+async def _read_chunks(
+    ctx: ArrayContext, selection: Selection, out: NDArray, mode: ResolvedMode
+) -> None:
     total = count_chunks(selection, ctx.meta.chunk_shape)
     size = _batch_size(ctx, ctx.pipeline.spec.nbytes, total)
     executor = ctx.executor
     cache = ctx.cache
-    mode = executor.mode_for(ctx.pipeline.releases_gil)
     if (
         total == 1
         and ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES
@@ -252,6 +256,9 @@ async def _read_chunks(ctx: ArrayContext, selection: Selection, out: NDArray) ->
             mode=mode,
         )
 
+    if total <= size:  # one batch (a random single-chunk read): no scheduler machinery
+        await run_batch(list(jobs()))
+        return
     limit = min(
         max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size)), math.ceil(total / size)
     )
@@ -320,13 +327,14 @@ def _split_shard(
         j.payload = bytes(part) if part is not None and mode == "processes" else part
 
 
-async def _read_sharded(ctx: ArrayContext, selection: Selection, out: NDArray) -> None:
+async def _read_sharded(
+    ctx: ArrayContext, selection: Selection, out: NDArray, mode: ResolvedMode
+) -> None:
     codec = ctx.sharding
     assert codec is not None
     executor = ctx.executor
     inner = codec.inner
     n_inner = codec.n_inner()
-    mode = executor.mode_for(inner.releases_gil)
     auto = executor.config.mode == "auto"
     local = ctx.store.supports_local_files
 

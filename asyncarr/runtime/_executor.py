@@ -649,13 +649,19 @@ class CodecExecutor:
         *,
         order: str = "C",
         shared: bool | None = None,
+        unguarded: bool = False,
     ) -> NDArray:
         """An uninitialised output buffer for decoded data.
 
         With ``shared=True`` - or ``shared=None`` when process mode may run
         the jobs - it lives in shared memory so worker processes write into
-        it (and views of it) directly. Otherwise it is a plain ``np.empty``.
-        Pass every buffer to :meth:`finalize` once all jobs writing it are done.
+        it (and views of it) directly. Otherwise it is a plain ``np.empty``,
+        registered so that a job viewing it is never sent to a process (it
+        would write into a copy). ``unguarded=True`` skips that registration
+        (a few microseconds per buffer, which matter for single-chunk reads):
+        only for callers that pin every job writing the buffer to ``inline``
+        or ``threads``. Pass every buffer to :meth:`finalize` once all jobs
+        writing it are done.
         """
         dtype = np.dtype(dtype)
         shape = tuple(int(s) for s in shape)
@@ -678,7 +684,7 @@ class CodecExecutor:
                 except ConfigError:  # /dev/shm too small: threads will do the work
                     pass
         arr: NDArray = np.empty(shape, dtype, order=layout)
-        if self._processes_possible and not dtype.hasobject:
+        if self._processes_possible and not dtype.hasobject and not unguarded:
             _shm.register_private(arr)
         return arr
 

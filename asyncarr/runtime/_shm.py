@@ -165,6 +165,10 @@ class _Index:
             finally:
                 self._lock.release()
 
+    def empty(self) -> bool:
+        """Whether no region is known (a lock-free hint: exact for the caller's own buffers)."""
+        return not self._regions and not self._pending
+
     def add(self, region: _Region) -> None:
         with self._section():
             # A stale region overlapping a fresh allocation can only belong to memory
@@ -320,7 +324,7 @@ def release(arr: NDArray) -> bool:
     Also forgets a private buffer registered with :func:`register_private`.
     Returns whether ``arr`` belonged to a known buffer.
     """
-    if arr.size == 0:
+    if arr.size == 0 or _INDEX.empty():
         return False
     lo, hi = _extent(arr)
     region = _INDEX.find(lo, hi)
