@@ -376,6 +376,10 @@ async def _read_sharded(
         )
 
     n_shards = count_chunks(selection, ctx.meta.chunk_shape)
+    if n_shards == 1:  # no scheduler machinery for one shard
+        for shard in project(selection, ctx.meta.chunk_shape):
+            await read_shard(shard)
+        return
     limit = max(2 * _workers(ctx), ctx.io_concurrency() // 4)
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 
