@@ -21,7 +21,9 @@ When the caller gives no ``max_size`` the output is not bounded.
 
 from __future__ import annotations
 
+import struct
 import threading
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Self
 
@@ -307,3 +309,27 @@ class ZstdCodec(BytesBytesCodec):
         decoded = zstd_decompress(data, size, self)
         check_decoded_size(buffer_len(decoded), size, self)
         return decoded
+
+    def decode_exact_many(self, datas: Sequence[bytes | memoryview], size: int) -> Any:
+        """Decode several small chunks of exactly ``size`` bytes each in one call into zstd.
+
+        The GIL is released once for the whole batch instead of once per chunk,
+        which is what lets worker threads overlap on many small chunks. Returns
+        a sequence of buffers, or ``None`` when the batch cannot take this path
+        (no ``zstandard``, a large chunk, or any frame that does not decode to
+        exactly ``size`` bytes): the caller then decodes chunk by chunk, which
+        names the offending key in its error.
+        """
+        zs = _zs()
+        if zs is None or size >= _LARGE or not datas:
+            return None
+        sizes = struct.pack(f"={len(datas)}Q", *([size] * len(datas)))
+        try:
+            segments = _decompressor(zs).multi_decompress_to_buffer(
+                list(datas), decompressed_sizes=sizes, threads=1
+            )
+        except (zs.ZstdError, ValueError, TypeError):
+            return None
+        if len(segments) != len(datas) or any(len(seg) != size for seg in segments):
+            return None
+        return segments

@@ -63,8 +63,15 @@ def decode_jobs(
     cache: ChunkCache | None = None,
     cache_prefix: str = "",
 ) -> int:
-    """Decode ``jobs`` into ``out``; runs in the codec executor (threads or processes)."""
+    """Decode ``jobs`` into ``out``; runs in the codec executor (threads or processes).
+
+    Whole chunks (no cache) are decoded straight into their place in ``out``,
+    as one batch where the codec can (see :meth:`CodecPipeline.decode_many_into`).
+    """
     decoded = 0
+    batch: list[bytes | memoryview] = []
+    places: list[NDArray] = []
+    keys: list[str] = []
     for job in jobs:
         payload = job.payload
         if isinstance(payload, Store):
@@ -75,12 +82,18 @@ def decode_jobs(
         decoded += 1
         if cache is None and job.whole:
             # (..., Ellipsis) keeps a view even for 0-d arrays
-            pipeline.decode_into(payload, out[(*job.out_sel, Ellipsis)], key=job.key)
+            batch.append(payload)
+            places.append(out[(*job.out_sel, Ellipsis)])
+            keys.append(job.key)
             continue
         chunk = pipeline.decode(payload, key=job.key)
         if cache is not None:
             cache.put((cache_prefix, job.key), chunk)
         out[job.out_sel] = chunk[job.chunk_sel]
+    if len(batch) == 1:
+        pipeline.decode_into(batch[0], places[0], key=keys[0])
+    elif batch:
+        pipeline.decode_many_into(batch, places, keys)
     return decoded
 
 

@@ -356,3 +356,35 @@ def test_zstd_large_frames_use_the_one_shot_path() -> None:
             codec.decode_into(bad, out, spec)
     two = frame + codec.encode(big[:1000], spec)
     assert bytes(codec.decode(two, spec)) == big + big[:1000]
+
+
+def test_zstd_batch_decode_is_exact_or_declines() -> None:
+    codec = ZstdCodec()
+    size = 16_384
+    chunks = [bytes([i]) * size for i in range(5)]
+    frames = [codec.encode(c, SPEC) for c in chunks]
+    got = codec.decode_exact_many(frames, size)
+    assert got is not None and [bytes(g) for g in got] == chunks
+    # a corrupt frame, a frame of another size, an oversized frame: decline (the caller
+    # then decodes chunk by chunk and names the bad key)
+    assert codec.decode_exact_many([*frames[:2], frames[2][:-3]], size) is None
+    short = codec.encode(bytes(size - 8), SPEC)
+    assert codec.decode_exact_many([frames[0], short], size) is None
+    assert codec.decode_exact_many([frames[0], codec.encode(bytes(size + 8), SPEC)], size) is None
+    assert codec.decode_exact_many([], size) is None
+
+
+def test_pipeline_batch_decode_names_the_bad_key() -> None:
+    from asyncarr.core._pipeline import CodecPipeline
+
+    spec = ChunkSpec(shape=(64, 64), dtype=np.dtype("<f4"), fill_value=0)
+    pipe = CodecPipeline([BytesCodec(), ZstdCodec()], spec)
+    data = [np.full((64, 64), i, "<f4") for i in range(4)]
+    frames = [pipe.encode(d) for d in data]
+    out = np.zeros((64, 256), "<f4")
+    places = [out[:, i * 64 : (i + 1) * 64] for i in range(4)]
+    pipe.decode_many_into(frames, places, ["c/0/0", "c/0/1", "c/0/2", "c/0/3"])
+    np.testing.assert_array_equal(out, np.hstack(data))
+    frames[2] = frames[2][:-5]
+    with pytest.raises(CodecError, match="c/0/2"):
+        pipe.decode_many_into(frames, places, ["c/0/0", "c/0/1", "c/0/2", "c/0/3"])
