@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,18 @@ def test_removal_from_inside_a_critical_section_is_deferred_not_deadlocked() -> 
     assert index.names() == ["fresh"]
 
 
+def _run_with_gc_disabled(target: Callable[[], None]) -> None:
+    """Run ``target`` on a daemon thread (a deadlock there must not hang the suite), with
+    automatic collection off so reference cycles live until ``target`` collects them."""
+    gc.disable()
+    try:
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        t.join(timeout=10)
+    finally:
+        gc.enable()
+
+
 def test_a_collection_anywhere_in_a_critical_section_does_not_deadlock() -> None:
     # Python 3.12 collects garbage at any bytecode boundary, so a finalizer may run
     # right after the index lock is taken, before any bookkeeping: the CI hang.
@@ -59,13 +72,7 @@ def test_a_collection_anywhere_in_a_critical_section_does_not_deadlock() -> None
             gc.collect()  # runs index.discard(doomed) on this thread, lock held
         done.set()
 
-    gc.disable()
-    try:
-        t = threading.Thread(target=collect_inside_the_section, daemon=True)
-        t.start()
-        t.join(timeout=10)
-    finally:
-        gc.enable()
+    _run_with_gc_disabled(collect_inside_the_section)
     assert done.is_set(), "a finalizer run inside the index's critical section deadlocked"
     assert index.find(10, 20) is None, "a dead region must not answer a lookup"
     assert index.names() == []
@@ -106,12 +113,6 @@ def test_segment_freed_by_the_collector_mid_bookkeeping_does_not_deadlock(
         _shm.release(fresh)
         done.set()
 
-    gc.disable()  # keep the cycle alive until the collection inside the insert
-    try:
-        t = threading.Thread(target=allocate_with_garbage_pending, daemon=True)
-        t.start()
-        t.join(timeout=10)
-    finally:
-        gc.enable()
+    _run_with_gc_disabled(allocate_with_garbage_pending)
     assert done.is_set(), "an unlink finalizer run by the collector deadlocked"
     assert _shm.live_segment_names() == []
