@@ -134,6 +134,13 @@ class Store(ABC):
         """Whether :meth:`local_path` gives a real filesystem path (read in workers)."""
         return False
 
+    @property
+    def supports_sync_reads(self) -> bool:
+        """Whether :meth:`read_local` and :meth:`read_local_ranges` work: values can be read
+        synchronously and cheaply from any thread (local files, memory). The core then
+        reads each chunk in the thread that decodes it, with no event-loop round trip."""
+        return self.supports_local_files
+
     def local_path(self, key: str) -> str | None:
         """The filesystem path of ``key`` for stores backed by local files."""
         return None
@@ -141,8 +148,8 @@ class Store(ABC):
     def read_local(self, key: str) -> bytes | None:
         """Read ``key`` synchronously in the calling thread (``None`` if missing).
 
-        Only for stores with :attr:`supports_local_files`: the codec executor's
-        worker threads read chunk files themselves, so a chunk is read and
+        Only for stores with :attr:`supports_sync_reads`: the codec executor's
+        worker threads read chunks themselves, so a chunk is read and
         decoded by the same thread with no event-loop round trip.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
@@ -150,7 +157,7 @@ class Store(ABC):
     def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """:meth:`get_ranges`, synchronously in the calling thread (``None`` if missing).
 
-        Only for stores with :attr:`supports_local_files`: a small sharded read
+        Only for stores with :attr:`supports_sync_reads`: a small sharded read
         fetches a shard's index and one inner chunk with no thread hand-off.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)

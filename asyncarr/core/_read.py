@@ -40,7 +40,7 @@ COALESCE_GAP = 1 << 16
 class DecodeJob:
     """One chunk to decode into the output.
 
-    ``payload`` is the encoded bytes, a :class:`Store` with local files
+    ``payload`` is the encoded bytes, a :class:`Store` with synchronous reads
     (the worker reads ``key`` from it), or ``None`` for a missing chunk
     (filled with the fill value).
     """
@@ -228,8 +228,8 @@ async def _read_chunks(
         and executor.config.mode == "auto"
     ):
         mode = "inline"  # one small chunk: a thread hand-off would cost more than it saves
-    # Worker threads read local chunk files themselves; processes get the bytes.
-    local = ctx.store.supports_local_files and mode != "processes"
+    # Worker threads read chunks themselves (local files, memory); processes get the bytes.
+    local = ctx.store.supports_sync_reads and mode != "processes"
     worker_cache = cache if mode != "processes" else None
 
     chunk_shape = ctx.meta.chunk_shape
@@ -349,7 +349,7 @@ async def _read_sharded(
     inner = codec.inner
     n_inner = codec.n_inner()
     auto = executor.config.mode == "auto"
-    local = ctx.store.supports_local_files
+    local = ctx.store.supports_sync_reads
 
     async def read_shard(shard: ChunkProjection) -> None:
         key = ctx.chunk_key(shard.coords)
@@ -479,8 +479,9 @@ async def _fetch_inner_ranges(
 def _fetch_inner_ranges_local(
     store: Store, codec: ShardingCodec, key: str, jobs: list[DecodeJob]
 ) -> None:
-    """:func:`_fetch_inner_ranges` for local files, in the calling thread: a small
-    read (one inner chunk) is two ``pread`` calls, cheaper than two thread hand-offs."""
+    """:func:`_fetch_inner_ranges` for stores with synchronous reads, in the calling
+    thread: a small read (one inner chunk) is two cheap reads (two ``pread`` calls on
+    local files), cheaper than two thread hand-offs."""
     plan = _plan_inner_ranges(
         codec, key, _first(store.read_local_ranges(key, [codec.index_range()])), jobs
     )

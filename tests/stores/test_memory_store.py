@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,24 @@ async def test_named_memory_urls_share_data() -> None:
     b = store_from_url("memory://shared-test", read_only=True)
     await a.set("k", b"v")
     assert await b.get("k") == b"v"
+
+
+def test_synchronous_reads_and_subclasses_that_override_get() -> None:
+    from asyncarr._types import ByteRange, SuffixRange
+    from asyncarr.errors import InvalidKeyError
+
+    store = MemoryStore({"a/b": b"0123456789"})
+    assert store.supports_sync_reads  # codec workers read chunks straight from the dict
+    assert store.read_local("a/b") == b"0123456789"
+    assert store.read_local("a/missing") is None
+    assert store.read_local_ranges("a/b", [ByteRange(2, 4), SuffixRange(3)]) == [b"23", b"789"]
+    assert store.read_local_ranges("nope", [ByteRange(0, 1)]) is None
+    with pytest.raises(InvalidKeyError):
+        store.read_local("../escape")
+
+    class Instrumented(MemoryStore):
+        async def get(self, key: str, byte_range: Any = None) -> bytes | None:
+            return await super().get(key, byte_range)
+
+    # reads must keep going through an overridden get()
+    assert not Instrumented().supports_sync_reads
