@@ -6,9 +6,10 @@ request; for chunk reads - hundreds of small GETs in flight - that CPU, not
 the network, capped throughput (see docs/benchmarks.md). A GET of one object
 (optionally a byte range) needs none of that machinery: this module signs it
 with the standard library (``hmac``/``hashlib``), and the store sends it over
-aiohttp. Written by hand because no maintained, dependency-free signer exists
-for aiohttp; the algorithm is AWS's published one, and the tests check the
-output against botocore's own signer byte for byte.
+aiohttp. Written by hand because botocore's own signer (``S3SigV4Auth`` on an
+``AWSRequest``) costs ~210 us per request here against ~30 us for this one;
+the algorithm is AWS's published one, and the tests check the output against
+botocore's signer byte for byte.
 
 Only what a GET needs is covered: no query parameters, an empty payload
 (``x-amz-content-sha256`` is the SHA-256 of no bytes, valid over http and
