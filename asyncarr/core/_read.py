@@ -90,9 +90,7 @@ def decode_jobs(
         if cache is not None:
             cache.put((cache_prefix, job.key), chunk)
         out[job.out_sel] = chunk[job.chunk_sel]
-    if len(batch) == 1:
-        pipeline.decode_into(batch[0], places[0], key=keys[0])
-    elif batch:
+    if batch:
         pipeline.decode_many_into(batch, places, keys)
     return decoded
 
@@ -326,7 +324,11 @@ def coalesce(
 
 
 def _split_shard(
-    codec: ShardingCodec, key: str, data: bytes | None, jobs: list[DecodeJob], mode: str
+    codec: ShardingCodec,
+    key: str,
+    data: bytes | None,
+    jobs: list[DecodeJob],
+    mode: ResolvedMode,
 ) -> None:
     """Give each job its inner chunk from a whole shard's bytes (``None``: no shard)."""
     if data is None:
@@ -355,15 +357,13 @@ async def _read_sharded(
         key = ctx.chunk_key(shard.coords)
         jobs = _inner_jobs(ctx, codec, shard, key)
         small = n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto
-        if small and local:
-            # a small read from one local shard: read and decode right here (no hand-offs)
-            if len(jobs) == n_inner:
+        whole = len(jobs) == n_inner
+        if small and local:  # read right here from a synchronous store: no hand-offs
+            if whole:
                 _split_shard(codec, key, ctx.store.read_local(key), jobs, mode)
             else:
                 _fetch_inner_ranges_local(ctx.store, codec, key, jobs)
-            decode_jobs(inner, jobs, out, ctx.fill)
-            return
-        if len(jobs) == n_inner:
+        elif whole:
             _split_shard(codec, key, await ctx.io.get(key), jobs, mode)
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)

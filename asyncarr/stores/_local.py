@@ -437,14 +437,7 @@ class LocalStore(Store):
                     return None
                 raise
             try:
-                size = os.fstat(fd).st_size
-                data = os.pread(fd, size, 0)
-                # a short read means the file changed (or an odd filesystem): read on
-                return (
-                    data
-                    if len(data) == size
-                    else data + _read_exact(fd, len(data), size - len(data))
-                )
+                return _read_exact(fd, 0, os.fstat(fd).st_size)
             except IsADirectoryError:
                 return None
             finally:

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from asyncarr._types import RangeRequest, Versioned, range_to_slice
+from asyncarr._types import RangeRequest, Versioned, http_range_header, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.abc._store import normalize_prefix
 from asyncarr.config import StoreLimits
@@ -92,7 +92,6 @@ from asyncarr.stores._s3_lean import (
     Route,
     clean_endpoint,
     error_code,
-    range_header,
 )
 
 __all__ = ["S3Store", "s3_store_from_url"]
@@ -470,7 +469,7 @@ class S3Store(Store):
         """(bytes, ETag) of the value or the range of it; ``None`` when missing."""
         full = self._full(key)
         params: dict[str, Any] = {"Key": full}
-        header = None if rng is None else range_header(rng)
+        header = None if rng is None else http_range_header(rng)
         if rng is not None and header is None:  # empty range: only existence matters
             return (b"", "") if await self.exists(key) else None
         if header is not None:
@@ -517,7 +516,7 @@ class S3Store(Store):
     ) -> bytes | None:
         """:meth:`get` over the lean path, with botocore's semantics (see :mod:`._s3_lean`)."""
         full = self._full(key)
-        header = None if rng is None else range_header(rng)
+        header = None if rng is None else http_range_header(rng)
         if rng is not None and header is None:  # empty range: only existence matters
             return b"" if await self.exists(key) else None
         try:

@@ -30,9 +30,8 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from asyncarr._types import http_range_header as range_header
 from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
 
 __all__ = [
@@ -41,7 +40,6 @@ __all__ = [
     "Route",
     "clean_endpoint",
     "error_code",
-    "range_header",
 ]
 
 _SCOPE_RE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
@@ -72,12 +70,16 @@ class LeanResponse:
     content_range: str | None
 
 
+def _host(parts: SplitResult) -> str:
+    """The URL's host as it appears in a netloc (IPv6 addresses in brackets)."""
+    host = parts.hostname or ""
+    return f"[{host}]" if ":" in host else host
+
+
 def clean_endpoint(url: str) -> str:
     """``url`` without user info, query or fragment (safe to show)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = _host(parts)
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
@@ -97,9 +99,7 @@ def _route_from(url: str, full_key: str, authorization: str | None) -> Route | N
     encoded = canonical_path(full_key)
     if not parts.path.endswith("/" + encoded) or parts.scheme not in _DEFAULT_PORTS:
         return None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = _host(parts)
     if parts.port is not None and parts.port != _DEFAULT_PORTS[parts.scheme]:
         host = f"{host}:{parts.port}"
     region = None
