@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import botocore.auth as botocore_auth  # the s3 extra, installed by `make test`
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-botocore_auth = pytest.importorskip("botocore.auth")
-from botocore.awsrequest import AWSRequest  # noqa: E402
-from botocore.credentials import Credentials  # noqa: E402
-
-from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get  # noqa: E402
+from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
 
 MOMENT = dt.datetime(2026, 11, 25, 16, 40, 7, tzinfo=dt.UTC)
 
