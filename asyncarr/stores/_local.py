@@ -5,19 +5,23 @@ Keys map to files below the root (``a/c/0/1`` is ``<root>/a/c/0/1``).
 Guarantees (POSIX local filesystems such as ext4, xfs, btrfs, tmpfs, APFS):
 
 - **Atomic writes.** A value is written to a temporary file in the key's own
-  directory (``.<name>.<uuid>.asyncarr.tmp``) and moved over the key with
+  directory (``.<name>.<pid>.<n>.asyncarr.tmp``) and moved over the key with
   ``rename(2)``; a reader sees the old value or the new one, never a torn
   file, and a crash leaves at most a stray temporary file (never listed).
   With ``fsync=True`` the data and the directory entry are flushed to disk
   before ``set`` returns (default ``False``: durable once the OS writes back).
 - **Conditional writes across threads and processes.** Every mutation
-  (``set``, ``set_if_not_exists``, ``set_if_version``, ``delete``) holds an
-  exclusive ``flock(2)`` on a per-key lock file ``.<name>.asyncarr.lock`` next
-  to the key, so ``set_if_version`` compares and replaces atomically with
-  respect to all asyncarr writers, in any process on the same machine. The
-  lock file is removed while still held (waiters notice and retry), so no lock
-  files accumulate. ``flock`` is not reliable on NFS and other network
-  filesystems: there these guarantees do not hold.
+  (``set``, ``set_if_not_exists``, ``set_if_version``, ``delete``) makes its
+  change to the directory (the ``rename``, ``link`` or ``unlink``, and for
+  the conditional ones the version check before it) holding an exclusive
+  ``flock(2)`` on the key's directory, so ``set_if_version`` compares and
+  replaces atomically with respect to all asyncarr writers, in any process
+  on the same machine. The temporary file is written before the lock is
+  taken, so the lock is held for a few system calls only, and no lock files
+  are created. (Earlier versions locked a per-key ``.<name>.asyncarr.lock``
+  file; they and this version do not exclude each other.) ``flock``
+  is not reliable on NFS and other network filesystems: there these
+  guarantees do not hold.
 - **Versions** are ``inode.mtime_ns.size.crc32c`` of the file, read through
   one file descriptor together with the data, so the token matches the bytes
   returned and an inode recycled within one timestamp tick still differs by
@@ -40,10 +44,10 @@ import asyncio
 import builtins
 import errno
 import fcntl
+import itertools
 import os
 import stat
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -90,6 +94,9 @@ _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _PROC_FD = os.path.isdir("/proc/self/fd")
 _LIST_BATCH = 1000
 _DIR_RETRIES = 20
+
+_temp_serial = itertools.count()
+"""Numbers temporary file names, with the process id: unique without a random source."""
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -191,10 +198,6 @@ def _read_versioned_fd(fd: int) -> Versioned | None:
 
 def _short(name: str) -> str:
     return name if len(name) <= 100 else name[:60] + "~" + f"{crc32c.crc32c(name.encode()):08x}"
-
-
-def _lock_name(name: str) -> str:
-    return f".{_short(name)}{_LOCK_SUFFIX}"
 
 
 def _reserved(name: str) -> bool:
@@ -334,30 +337,34 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def _open_dir(self, rel: str, key: str, *, create: bool) -> int:
-        """An ``O_PATH`` descriptor of directory ``rel``, verified to be under the root."""
+    def _open_dir(self, rel: str, key: str, *, create: bool, lockable: bool = False) -> int:
+        """A descriptor of directory ``rel``, verified to be under the root.
+
+        ``O_PATH`` unless ``lockable``: ``flock(2)`` needs a descriptor opened for reading.
+        """
+        flags = (os.O_RDONLY if lockable else _O_PATH) | _O_DIRECTORY
         try:
-            return self._open(self._path(rel), _O_PATH | _O_DIRECTORY, key)
+            return self._open(self._path(rel), flags, key)
         except FileNotFoundError:
             if not create:
                 raise
-            return self._make_dirs(rel, key)
+            return self._make_dirs(rel, key, flags)
 
-    def _make_dirs(self, rel: str, key: str) -> int:
+    def _make_dirs(self, rel: str, key: str, flags: int) -> int:
         if not os.path.isdir(self._root):
             if not self._auto_mkdir:
                 msg = f"the root directory {self._root} does not exist (auto_mkdir=False)"
                 raise StoreError(msg, store=self, key=key)
             os.makedirs(self._root, exist_ok=True)
             self._root_real = os.path.realpath(self._root)
-        cur = os.open(self._root, _O_PATH | _O_DIRECTORY | _O_CLOEXEC)
+        cur = os.open(self._root, flags | _O_CLOEXEC)
         try:
             for part in rel.split("/") if rel else ():
                 try:
                     os.mkdir(part, dir_fd=cur)
                 except FileExistsError:
                     pass
-                nxt = self._open(part, _O_PATH | _O_DIRECTORY, key, dir_fd=cur)
+                nxt = self._open(part, flags, key, dir_fd=cur)
                 os.close(cur)
                 cur = nxt
         except BaseException:
@@ -484,66 +491,59 @@ class LocalStore(Store):
             raise KeyNotFoundError("no such key", store=self, key=key)
         return st.st_size
 
-    # -- writes (run in worker threads, under the per-key lock) -------------------------
-    def _locked(self, key: str, op: Callable[[int, str], T], *, create: bool = True) -> T | None:
-        """Run ``op(dir_fd, name)`` holding the key's lock; ``None`` if the directory is missing
-        and ``create`` is false."""
+    # -- writes (run in worker threads, under the directory lock) ----------------------
+    def _locked(
+        self,
+        key: str,
+        op: Callable[[int, str, str], T],
+        value: bytes | None = None,
+        *,
+        create: bool = True,
+    ) -> T | None:
+        """Run ``op(dir_fd, name, tmp)`` holding the exclusive lock of the key's directory.
+
+        With ``value``, it is first written to a temporary file in that
+        directory, outside the lock, and ``tmp`` is that file's name (``""``
+        otherwise); ``op`` moves it into place, and it is removed if ``op``
+        does not. Returns ``None`` if the directory is missing and ``create``
+        is false.
+        """
         parent, _, name = key.rpartition("/")
-        lname = _lock_name(name)
         for _ in range(_DIR_RETRIES):
             try:
-                dfd = self._open_dir(parent, key, create=create)
+                dfd = self._open_dir(parent, key, create=create, lockable=True)
             except (FileNotFoundError, NotADirectoryError) as exc:
                 if not create:
                     return None
                 if isinstance(exc, NotADirectoryError):
                     raise
                 continue  # a concurrent delete pruned the directory; make it again
+            tmp = ""
             try:
-                lfd = self._lock(dfd, lname)
-                if lfd is None:
-                    continue
-                try:
-                    return op(dfd, name)
-                finally:
+                if value is not None:
                     try:
-                        os.unlink(lname, dir_fd=dfd)
-                    finally:
-                        os.close(lfd)
+                        tmp = self._write_temp(dfd, name, value)
+                    except FileNotFoundError:
+                        continue  # pruned after we opened it; a non-empty one can't be
+                fcntl.flock(dfd, fcntl.LOCK_EX)
+                return op(dfd, name, tmp)
             finally:
-                os.close(dfd)
+                if tmp:
+                    _unlink_quietly(tmp, dfd)  # gone already unless ``op`` failed
+                os.close(dfd)  # releases the lock
         raise TransientStoreError(
             "the key's directory kept disappearing during the write", store=self, key=key
         )
 
-    @staticmethod
-    def _lock(dfd: int, lname: str) -> int | None:
-        """Hold an exclusive lock on ``lname`` in ``dfd``; ``None`` if the directory vanished."""
-        while True:
-            try:
-                lfd = os.open(
-                    lname, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o666, dir_fd=dfd
-                )
-            except FileNotFoundError:
-                return None
-            try:
-                fcntl.flock(lfd, fcntl.LOCK_EX)
-                current = os.stat(lname, dir_fd=dfd, follow_symlinks=False)
-                mine = os.fstat(lfd)
-                if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
-                    return lfd
-            except FileNotFoundError:
-                pass  # the holder removed it while we waited: take a fresh one
-            except BaseException:
-                os.close(lfd)
-                raise
-            os.close(lfd)
-
     def _write_temp(self, dfd: int, name: str, value: bytes) -> str:
-        tmp = f".{_short(name)}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o666, dir_fd=dfd
-        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
+        while True:
+            tmp = f".{_short(name)}.{os.getpid():x}.{next(_temp_serial):x}{_TMP_SUFFIX}"
+            try:
+                fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue  # left by a crashed process that had the same pid
         try:
             _write_all(fd, value)
             if self._fsync:
@@ -557,46 +557,31 @@ class LocalStore(Store):
 
     def _sync_dir(self, dfd: int) -> None:
         if self._fsync:
-            fd = os.open(".", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dfd)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            os.fsync(dfd)
 
-    def _replace(self, dfd: int, name: str, value: bytes) -> None:
-        tmp = self._write_temp(dfd, name, value)
+    def _replace(self, dfd: int, name: str, tmp: str) -> None:
         try:
-            try:
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except OSError as exc:
-                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                os.rmdir(name, dir_fd=dfd)  # an empty leftover directory may go; else it raises
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except BaseException:
-            _unlink_quietly(tmp, dfd)
-            raise
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            os.rmdir(name, dir_fd=dfd)  # an empty leftover directory may go; else it raises
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         self._sync_dir(dfd)
 
-    def _create(self, dfd: int, name: str, value: bytes) -> bool:
-        tmp = self._write_temp(dfd, name, value)
+    def _create(self, dfd: int, name: str, tmp: str) -> bool:
         try:
-            try:
-                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
-            except FileExistsError:
-                if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
-                    raise
+            os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        except FileExistsError:
+            if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
+                raise
+            return False
+        except OSError as exc:  # no hard links here: the directory lock still makes this atomic
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if _lstat_mode(name, dfd) is not None:
                 return False
-            except OSError as exc:  # no hard links here: the key lock still makes this atomic
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                if _lstat_mode(name, dfd) is not None:
-                    return False
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-                tmp = ""
-        finally:
-            if tmp:
-                _unlink_quietly(tmp, dfd)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         self._sync_dir(dfd)
         return True
 
@@ -608,16 +593,16 @@ class LocalStore(Store):
         current = _read_versioned_fd(fd)
         return None if current is None else current.version
 
-    def _swap(self, dfd: int, name: str, value: bytes, version: str | None, key: str) -> None:
+    def _swap(self, dfd: int, name: str, tmp: str, version: str | None, key: str) -> None:
         current = self._current_version(dfd, name)
         if current != version:
             state = "absent" if current is None else f"at version {current}"
             raise PreconditionFailedError(
                 f"the key is {state}, expected {version or 'absent'}", store=self, key=key
             )
-        self._replace(dfd, name, value)
+        self._replace(dfd, name, tmp)
 
-    def _remove(self, dfd: int, name: str) -> None:
+    def _remove(self, dfd: int, name: str, _tmp: str = "") -> None:
         try:
             os.unlink(name, dir_fd=dfd)
         except FileNotFoundError:
@@ -651,7 +636,7 @@ class LocalStore(Store):
             if value is None:
                 self._delete_keys([key])
             else:
-                self._locked(key, lambda dfd, name: self._replace(dfd, name, value))
+                self._locked(key, self._replace, value)
         except StoreError:
             raise
         except OSError as exc:
@@ -660,16 +645,12 @@ class LocalStore(Store):
     async def set(self, key: str, value: bytes) -> None:
         key = self._norm(key)
         self._check_writable(key)
-        await self._call(
-            key, "write", self._locked, key, lambda dfd, name: self._replace(dfd, name, value)
-        )
+        await self._call(key, "write", self._locked, key, self._replace, value)
 
     async def set_if_not_exists(self, key: str, value: bytes) -> bool:
         key = self._norm(key)
         self._check_writable(key)
-        created = await self._call(
-            key, "write", self._locked, key, lambda dfd, name: self._create(dfd, name, value)
-        )
+        created = await self._call(key, "write", self._locked, key, self._create, value)
         return bool(created)
 
     async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
@@ -680,7 +661,8 @@ class LocalStore(Store):
             "write",
             self._locked,
             key,
-            lambda dfd, name: self._swap(dfd, name, value, version, key),
+            lambda dfd, name, tmp: self._swap(dfd, name, tmp, version, key),
+            value,
         )
 
     def _remove_if(self, dfd: int, name: str, version: str, key: str) -> bool:
@@ -695,7 +677,7 @@ class LocalStore(Store):
 
     def _delete_if(self, key: str, version: str) -> None:
         removed = self._locked(
-            key, lambda dfd, name: self._remove_if(dfd, name, version, key), create=False
+            key, lambda dfd, name, _tmp: self._remove_if(dfd, name, version, key), create=False
         )
         if removed is None:  # not even its directory exists
             raise PreconditionFailedError(

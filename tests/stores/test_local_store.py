@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import multiprocessing
 import os
 import shutil
@@ -134,6 +135,36 @@ async def test_atomic_replace_under_concurrency(tmp_path: Path) -> None:
 
     await asyncio.gather(*(writer(i) for i in range(4)), *(reader() for _ in range(4)))
     assert _files(tmp_path / "r") == ["hot"]
+
+
+async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
+    """Another process's lock on the key's directory holds back every mutation in it."""
+    store = LocalStore(tmp_path / "r")
+    await store.set("d/k", b"old")
+    await store.set("d/gone", b"x")
+    dfd = os.open(tmp_path / "r" / "d", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)  # a separate open file description: it conflicts
+        version = (await store.get_versioned("d/k")).version  # type: ignore[union-attr]
+        pending = [
+            asyncio.ensure_future(store.set("d/k", b"new")),
+            asyncio.ensure_future(store.set_if_not_exists("d/fresh", b"f")),
+            asyncio.ensure_future(store.delete("d/gone")),
+        ]
+        await asyncio.sleep(0.3)
+        assert not any(t.done() for t in pending)
+        assert await store.get("d/k") == b"old"  # reads never wait
+        assert await store.get("d/fresh") is None
+        assert await store.get("d/gone") == b"x"
+    finally:
+        os.close(dfd)  # releases the lock
+    await asyncio.wait_for(asyncio.gather(*pending), 10)
+    assert await store.get("d/k") == b"new"
+    assert await store.get("d/fresh") == b"f"
+    assert await store.get("d/gone") is None
+    with pytest.raises(PreconditionFailedError):
+        await store.set_if_version("d/k", b"stale", version)
+    assert _files(tmp_path / "r") == ["d/fresh", "d/k"]  # no lock or temp files
 
 
 def _increment_worker(root: str, times: int) -> int:
