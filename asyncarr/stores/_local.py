@@ -504,9 +504,9 @@ class LocalStore(Store):
 
         With ``value``, it is first written to a temporary file in that
         directory, outside the lock, and ``tmp`` is that file's name (``""``
-        otherwise); ``op`` moves it into place, and it is removed if ``op``
-        does not. Returns ``None`` if the directory is missing and ``create``
-        is false.
+        otherwise); ``op`` moves it into place or removes it, and it is
+        removed here if ``op`` raises. Returns ``None`` if the directory is
+        missing and ``create`` is false.
         """
         parent, _, name = key.rpartition("/")
         for _ in range(_DIR_RETRIES):
@@ -527,9 +527,11 @@ class LocalStore(Store):
                         continue  # pruned after we opened it; a non-empty one can't be
                 fcntl.flock(dfd, fcntl.LOCK_EX)
                 return op(dfd, name, tmp)
-            finally:
+            except BaseException:
                 if tmp:
-                    _unlink_quietly(tmp, dfd)  # gone already unless ``op`` failed
+                    _unlink_quietly(tmp, dfd)
+                raise
+            finally:
                 os.close(dfd)  # releases the lock
         raise TransientStoreError(
             "the key's directory kept disappearing during the write", store=self, key=key
@@ -575,13 +577,17 @@ class LocalStore(Store):
         except FileExistsError:
             if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
                 raise
+            _unlink_quietly(tmp, dfd)
             return False
         except OSError as exc:  # no hard links here: the directory lock still makes this atomic
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
                 raise
             if _lstat_mode(name, dfd) is not None:
+                _unlink_quietly(tmp, dfd)
                 return False
             os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        else:
+            _unlink_quietly(tmp, dfd)  # the value lives on under ``name``
         self._sync_dir(dfd)
         return True
 

@@ -164,6 +164,7 @@ async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
     assert await store.get("d/gone") is None
     with pytest.raises(PreconditionFailedError):
         await store.set_if_version("d/k", b"stale", version)
+    assert not await store.set_if_not_exists("d/k", b"again")
     assert _files(tmp_path / "r") == ["d/fresh", "d/k"]  # no lock or temp files
 
 
