@@ -10,7 +10,15 @@ cancelling the caller cancels everything.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
 from typing import Generic, TypeVar, cast
 
 from asyncarr.errors import ConfigError
@@ -80,13 +88,16 @@ async def _drive(
 
     spawned = 0
 
-    async def worker(tg: asyncio.TaskGroup) -> None:
+    # ``worker`` gets itself as an argument: referring to itself through its closure would
+    # make a cycle that keeps ``fn`` (and whatever it holds: a read's whole output array)
+    # alive until the cyclic garbage collector happens to run.
+    async def worker(tg: asyncio.TaskGroup, me: Callable[..., Coroutine[None, None, None]]) -> None:
         nonlocal spawned
         try:
             while (pulled := await source.next()) is not None:
                 if spawned < workers:  # grow the pool only while there is work for it
                     spawned += 1
-                    tg.create_task(worker(tg))
+                    tg.create_task(me(tg, me))
                 index, item = pulled
                 result = await fn(item)
                 if sink is not None:
@@ -98,7 +109,7 @@ async def _drive(
     try:
         async with asyncio.TaskGroup() as tg:
             spawned = 1
-            tg.create_task(worker(tg))
+            tg.create_task(worker(tg, worker))
     except BaseExceptionGroup:
         if not failures:
             raise  # KeyboardInterrupt/SystemExit and friends keep their group
