@@ -211,19 +211,22 @@ class _ThreadPool:
         while (job := get()) is not None:
             fn, args, loop, fut = job
             del job
-            if fut.cancelled():
-                continue
             result: Any = None
             error: BaseException | None = None
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                error = exc
-            try:
-                loop.call_soon_threadsafe(_settle, fut, result, error)
-            except RuntimeError:  # the awaiting loop is closed: nobody wants the result
-                pass
-            del fn, args, loop, fut, result, error
+            if not fut.cancelled():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:
+                    error = exc
+            # Drop the job's references before the awaiting task can resume, and before this
+            # thread waits for the next job: they may hold a read's whole output array.
+            del fn, args
+            if not fut.cancelled():
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, result, error)
+                except RuntimeError:  # the awaiting loop is closed: nobody wants the result
+                    pass
+            del loop, fut, result, error
 
 
 # --------------------------------------------------------------------------- auto policy
