@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck layers pytest bench bench-quick install install-test clean
+.PHONY: demo test check lint typecheck layers pytest bench bench-quick bench-scaling install install-test clean
 
 $(PY):
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: $(STAMP)-bench
 
 bench-quick: $(STAMP)-bench
 	$(PY) -m bench --quick
+
+# Codec-executor scaling, W = 1..16 workers (at most 200 s); see docs/benchmarks.md.
+bench-scaling: $(STAMP)-bench
+	$(PY) -m bench.scaling
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info .mypy_cache .ruff_cache .pytest_cache
