@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import ctypes
 import errno
 import fcntl
 import itertools
 import os
 import stat
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -562,6 +564,10 @@ class LocalStore(Store):
             os.fsync(dfd)
 
     def _replace(self, dfd: int, name: str, tmp: str) -> None:
+        if _exchange(dfd, tmp, name):  # the old value now lives under ``tmp``
+            _unlink_quietly(tmp, dfd)
+            self._sync_dir(dfd)
+            return
         try:
             os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError as exc:
@@ -783,6 +789,49 @@ class LocalStore(Store):
             self._norm(base)
         entries = await self._call(base or None, "list", self._scan, base)
         return sorted(name for name, _ in entries)
+
+
+def _load_renameat2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without it
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _load_renameat2()
+_RENAME_EXCHANGE = 2
+_NO_EXCHANGE_ERRNOS = {errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EXDEV}
+_NO_EXCHANGE_ERRNOS |= {errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _exchange(dfd: int, tmp: str, name: str) -> bool:
+    """Atomically swap ``tmp`` with the existing regular file ``name`` (Linux ``renameat2``
+    with ``RENAME_EXCHANGE``); ``False`` where ``name`` is no regular file or this kernel or
+    filesystem cannot, and a plain rename must do.
+
+    Why not always ``rename``: on ext4, renaming over an existing file makes the kernel
+    allocate and start writing the new file's blocks inside the call (its ``auto_da_alloc``
+    heuristic for programs that never fsync), which cost 60-70 % of a chunk write here
+    (256 KiB chunks: 355 us a write with rename, 133 us with an exchange and an unlink).
+    asyncarr's durability against power loss comes from ``fsync=True``, not from that
+    heuristic; readers see the old or the new value either way.
+    """
+    if _renameat2 is None:
+        return False
+    mode = _lstat_mode(name, dfd)
+    if mode is None or not stat.S_ISREG(mode):
+        return False
+    if _renameat2(dfd, os.fsencode(tmp), dfd, os.fsencode(name), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE_ERRNOS:
+        return False
+    raise OSError(code, os.strerror(code), name)
 
 
 def _unlink_quietly(name: str, dfd: int) -> None:

@@ -23,7 +23,7 @@ from asyncarr.errors import (
     PreconditionFailedError,
     StoreError,
 )
-from asyncarr.stores import store_from_url
+from asyncarr.stores import _local, store_from_url
 from asyncarr.stores._local import LocalStore, local_store_from_url
 from asyncarr.testing import StoreTests
 from asyncarr.testing._procs import StoreLocation
@@ -363,3 +363,34 @@ async def test_pruning_races_with_writers(tmp_path: Path) -> None:
     await asyncio.gather(*(churn(i) for i in range(8)))
     assert [k async for k in store.list_prefix("")] == []
     assert list((tmp_path / "r").iterdir()) == []  # fully pruned, nothing left behind
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "plain-rename"])
+async def test_overwrite_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    """Both ways of replacing a value: an exchange plus unlink (Linux), or a plain rename."""
+    if not exchange:
+        monkeypatch.setattr(_local, "_renameat2", None)
+    elif _local._renameat2 is None:
+        pytest.skip("no renameat2 on this platform")
+    store = LocalStore(tmp_path / "r")
+    await store.set("a/k", b"one")
+    first = await store.get_versioned("a/k")
+    await store.set("a/k", b"two")  # over a regular file: the exchange, where available
+    assert await store.get("a/k") == b"two"
+    assert first is not None
+    with pytest.raises(PreconditionFailedError):
+        await store.set_if_version("a/k", b"stale", first.version)
+    current = await store.get_versioned("a/k")
+    assert current is not None
+    await store.set_if_version("a/k", b"three", current.version)
+    assert await store.get("a/k") == b"three"
+    (tmp_path / "r" / "a" / "d").mkdir()  # an empty leftover directory where a key goes
+    await store.set("a/d", b"file")
+    assert await store.get("a/d") == b"file"
+    (tmp_path / "r" / "a" / "link").symlink_to("k")  # a symlink is replaced, not followed
+    await store.set("a/link", b"own")
+    assert await store.get("a/k") == b"three"
+    assert await store.get("a/link") == b"own"
+    assert _files(tmp_path / "r") == ["a/d", "a/k", "a/link"]
