@@ -93,7 +93,8 @@ class ExecutorConfig:
 
     mode: ExecutorMode = "auto"
     max_workers: int | None = None
-    """Defaults to the number of usable CPUs."""
+    """Codec threads and worker processes. Defaults: threads, the number of usable CPUs
+    but at most 8 (more convoy on the GIL); processes, the number of usable CPUs."""
     batch_bytes: int = 4 << 20
     """Small chunks are grouped into executor calls of about this many decoded bytes."""
 

@@ -427,6 +427,17 @@ def test_auto_avoids_processes_that_would_rerun_the_main_script(
     assert ex.mode_for(False, profile=py_work) == ("processes" if safe else "threads")
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(2, 2), (8, 8), (16, 8), (64, 8)])
+def test_default_thread_count_is_capped(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
+) -> None:
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: cpus)
+    ex = CodecExecutor(ExecutorConfig(mode="threads"))
+    assert ex.max_workers == threads
+    assert ex._process_workers == cpus  # no shared GIL: every CPU
+    assert CodecExecutor(ExecutorConfig(mode="threads", max_workers=16)).max_workers == 16
+
+
 def test_auto_is_inline_on_one_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_executor, "usable_cpus", lambda: 1)
     ex = CodecExecutor(ExecutorConfig(mode="auto"))
