@@ -226,8 +226,12 @@ async def _read_chunks(
         and executor.config.mode == "auto"
     ):
         mode = "inline"  # one small chunk: a thread hand-off would cost more than it saves
-    # Worker threads read chunks themselves (local files, memory); processes get the bytes.
-    local = ctx.store.supports_sync_reads and mode != "processes"
+    # Workers read chunks themselves: threads from local files and memory, worker processes
+    # from local files (the store travels to them by value: its root and options). Otherwise
+    # the bytes are fetched here and shipped.
+    local = ctx.store.supports_sync_reads and (
+        mode != "processes" or ctx.store.supports_local_files
+    )
     worker_cache = cache if mode != "processes" else None
 
     chunk_shape = ctx.meta.chunk_shape

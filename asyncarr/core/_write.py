@@ -155,8 +155,8 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
-    # Worker threads write local chunk files themselves (no second hand-off).
-    local = ctx.store.supports_local_files and not in_processes
+    # Workers (threads or processes) write local chunk files themselves: no second hand-off.
+    local = ctx.store.supports_local_files
 
     async def write_full(batch: list[ChunkProjection]) -> None:
         sels = [p.index_pair()[1] for p in batch]

@@ -1,0 +1,57 @@
+"""With executor mode ``processes``, worker processes read and write local chunk files
+themselves: the event loop never fetches chunk bytes to ship them."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import asyncarr
+from asyncarr._types import RangeRequest
+from asyncarr.config import ExecutorConfig
+from asyncarr.runtime import set_executor
+from asyncarr.stores import LocalStore
+
+
+class ChunkBytesNeverFetchedHere(LocalStore):
+    """Fails any async read or write of a chunk key: only metadata goes through them."""
+
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        assert "/" not in key, f"chunk {key!r} was fetched by the event loop"
+        return await super().get(key, byte_range)
+
+    async def set(self, key: str, value: bytes) -> None:
+        assert "/" not in key, f"chunk {key!r} was stored by the event loop"
+        await super().set(key, value)
+
+
+@pytest.fixture
+def processes() -> Iterator[None]:
+    set_executor(ExecutorConfig(mode="processes", max_workers=2))
+    try:
+        yield
+    finally:
+        set_executor(None)
+
+
+def test_local_store_pickles_as_its_root_and_options(tmp_path: Path) -> None:
+    store = ChunkBytesNeverFetchedHere(tmp_path / "r", read_only=True, fsync=True)
+    copy = pickle.loads(pickle.dumps(store))
+    assert type(copy) is ChunkBytesNeverFetchedHere
+    assert (copy.root, copy.read_only, copy._fsync) == (store.root, True, True)
+
+
+@pytest.mark.usefixtures("processes")
+async def test_worker_processes_do_the_local_file_io(tmp_path: Path) -> None:
+    store = ChunkBytesNeverFetchedHere(tmp_path / "r")
+    arr = await asyncarr.create_array(store, shape=(96, 80), chunks=(16, 16), dtype="f8")
+    value = np.random.default_rng(7).standard_normal((96, 80))
+    await arr.write(value)  # whole chunks: encoded and stored by the worker processes
+    np.testing.assert_array_equal(await arr.read(), value)
+    np.testing.assert_array_equal(await arr.read((slice(5, 90), slice(3, 77))), value[5:90, 3:77])
+    reopened = await asyncarr.open_array(LocalStore(tmp_path / "r"))
+    np.testing.assert_array_equal(await reopened.read(), value)
