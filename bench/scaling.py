@@ -3,7 +3,7 @@
 ``python -m bench.scaling`` (``make bench-scaling``), for W in 1, 2, 4, 8, 16
 (up to ``os.cpu_count()``): whole-array reads and writes of ``bench/_data.py``
 datasets by asyncarr with ``ExecutorConfig(mode="threads", max_workers=W)``
-(and ``"processes"`` for the zstd reads; the local store's 64-request
+(and ``"processes"``; the local store's 64-request
 limit and 32-thread file-I/O pool are above W), by tensorstore with
 ``data_copy_concurrency`` = ``file_io_concurrency`` = W (``file_io_sync`` off,
 as asyncarr does not fsync), and the limit: numcodecs decode of the stored
@@ -279,9 +279,10 @@ class Bench:
                 stack.callback(h.close)
                 yield _read_step(h, None if tool == LIMIT else data)
 
-        plan = [("read", LIMIT), ("read", "asyncarr threads")]
-        plan += [("read", "asyncarr processes")] if ds.name in ("zstd-4096-c256", SMALL) else []
-        plan += [("read", TS)] + ([("write", "asyncarr threads"), ("write", TS)] if writes else [])
+        plan = [("read", LIMIT), ("read", "asyncarr threads"), ("read", "asyncarr processes")]
+        plan += [("read", TS)]
+        if writes:
+            plan += [("write", "asyncarr threads"), ("write", "asyncarr processes"), ("write", TS)]
         for op, tool in plan:
             self.run_row(Row(ds.name, op, tool), ds.nbytes, functools.partial(step, tool, op))
             if tool == TS:
