@@ -145,12 +145,14 @@ class Store(ABC):
         """The filesystem path of ``key`` for stores backed by local files."""
         return None
 
-    def read_local(self, key: str) -> bytes | None:
+    def read_local(self, key: str, size_hint: int | None = None) -> bytes | None:
         """Read ``key`` synchronously in the calling thread (``None`` if missing).
 
         Only for stores with :attr:`supports_sync_reads`: the codec executor's
         worker threads read chunks themselves, so a chunk is read and
         decoded by the same thread with no event-loop round trip.
+        ``size_hint``, the size the value probably does not exceed, lets a
+        store skip asking for the size first; any size is still read whole.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
 

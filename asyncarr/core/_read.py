@@ -55,6 +55,11 @@ class DecodeJob:
     """The output region is the whole chunk (not an edge chunk): decode straight into it."""
 
 
+READ_HINT_MAX_BYTES = 64 << 10
+"""Largest decoded chunk size for which local chunk files are read without an ``fstat``:
+a bigger over-allocated read buffer costs more to shrink than the call saves."""
+
+
 def decode_jobs(
     pipeline: CodecPipeline,
     jobs: list[DecodeJob],
@@ -72,10 +77,14 @@ def decode_jobs(
     batch: list[bytes | memoryview] = []
     places: list[NDArray] = []
     keys: list[str] = []
+    nbytes = pipeline.spec.nbytes
+    # Small chunks: read each file with one call, no size query first (a decoded size plus
+    # headroom holds the usual encoded chunk; a bigger one is still read whole).
+    hint = nbytes + 1024 if nbytes <= READ_HINT_MAX_BYTES else None
     for job in jobs:
         payload = job.payload
         if isinstance(payload, Store):
-            payload = payload.read_local(job.key)
+            payload = payload.read_local(job.key, hint)
         if payload is None:
             out[job.out_sel] = fill
             continue

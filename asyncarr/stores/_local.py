@@ -432,7 +432,7 @@ class LocalStore(Store):
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action="read") from exc
 
-    def read_local(self, key: str) -> bytes | None:
+    def read_local(self, key: str, size_hint: int | None = None) -> bytes | None:
         """Read a whole value in the calling thread (used by codec worker threads).
 
         The hot path of full reads, so it is lean: each directory is checked
@@ -455,6 +455,12 @@ class LocalStore(Store):
                     return None
                 raise
             try:
+                if size_hint is not None:  # one read, no fstat: the usual chunk fits
+                    head = os.read(fd, size_hint + 1)
+                    if len(head) <= size_hint:  # short: the end of the (regular) file
+                        return head
+                    rest = _read_exact(fd, len(head), os.fstat(fd).st_size - len(head))
+                    return head + rest
                 return _read_exact(fd, 0, os.fstat(fd).st_size)
             except IsADirectoryError:
                 return None

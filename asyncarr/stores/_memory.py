@@ -82,7 +82,7 @@ class MemoryStore(Store):
         # read going through it; the synchronous path would bypass it.
         return type(self).get is MemoryStore.get
 
-    def read_local(self, key: str) -> bytes | None:
+    def read_local(self, key: str, size_hint: int | None = None) -> bytes | None:
         """The value, read in the calling thread (a dict lookup; codec workers use it)."""
         return self._data.values.get(self._key(key))
 

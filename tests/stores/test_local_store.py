@@ -394,3 +394,17 @@ async def test_overwrite_paths(
     assert await store.get("a/k") == b"three"
     assert await store.get("a/link") == b"own"
     assert _files(tmp_path / "r") == ["a/d", "a/k", "a/link"]
+
+
+@pytest.mark.parametrize("hint", [None, 0, 1, 99, 100, 101, 4096])
+async def test_read_local_reads_whole_values_whatever_the_size_hint(
+    tmp_path: Path, hint: int | None
+) -> None:
+    store = LocalStore(tmp_path / "r")
+    value = bytes(range(100))
+    await store.set("a/k", value)
+    assert store.read_local("a/k", hint) == value
+    await store.set("a/empty", b"")
+    assert store.read_local("a/empty", hint) == b""
+    assert store.read_local("a/missing", hint) is None
+    assert store.read_local("a", hint) is None  # a directory is no value
