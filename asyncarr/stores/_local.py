@@ -19,8 +19,10 @@ Guarantees (POSIX local filesystems such as ext4, xfs, btrfs, tmpfs, APFS):
   on the same machine. The temporary file is written before the lock is
   taken, so the lock is held for a few system calls only, and no lock files
   are created. (Earlier versions locked a per-key ``.<name>.asyncarr.lock``
-  file; they and this version do not exclude each other.) ``flock``
-  is not reliable on NFS and other network filesystems: there these
+  file; they and this version do not exclude each other.) Where a
+  filesystem refuses ``flock`` on a directory descriptor (NFS), the lock is
+  taken on a reserved ``.asyncarr.lock`` file in that directory instead.
+  ``flock`` is not reliable on NFS and other network filesystems: there these
   guarantees do not hold.
 - **Versions** are ``inode.mtime_ns.size.crc32c`` of the file, read through
   one file descriptor together with the data, so the token matches the bytes
@@ -542,8 +544,12 @@ class LocalStore(Store):
                         tmp = self._write_temp(dfd, name, value)
                     except FileNotFoundError:
                         continue  # pruned after we opened it; a non-empty one can't be
-                fcntl.flock(dfd, fcntl.LOCK_EX)
-                return op(dfd, name, tmp)
+                lfd = _lock_directory(dfd)
+                try:
+                    return op(dfd, name, tmp)
+                finally:
+                    if lfd is not None:
+                        os.close(lfd)
             except BaseException:
                 if tmp:
                     _unlink_quietly(tmp, dfd)
@@ -858,6 +864,34 @@ def _exchange(dfd: int, tmp: str, name: str) -> bool:
     if code in _NO_EXCHANGE_ERRNOS:
         return False
     raise OSError(code, os.strerror(code), name)
+
+
+_DIR_LOCK_NAME = ".asyncarr.lock"
+"""Lock file of a directory whose filesystem cannot ``flock`` a directory descriptor."""
+_NO_DIR_FLOCK_ERRNOS = {errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _lock_directory(dfd: int) -> int | None:
+    """Take the exclusive lock of directory ``dfd``: ``flock`` on the descriptor itself (freed
+    when it is closed; returns ``None``), or, where the filesystem refuses that (NFS emulates
+    ``flock`` with write locks, which need a descriptor open for writing), on the directory's
+    own lock file ``.asyncarr.lock`` (returned: close it to unlock). That file is reserved
+    (never listed) and stays, so such a directory is not pruned when its last key goes."""
+    try:
+        fcntl.flock(dfd, fcntl.LOCK_EX)
+        return None
+    except OSError as exc:
+        if exc.errno not in _NO_DIR_FLOCK_ERRNOS:
+            raise
+    lfd = os.open(
+        _DIR_LOCK_NAME, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o666, dir_fd=dfd
+    )
+    try:
+        fcntl.flock(lfd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(lfd)
+        raise
+    return lfd
 
 
 def _unlink_quietly(name: str, dfd: int) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import multiprocessing
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -408,3 +410,36 @@ async def test_read_local_reads_whole_values_whatever_the_size_hint(
     assert store.read_local("a/empty", hint) == b""
     assert store.read_local("a/missing", hint) is None
     assert store.read_local("a", hint) is None  # a directory is no value
+
+
+async def test_directory_lock_falls_back_to_a_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a directory descriptor cannot be flock()ed (NFS), a per-directory lock file is."""
+    real_flock = fcntl.flock
+
+    def flock(fd: int, op: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOLCK, "no locks available")
+        real_flock(fd, op)
+
+    monkeypatch.setattr(_local.fcntl, "flock", flock)
+    store = LocalStore(tmp_path / "r")
+    await store.set("d/counter", b"0")
+
+    async def increment() -> None:
+        while True:
+            cur = await store.get_versioned("d/counter")
+            assert cur is not None
+            try:
+                await store.set_if_version("d/counter", b"%d" % (int(cur.data) + 1), cur.version)
+                return
+            except PreconditionFailedError:
+                continue
+
+    await asyncio.gather(*(increment() for _ in range(40)))
+    assert await store.get("d/counter") == b"40"
+    assert (tmp_path / "r" / "d" / ".asyncarr.lock").exists()
+    assert [k async for k in store.list_prefix("")] == ["d/counter"]  # the lock file is hidden
+    await store.delete("d/counter")
+    assert [k async for k in store.list_prefix("")] == []
