@@ -201,11 +201,18 @@ class Store(ABC):
     async def getsize(self, key: str) -> int:
         """Size in bytes of the value; :class:`KeyNotFoundError` if missing."""
 
+    @property
+    def supports_sync_writes(self) -> bool:
+        """Whether :meth:`write_local` stores values synchronously and cheaply from any
+        thread (local files, memory): codec worker threads then store the chunks they
+        encode themselves, with no event-loop round trip."""
+        return self.supports_local_files
+
     def write_local(self, key: str, value: bytes | None) -> None:
         """Store (or, for ``None``, delete) ``key`` synchronously in the calling thread.
 
         The write-side twin of :meth:`read_local`: codec worker threads store
-        the chunks they have just encoded. Only for :attr:`supports_local_files`.
+        the chunks they have just encoded. Only for :attr:`supports_sync_writes`.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
 

@@ -155,8 +155,11 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
-    # Workers (threads or processes) write local chunk files themselves: no second hand-off.
-    local = ctx.store.supports_local_files
+    # Workers store what they encode themselves, no second hand-off: threads into local
+    # files and memory, worker processes into local files.
+    local = ctx.store.supports_sync_writes and (
+        not in_processes or ctx.store.supports_local_files
+    )
 
     async def write_full(batch: list[ChunkProjection]) -> None:
         sels = [p.index_pair()[1] for p in batch]

@@ -125,6 +125,24 @@ class MemoryStore(Store):
             self._data.values[key] = bytes(value)
             self._data.versions[key] = next(self._data.counter)
 
+    @property
+    def supports_sync_writes(self) -> bool:
+        # As for reads: a subclass that overrides set() or delete() keeps every write
+        # going through them.
+        return type(self).set is MemoryStore.set and type(self).delete is MemoryStore.delete
+
+    def write_local(self, key: str, value: bytes | None) -> None:
+        """Store (or, for ``None``, delete) a value in the calling thread (codec workers)."""
+        key = self._key(key)
+        self._check_writable(key)
+        with self._data.lock:
+            if value is None:
+                self._data.values.pop(key, None)
+                self._data.versions.pop(key, None)
+            else:
+                self._data.values[key] = bytes(value)
+                self._data.versions[key] = next(self._data.counter)
+
     async def set_if_not_exists(self, key: str, value: bytes) -> bool:
         key = self._key(key)
         self._check_writable(key)
