@@ -170,20 +170,23 @@ async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
     assert _files(tmp_path / "r") == ["d/fresh", "d/k"]  # no lock or temp files
 
 
+async def _increment(store: LocalStore, key: str) -> int:
+    """Add one to the counter at ``key`` by compare-and-swap; returns the conflicts seen."""
+    conflicts = 0
+    while True:
+        cur = await store.get_versioned(key)
+        assert cur is not None
+        try:
+            await store.set_if_version(key, b"%d" % (int(cur.data) + 1), cur.version)
+            return conflicts
+        except PreconditionFailedError:
+            conflicts += 1
+
+
 def _increment_worker(root: str, times: int) -> int:
     async def run() -> int:
         store = LocalStore(root)
-        conflicts = 0
-        for _ in range(times):
-            while True:
-                cur = await store.get_versioned("counter")
-                assert cur is not None
-                try:
-                    await store.set_if_version("counter", b"%d" % (int(cur.data) + 1), cur.version)
-                    break
-                except PreconditionFailedError:
-                    conflicts += 1
-        return conflicts
+        return sum([await _increment(store, "counter") for _ in range(times)])
 
     return asyncio.run(run())
 
@@ -427,17 +430,7 @@ async def test_directory_lock_falls_back_to_a_lock_file(
     store = LocalStore(tmp_path / "r")
     await store.set("d/counter", b"0")
 
-    async def increment() -> None:
-        while True:
-            cur = await store.get_versioned("d/counter")
-            assert cur is not None
-            try:
-                await store.set_if_version("d/counter", b"%d" % (int(cur.data) + 1), cur.version)
-                return
-            except PreconditionFailedError:
-                continue
-
-    await asyncio.gather(*(increment() for _ in range(40)))
+    await asyncio.gather(*(_increment(store, "d/counter") for _ in range(40)))
     assert await store.get("d/counter") == b"40"
     assert (tmp_path / "r" / "d" / ".asyncarr.lock").exists()
     assert [k async for k in store.list_prefix("")] == ["d/counter"]  # the lock file is hidden
