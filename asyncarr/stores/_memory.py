@@ -119,11 +119,7 @@ class MemoryStore(Store):
         return len(value)
 
     async def set(self, key: str, value: bytes) -> None:
-        key = self._key(key)
-        self._check_writable(key)
-        with self._data.lock:
-            self._data.values[key] = bytes(value)
-            self._data.versions[key] = next(self._data.counter)
+        self._put(key, value)
 
     @property
     def supports_sync_writes(self) -> bool:
@@ -133,6 +129,10 @@ class MemoryStore(Store):
 
     def write_local(self, key: str, value: bytes | None) -> None:
         """Store (or, for ``None``, delete) a value in the calling thread (codec workers)."""
+        self._put(key, value)
+
+    def _put(self, key: str, value: bytes | None) -> None:
+        """``set`` (``delete`` for ``None``), in the calling thread."""
         key = self._key(key)
         self._check_writable(key)
         with self._data.lock:
@@ -178,11 +178,7 @@ class MemoryStore(Store):
             del self._data.versions[key]
 
     async def delete(self, key: str) -> None:
-        key = self._key(key)
-        self._check_writable(key)
-        with self._data.lock:
-            self._data.values.pop(key, None)
-            self._data.versions.pop(key, None)
+        self._put(key, None)
 
     async def delete_prefix(self, prefix: str) -> None:
         prefix = self._list_prefix_arg(prefix)
