@@ -25,7 +25,7 @@ from bench._report import (
     write_json,
 )
 from bench._rss import RSS_TOOLS, measure_rss
-from bench._runner import Result, Runner
+from bench._runner import Result, Runner, remove_write_outputs
 from bench._s3 import S3_CONCURRENCY, S3Location, s3_server, upload_dataset
 from bench._tools import AsyncarrTool, RawGetTool, Target, Tool, peer_tools
 
@@ -86,6 +86,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="WORKLOAD[:OP]",
         help="profile asyncarr's read (or OP: read, write, random) of WORKLOAD with "
         "pyinstrument instead of benchmarking",
+    )
+    p.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="TOOL",
+        help="run only these tools besides asyncarr (repeatable or comma-separated keys: "
+        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw"
+        "); to see one peer's effect on "
+        "the next, or to profile asyncarr without the others",
     )
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     return p.parse_args(argv)
@@ -262,10 +272,14 @@ def main(argv: list[str] | None = None) -> int:
 
     loop = asyncio.Runner()
     tools: list[Tool] = [*peer_tools(loop), RawGetTool(loop, S3_CONCURRENCY), *limit_tools()]
+    wanted = {t for arg in args.tools for t in arg.split(",") if t}
+    if wanted:
+        tools = [t for t in tools if t.key == "asyncarr" or t.key in wanted]
     missing = [p for p in ("zarrs", "tensorstore", "zarr") if versions.get(p) == "not installed"]
     if missing:
         _log(f"  WARNING: peers not installed: {missing} (make bench installs them)")
     runner = Runner(tools, reps=reps, budget_s=budget, log=_log)
+    remove_write_outputs()  # an interrupted earlier run's
     try:
         for wl in workloads:
             if wl.store == "s3":
@@ -275,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         _run_s3(runner, [w for w in workloads if w.store == "s3"], data)
     finally:
         loop.close()
+        remove_write_outputs()
 
     rss: list[dict[str, Any]] = []
     if not args.no_rss:

@@ -98,13 +98,27 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def _reset_dir(path: Path, src: Path, ds: Dataset) -> None:
-    """``path`` = an empty array: ``src``'s metadata files only."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+WRITE_DIR = DATA_DIR / "write"
+KEEP_WRITES_MIN_FREE = 20e9
+"""Below this much free disk, write outputs are deleted after each run, not at the end."""
+
+
+def _new_array_dir(base: Path, src: Path, ds: Dataset) -> Path:
+    """A directory under ``base`` never used before: an empty array (``src``'s metadata)."""
+    base.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while (base / f"run{n}").exists():
+        n += 1
+    path = base / f"run{n}"
+    path.mkdir()
     for m in ds.metadata_files():
         shutil.copyfile(src / m, path / m)
+    return path
+
+
+def remove_write_outputs() -> None:
+    """Delete every write run's output (at the end of the bench, see :func:`_local_write`)."""
+    shutil.rmtree(WRITE_DIR, ignore_errors=True)
 
 
 def _nothing_to_check() -> bool:
@@ -159,12 +173,25 @@ def _memory_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _Writ
 
 
 def _local_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _WriteOps:
-    """Each run writes into a fresh directory holding only the metadata."""
+    """Each run writes into a new directory holding only the metadata.
+
+    Earlier runs' output stays until the end of the bench (:func:`remove_write_outputs`)
+    instead of being deleted before the next run. Why: on an ext4 without a journal (this
+    machine's root filesystem), the kernel will not reuse an inode freed in the last 60 s
+    (``recently_deleted()`` in its inode allocator) and scans past each one for every new
+    file. After deleting the previous run's 16,384 small chunks, creating a file cost
+    300-700 us instead of ~30 us, whichever tool it was, so the small-chunk write numbers
+    measured who had deleted last rather than the tools.
+    """
     ds = wl.ds
-    path = DATA_DIR / "write" / wl.name / tool.key
+    base = WRITE_DIR / wl.name / tool.key
+    current: list[Path] = []
 
     def run() -> float:
-        _reset_dir(path, ds.path, ds)
+        if current and shutil.disk_usage(DATA_DIR).free < KEEP_WRITES_MIN_FREE:
+            shutil.rmtree(current.pop(), ignore_errors=True)  # short of disk: the old way
+        path = _new_array_dir(base, ds.path, ds)
+        current[:] = [path]
         # Flush earlier runs' dirty pages first (untimed): otherwise whichever tool runs
         # while the kernel writes back the previous 64+ MB pays for it, and write numbers
         # drift down over a long `make bench` (seen: 158 vs 641 MB/s for the same write).
@@ -179,12 +206,9 @@ def _local_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _Write
         import zarr  # the reference implementation reads every tool's output
 
         with zarr.config.set({"async.concurrency": 64}):
-            return bool(np.array_equal(zarr.open_array(str(path), mode="r")[...], data))
+            return bool(np.array_equal(zarr.open_array(str(current[-1]), mode="r")[...], data))
 
-    def cleanup() -> None:
-        shutil.rmtree(path, ignore_errors=True)
-
-    return run, check, cleanup
+    return run, check, lambda: None
 
 
 class Runner:
