@@ -93,9 +93,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="TOOL",
         help="run only these tools besides asyncarr (repeatable or comma-separated keys: "
-        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw"
-        "); to see one peer's effect on "
-        "the next, or to profile asyncarr without the others",
+        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw; "
+        "none: asyncarr alone), to see one peer's effect on the next",
     )
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     return p.parse_args(argv)
@@ -273,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.Runner()
     tools: list[Tool] = [*peer_tools(loop), RawGetTool(loop, S3_CONCURRENCY), *limit_tools()]
     wanted = {t for arg in args.tools for t in arg.split(",") if t}
+    unknown = wanted - {t.key for t in tools} - {"none"}
+    if unknown:
+        raise SystemExit(f"--tools: unknown {sorted(unknown)}; known: {[t.key for t in tools]}")
     if wanted:
         tools = [t for t in tools if t.key == "asyncarr" or t.key in wanted]
     missing = [p for p in ("zarrs", "tensorstore", "zarr") if versions.get(p) == "not installed"]
