@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -215,6 +215,17 @@ class Store(ABC):
         the chunks they have just encoded. Only for :attr:`supports_sync_writes`.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
+
+    def write_local_many(self, items: Iterable[tuple[str, bytes | None]]) -> None:
+        """:meth:`write_local` for several keys, in order (a codec worker's batch of chunks).
+
+        ``items`` may be a generator that encodes each value as it is asked for.
+        Stores may override this to share work between the keys (local files: one
+        directory open and one lock per directory). If it raises, some of the
+        keys may have been stored and others not.
+        """
+        for key, value in items:
+            self.write_local(key, value)
 
     # -- writes -----------------------------------------------------------------------------
     @abstractmethod

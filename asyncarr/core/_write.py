@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -56,16 +57,21 @@ def encode_full_chunks(
     else:
         assert isinstance(source, np.ndarray)
         chunks = [chunk_from_value(pipeline, source, sel) for sel in out_sels]
-    out: list[bytes | None] = []
-    for chunk, key in zip(chunks, keys, strict=True):
-        if not write_empty and pipeline.is_fill(chunk):
-            out.append(None)
-        else:
-            out.append(pipeline.encode(chunk, key=key))
-        if store is not None:  # a local store: this worker stores what it encoded
-            store.write_local(key, out[-1])
-            out[-1] = None
-    return out
+
+    def encoded() -> Iterator[tuple[str, bytes | None]]:
+        for chunk, key in zip(chunks, keys, strict=True):
+            if not write_empty and pipeline.is_fill(chunk):
+                yield key, None
+            else:
+                yield key, pipeline.encode(chunk, key=key)
+
+    if store is None:
+        return [data for _key, data in encoded()]
+    # A local store: this worker stores what it encodes, each chunk as soon as it is
+    # encoded (local files: one directory open and one lock for the chunks that share a
+    # directory, once the batch is done).
+    store.write_local_many(encoded())
+    return [None] * len(keys)
 
 
 def merge_chunk(
@@ -157,9 +163,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     in_processes = mode == "processes"
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
-    local = ctx.store.supports_sync_writes and (
-        not in_processes or ctx.store.supports_local_files
-    )
+    local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
 
     async def write_full(batch: list[ChunkProjection]) -> None:
         sels = [p.index_pair()[1] for p in batch]

@@ -52,9 +52,9 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import unquote
 
 import crc32c
@@ -527,38 +527,10 @@ class LocalStore(Store):
         removed here if ``op`` raises. Returns ``None`` if the directory is
         missing and ``create`` is false.
         """
-        parent, _, name = key.rpartition("/")
-        for _ in range(_DIR_RETRIES):
-            try:
-                dfd = self._open_dir(parent, key, create=create, lockable=True)
-            except (FileNotFoundError, NotADirectoryError) as exc:
-                if not create:
-                    return None
-                if isinstance(exc, NotADirectoryError):
-                    raise
-                continue  # a concurrent delete pruned the directory; make it again
-            tmp = ""
-            try:
-                if value is not None:
-                    try:
-                        tmp = self._write_temp(dfd, name, value)
-                    except FileNotFoundError:
-                        continue  # pruned after we opened it; a non-empty one can't be
-                lfd = _lock_directory(dfd)
-                try:
-                    return op(dfd, name, tmp)
-                finally:
-                    if lfd is not None:
-                        os.close(lfd)
-            except BaseException:
-                if tmp:
-                    _unlink_quietly(tmp, dfd)
-                raise
-            finally:
-                os.close(dfd)  # releases the lock
-        raise TransientStoreError(
-            "the key's directory kept disappearing during the write", store=self, key=key
-        )
+        with _DirectoryBatch[T](self) as batch:
+            if not batch.stage(key, op, value, create=create):
+                return None
+            return batch.commit()[0]
 
     def _write_temp(self, dfd: int, name: str, value: bytes) -> str:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
@@ -663,17 +635,35 @@ class LocalStore(Store):
 
     def write_local(self, key: str, value: bytes | None) -> None:
         """Replace (or delete, for ``None``) a value in the calling thread (codec workers)."""
-        key = self._norm(key)
-        self._check_writable(key)
+        self.write_local_many([(key, value)])
+
+    def write_local_many(self, items: Iterable[tuple[str, bytes | None]]) -> None:
+        """:meth:`write_local` for several keys (a codec worker's batch of chunks).
+
+        Each value goes to its temporary file as soon as ``items`` yields it
+        (a generator can encode the next chunk meanwhile); the keys of one
+        directory share one directory descriptor, and once ``items`` is
+        exhausted one ``flock`` per directory covers all its renames (and
+        unlinks, for ``None``). Same guarantees as one key at a time, with about
+        a third fewer system calls per small chunk (each one a GIL round trip).
+        """
+        batch = _DirectoryBatch[None](self)
         try:
-            if value is None:
-                self._delete_keys([key])
-            else:
-                self._locked(key, self._replace, value)
+            with batch:
+                for key, value in items:
+                    key = self._norm(key)
+                    self._check_writable(key)
+                    if value is None:
+                        batch.stage(key, self._remove, None, create=False)
+                    else:
+                        batch.stage(key, self._replace, value, create=True)
+                batch.commit()
         except StoreError:
             raise
         except OSError as exc:
-            raise translate_os_error(exc, store=self, key=key, action="write") from exc
+            raise translate_os_error(exc, store=self, key=batch.key, action="write") from exc
+        for parent in batch.emptied:
+            self._prune(parent)
 
     async def set(self, key: str, value: bytes) -> None:
         key = self._norm(key)
@@ -892,6 +882,91 @@ def _lock_directory(dfd: int) -> int | None:
         os.close(lfd)
         raise
     return lfd
+
+
+class _DirectoryBatch(Generic[T]):
+    """Changes to keys of a :class:`LocalStore`, grouped by directory: staged (each
+    value written to a temporary file there, outside any lock), then committed (per
+    directory, under its lock, each key's op moves its temporary file into place or
+    removes the key). Leaving the ``with`` block closes the directories and removes
+    the temporary files of changes not committed."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self._store = store
+        self._dirs: dict[str, tuple[int, list[tuple[str, str, Callable[[int, str, str], T]]]]] = {}
+        self.key: str | None = None
+        """The key being staged or committed (for error messages)."""
+        self.emptied: list[str] = []
+        """Directories whose changes were all removals (candidates for pruning)."""
+        self._written: set[str] = set()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for dfd, changes in self._dirs.values():
+            for _key, tmp, _op in changes:
+                if tmp:
+                    _unlink_quietly(tmp, dfd)
+            os.close(dfd)
+        self._dirs.clear()
+
+    def stage(
+        self, key: str, op: Callable[[int, str, str], T], value: bytes | None, *, create: bool
+    ) -> bool:
+        """Add a change; ``False`` (nothing staged) if the directory is missing and not
+        to be created."""
+        self.key = key
+        store = self._store
+        parent, _, name = key.rpartition("/")
+        for _ in range(_DIR_RETRIES):
+            staged = self._dirs.get(parent)
+            if staged is None:
+                try:
+                    dfd = store._open_dir(parent, key, create=create, lockable=True)
+                except (FileNotFoundError, NotADirectoryError) as exc:
+                    if not create:
+                        return False
+                    if isinstance(exc, NotADirectoryError):
+                        raise
+                    continue  # a concurrent delete pruned the directory; make it again
+                staged = self._dirs[parent] = (dfd, [])
+            dfd, changes = staged
+            try:
+                tmp = "" if value is None else store._write_temp(dfd, name, value)
+            except FileNotFoundError:
+                if any(t for _k, t, _op in changes):
+                    raise  # a directory holding our temporary file can't have been pruned
+                del self._dirs[parent]
+                os.close(dfd)
+                continue  # pruned after we opened it
+            changes.append((key, tmp, op))
+            if value is not None:
+                self._written.add(parent)
+            return True
+        raise TransientStoreError(
+            "the key's directory kept disappearing during the write", store=store, key=key
+        )
+
+    def commit(self) -> list[T]:
+        """Apply the staged changes, one directory lock at a time; the ops' results."""
+        done: list[T] = []
+        while self._dirs:
+            parent, (dfd, changes) = next(iter(self._dirs.items()))
+            lfd = _lock_directory(dfd)
+            try:
+                for i, (key, tmp, op) in enumerate(changes):
+                    self.key = key
+                    done.append(op(dfd, key.rpartition("/")[2], tmp))
+                    changes[i] = (key, "", op)  # moved into place or removed by ``op``
+            finally:
+                if lfd is not None:
+                    os.close(lfd)
+            del self._dirs[parent]
+            os.close(dfd)  # releases the lock
+            if parent not in self._written:
+                self.emptied.append(parent)
+        return done
 
 
 def _unlink_quietly(name: str, dfd: int) -> None:

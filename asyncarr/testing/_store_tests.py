@@ -20,6 +20,7 @@ capabilities (``conditional_writes``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
@@ -259,6 +260,47 @@ class StoreTests:
         await asyncio.gather(*(put(i) for i in range(n)))
         got = await asyncio.gather(*(read(i) for i in range(n)))
         assert got == [i.to_bytes(4, "little") * 100 for i in range(n)]
+
+    # -- synchronous twins (codec worker threads) -------------------------------------------
+    async def test_sync_writes_and_reads(self, store: Store, read_only_store: Store) -> None:
+        """``write_local`` / ``write_local_many`` / ``read_local`` where the store has them:
+        the same values as the async API, ``None`` deletes, and the same refusals."""
+        if not store.supports_sync_writes:
+            pytest.skip("no synchronous writes")
+        await store.set("s/old", b"old")
+        await store.set("t/gone", b"x")
+        produced: list[str] = []
+
+        def items() -> Iterator[tuple[str, bytes | None]]:  # consumed lazily, in order
+            for key, value in [
+                ("s/a", b"A"),
+                ("s/old", b"new"),
+                ("t/gone", None),
+                ("u/v/w", PAYLOAD),
+                ("t/never-there", None),
+            ]:
+                produced.append(key)
+                yield key, value
+
+        store.write_local_many(items())
+        assert produced == ["s/a", "s/old", "t/gone", "u/v/w", "t/never-there"]
+        assert await store.get("s/a") == b"A"
+        assert await store.get("s/old") == b"new"
+        assert await store.get("t/gone") is None
+        assert await store.get("u/v/w") == PAYLOAD
+        assert {k async for k in store.list_prefix("")} == {"s/a", "s/old", "u/v/w"}
+        store.write_local("s/a", None)
+        store.write_local("s/b", b"B")
+        assert await store.get("s/a") is None
+        assert await store.get("s/b") == b"B"
+        if store.supports_sync_reads:
+            assert store.read_local("s/b") == b"B"
+            assert store.read_local("s/a") is None
+        with pytest.raises(InvalidKeyError):
+            store.write_local_many([("ok", b"x"), ("../escape", b"x")])
+        with pytest.raises(ReadOnlyStoreError):
+            read_only_store.write_local_many([("s/b", b"changed")])
+        assert await store.get("s/b") == b"B"
 
     # -- key validation -------------------------------------------------------------------
     @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 
 from _reliability_helpers import pattern
 
@@ -41,7 +42,8 @@ def generation(shape: tuple[int, ...], gen: int) -> object:
 
 
 class ReportingLocalStore(LocalStore):
-    """A LocalStore that reports each completed ``set``/``write_local`` with one byte on a pipe."""
+    """A LocalStore that reports each completed ``set``/``write_local_many`` item with one byte
+    on a pipe."""
 
     def __init__(self, root: str, progress_fd: int) -> None:
         super().__init__(root)
@@ -51,10 +53,12 @@ class ReportingLocalStore(LocalStore):
         await super().set(key, value)
         os.write(self._progress_fd, b".")
 
-    def write_local(self, key: str, value: bytes | None) -> None:
-        # whole chunks are stored by the codec worker threads through this hook
-        super().write_local(key, value)
-        os.write(self._progress_fd, b".")
+    def write_local_many(self, items: Iterable[tuple[str, bytes | None]]) -> None:
+        # whole chunks are stored by the codec worker threads through this hook, a batch
+        # at a time: they have all been stored when it returns
+        items = list(items)
+        super().write_local_many(items)
+        os.write(self._progress_fd, b"." * len(items))
 
 
 async def _write(root: str, path: str, gen: int, progress_fd: int) -> None:

@@ -10,7 +10,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -152,6 +152,7 @@ async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
             asyncio.ensure_future(store.set("d/k", b"new")),
             asyncio.ensure_future(store.set_if_not_exists("d/fresh", b"f")),
             asyncio.ensure_future(store.delete("d/gone")),
+            asyncio.ensure_future(asyncio.to_thread(store.write_local_many, [("d/m", b"m")])),
         ]
         await asyncio.sleep(0.3)
         assert not any(t.done() for t in pending)
@@ -164,10 +165,43 @@ async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
     assert await store.get("d/k") == b"new"
     assert await store.get("d/fresh") == b"f"
     assert await store.get("d/gone") is None
+    assert await store.get("d/m") == b"m"
     with pytest.raises(PreconditionFailedError):
         await store.set_if_version("d/k", b"stale", version)
     assert not await store.set_if_not_exists("d/k", b"again")
-    assert _files(tmp_path / "r") == ["d/fresh", "d/k"]  # no lock or temp files
+    assert _files(tmp_path / "r") == ["d/fresh", "d/k", "d/m"]  # no lock or temp files
+
+
+def test_write_local_many_stages_each_value_then_commits_per_directory(tmp_path: Path) -> None:
+    """Each value is in a temporary file before the next one is asked for (a worker
+    encodes and writes alternately); none is visible until the batch commits."""
+    store = LocalStore(tmp_path / "r")
+    seen: list[list[str]] = []
+
+    def items() -> Iterator[tuple[str, bytes | None]]:
+        for i in range(3):
+            seen.append(sorted(os.listdir(tmp_path / "r" / "d")) if i else [])
+            yield f"d/{i}", bytes([i]) * 10
+
+    store.write_local_many(items())
+    assert [len(names) for names in seen] == [0, 1, 2]
+    assert all(n.endswith(".asyncarr.tmp") for names in seen for n in names)
+    assert _files(tmp_path / "r") == ["d/0", "d/1", "d/2"]
+    assert [store.read_local(f"d/{i}") for i in range(3)] == [bytes([i]) * 10 for i in range(3)]
+
+
+def test_write_local_many_failure_names_the_key_and_leaves_no_temporary_files(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "r")
+    store.write_local("d/sub/x", b"x")  # so "d/sub" is a directory holding a key
+    with pytest.raises(StoreError) as info:
+        store.write_local_many([("d/a", b"a"), ("d/sub", b"not a directory"), ("d/z", b"z")])
+    assert info.value.key == "d/sub"
+    assert store.read_local("d/a") == b"a"  # committed before the failing one
+    assert store.read_local("d/z") is None
+    assert store.read_local("d/sub/x") == b"x"
+    assert _files(tmp_path / "r") == ["d/a", "d/sub/x"]  # no temporary files left
 
 
 async def _increment(store: LocalStore, key: str) -> int:
