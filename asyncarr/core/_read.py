@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from asyncarr.core._indexing import (
     Selection,
     count_chunks,
     project,
-    project_slice,
 )
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import MISSING, ShardingCodec
@@ -187,39 +185,8 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
 
 
 def _slice_jobs(ctx: ArrayContext, selection: Selection) -> Iterator[DecodeJob]:
-    """:func:`project` for all-slice selections, with the per-dimension work
-    (key parts, slices, completeness) done once per dimension, not per chunk."""
-    meta = ctx.meta
-    enc = meta.chunk_key_encoding
-    per_dim = []
-    for d, n, c in zip(selection.dims, meta.shape, meta.chunk_shape, strict=True):
-        assert isinstance(d, slice)
-        per_dim.append(
-            [
-                (str(k), cs, osel, complete, complete and cs.stop - cs.start == c)
-                for k, cs, osel, complete in project_slice(d, n, c)
-                if isinstance(cs, slice)
-            ]
-        )
-    if enc.kind == "default":
-        head = ctx.prefix + "c" + (enc.separator if per_dim else "")
-    else:
-        head = ctx.prefix
-    sep = enc.separator
-    if not per_dim:  # 0-d
-        yield DecodeJob(
-            head if enc.kind == "default" else head + "0", None, (), (), True, whole=True
-        )
-        return
-    for combo in itertools.product(*per_dim):
-        yield DecodeJob(
-            head + sep.join([part[0] for part in combo]),
-            None,
-            tuple([part[1] for part in combo]),
-            tuple([part[2] for part in combo]),
-            all([part[3] for part in combo]),
-            whole=all([part[4] for part in combo]),
-        )
+    for key, chunk_sel, out_sel, complete, whole in ctx.plan_slices(selection):
+        yield DecodeJob(key, None, chunk_sel, out_sel, complete, whole=whole)
 
 
 async def _read_chunks(

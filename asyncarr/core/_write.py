@@ -12,13 +12,13 @@ import asyncio
 import math
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext, chunk_lock
-from asyncarr.core._indexing import ChunkProjection, Selection, project
+from asyncarr.core._indexing import Selection, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.errors import PreconditionFailedError, StoreError, UnsupportedOperationError
@@ -29,11 +29,28 @@ __all__ = ["write_selection"]
 MAX_CAS_ATTEMPTS = 64
 
 
-def _edge_shape(ctx: ArrayContext, coords: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(
-        min(c, s - i * c)
-        for i, c, s in zip(coords, ctx.meta.chunk_shape, ctx.meta.shape, strict=True)
-    )
+class _Piece(NamedTuple):
+    """One chunk a write touches."""
+
+    key: str
+    chunk_sel: Any
+    """Where in the chunk (numpy index)."""
+    out_sel: Any
+    """Where in the value (numpy index)."""
+    dims: tuple[Any, ...]
+    """``chunk_sel`` per dimension (a slice or an index array each: for shards)."""
+    complete: bool
+    """The write covers every valid element of the chunk (edge padding aside)."""
+
+
+def _pieces(ctx: ArrayContext, selection: Selection) -> Iterator[_Piece]:
+    if not selection.is_orthogonal_array:
+        for key, chunk_sel, out_sel, complete, _whole in ctx.plan_slices(selection):
+            yield _Piece(key, chunk_sel, out_sel, chunk_sel, complete)
+        return
+    for p in project(selection, ctx.meta.chunk_shape):
+        chunk_sel, out_sel = p.index_pair()
+        yield _Piece(ctx.chunk_key(p.coords), chunk_sel, out_sel, p.chunk_sel, p.is_complete)
 
 
 def encode_full_chunks(
@@ -165,14 +182,14 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
 
-    async def write_full(batch: list[ChunkProjection]) -> None:
-        sels = [p.index_pair()[1] for p in batch]
+    async def write_full(batch: list[_Piece]) -> None:
+        sels = [piece.out_sel for piece in batch]
         if in_processes:  # ship only the chunks, never the whole value
             chunks = [chunk_from_value(pipeline, value, sel) for sel in sels]
             args: tuple[Any, ...] = (chunks, None)
         else:  # worker threads cut their chunks out of the shared value
             args = (value, sels)
-        keys = [ctx.chunk_key(p.coords) for p in batch]
+        keys = [piece.key for piece in batch]
         encoded = await executor.run(
             encode_full_chunks,
             pipeline,
@@ -189,21 +206,19 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                     cache.invalidate(ctx.cache_key(key))
             return
 
-        async def put(p: ChunkProjection, data: bytes | None) -> None:
-            key = ctx.chunk_key(p.coords)
+        async def put(key: str, data: bytes | None) -> None:
             await _store(ctx, key, data)
             if cache is not None:
                 cache.invalidate(ctx.cache_key(key))
 
-        await asyncio.gather(*(put(p, d) for p, d in zip(batch, encoded, strict=True)))
+        await asyncio.gather(*(put(k, d) for k, d in zip(keys, encoded, strict=True)))
 
-    async def write_partial(p: ChunkProjection) -> None:
-        key = ctx.chunk_key(p.coords)
-        chunk_sel, out_sel = p.index_pair()
+    async def write_partial(piece: _Piece) -> None:
+        key, chunk_sel, out_sel, dims = piece.key, piece.chunk_sel, piece.out_sel, piece.dims
         part = np.ascontiguousarray(value[out_sel])
         async with chunk_lock(ctx.store, key):
             if ctx.store.supports_conditional_writes:
-                await _cas_update(ctx, key, part, chunk_sel, p.chunk_sel)
+                await _cas_update(ctx, key, part, chunk_sel, dims)
             else:
                 old = await ctx.io.get(key)
                 new = await executor.run(
@@ -214,7 +229,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                     chunk_sel,
                     ctx.write_empty_chunks,
                     key,
-                    p.chunk_sel,
+                    dims,
                     releases_gil=releases,
                     mode=mode,
                 )
@@ -222,24 +237,24 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         if cache is not None:
             cache.invalidate(ctx.cache_key(key))
 
-    async def handle(item: list[ChunkProjection] | ChunkProjection) -> None:
+    async def handle(item: list[_Piece] | _Piece) -> None:
         if isinstance(item, list):
             await write_full(item)
         else:
             await write_partial(item)
 
-    def items() -> Any:
-        pending: list[ChunkProjection] = []
-        for p in project(selection, ctx.meta.chunk_shape):
-            if p.is_complete and _edge_shape(ctx, p.coords) == tuple(
-                (s.stop - s.start) if isinstance(s, slice) else len(s) for s in p.chunk_sel
-            ):
-                pending.append(p)
+    def items() -> Iterator[list[_Piece] | _Piece]:
+        """Batches of whole chunks (for :func:`encode_full_chunks`), and partly covered
+        chunks one by one."""
+        pending: list[_Piece] = []
+        for piece in _pieces(ctx, selection):
+            if piece.complete:
+                pending.append(piece)
                 if len(pending) >= per_batch:
                     yield pending
                     pending = []
             else:
-                yield p
+                yield piece
         if pending:
             yield pending
 
