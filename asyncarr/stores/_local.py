@@ -919,6 +919,7 @@ class _DirectoryBatch(Generic[T]):
         self.key = key
         store = self._store
         parent, _, name = key.rpartition("/")
+        reopened: list[tuple[str, str, Callable[[int, str, str], T]]] = []
         for _ in range(_DIR_RETRIES):
             staged = self._dirs.get(parent)
             if staged is None:
@@ -930,7 +931,7 @@ class _DirectoryBatch(Generic[T]):
                     if isinstance(exc, NotADirectoryError):
                         raise
                     continue  # a concurrent delete pruned the directory; make it again
-                staged = self._dirs[parent] = (dfd, [])
+                staged = self._dirs[parent] = (dfd, reopened)
             dfd, changes = staged
             try:
                 tmp = "" if value is None else store._write_temp(dfd, name, value)
@@ -939,6 +940,7 @@ class _DirectoryBatch(Generic[T]):
                     raise  # a directory holding our temporary file can't have been pruned
                 del self._dirs[parent]
                 os.close(dfd)
+                reopened = changes  # removals staged there before stay staged
                 continue  # pruned after we opened it
             changes.append((key, tmp, op))
             if value is not None:

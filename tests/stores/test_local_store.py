@@ -470,3 +470,29 @@ async def test_directory_lock_falls_back_to_a_lock_file(
     assert [k async for k in store.list_prefix("")] == ["d/counter"]  # the lock file is hidden
     await store.delete("d/counter")
     assert [k async for k in store.list_prefix("")] == []
+
+
+def test_batch_survives_its_directory_being_pruned_before_the_first_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A concurrent delete may prune an empty directory after the batch opened it: the batch
+    makes it again, keeping what it had staged there (here a removal)."""
+    store = LocalStore(tmp_path / "r")
+    (tmp_path / "r" / "d").mkdir(parents=True)
+    real_write_temp = LocalStore._write_temp
+    pruned: list[bool] = []
+
+    def write_temp_after_a_prune(self: LocalStore, dfd: int, name: str, value: bytes) -> str:
+        if not pruned:
+            pruned.append(True)
+            os.rmdir(tmp_path / "r" / "d")  # what another process's delete would do
+        return real_write_temp(self, dfd, name, value)
+
+    monkeypatch.setattr(LocalStore, "_write_temp", write_temp_after_a_prune)
+    with _local._DirectoryBatch[None](store) as batch:
+        assert batch.stage("d/x", store._remove, None, create=False)
+        assert batch.stage("d/y", store._replace, b"y", create=True)
+        assert len(batch.commit()) == 2  # the removal of d/x was not dropped
+    assert pruned
+    assert _files(tmp_path / "r") == ["d/y"]
+    assert store.read_local("d/y") == b"y"
