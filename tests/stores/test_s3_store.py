@@ -722,3 +722,39 @@ async def test_lean_reads_are_signed_and_refusals_are_permission_errors(
         finally:
             lean._credentials = good
         assert await s.get("k") == b"value"
+
+
+async def test_lean_reads_ignore_netrc_and_take_proxies_from_the_environment(
+    moto_s3_server: S3TestServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``~/.netrc`` entry for the endpoint must not turn into basic auth on signed GETs
+    (aiohttp refuses an Authorization header next to it); proxies still come from the
+    environment, decided once per endpoint."""
+    import yarl
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    bucket = moto_s3_server.create_bucket()
+    try:
+        async with _store(moto_s3_server, bucket) as s:
+            await s.set("k", b"value")
+            for _ in range(3):  # the first GET through botocore, then lean ones
+                assert await s.get("k") == b"value"
+            lean = (await s._clients()).lean
+            assert lean is not None and lean.route(bucket) is not None
+            origin = lean.route(bucket).origin  # type: ignore[union-attr]
+            assert lean._proxy(origin) == (None, None)
+
+            monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+            monkeypatch.setenv("NO_PROXY", "")
+            lean._proxies.clear()
+            assert lean._proxy(origin)[0] == yarl.URL("http://proxy.invalid:3128")
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            lean._proxies.clear()
+            assert lean._proxy(origin) == (None, None)
+    finally:
+        moto_s3_server.delete_bucket(bucket)
