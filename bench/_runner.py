@@ -26,7 +26,7 @@ import numpy as np
 from bench._data import DATA_DIR, Dataset, Workload, random_chunks
 from bench._tools import Handle, Target, Tool, target_files
 
-__all__ = ["Result", "Runner"]
+__all__ = ["Result", "Runner", "WriteDirs", "remove_write_outputs", "timed"]
 
 N_RANDOM = 200
 
@@ -91,7 +91,8 @@ class _Entry:
     cleanup: Callable[[], None] = lambda: None
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds ``fn()`` takes, after a garbage collection (not timed)."""
     gc.collect()
     t0 = time.perf_counter()
     fn()
@@ -103,21 +104,46 @@ KEEP_WRITES_MIN_FREE = 20e9
 """Below this much free disk, write outputs are deleted after each run, not at the end."""
 
 
-def _new_array_dir(base: Path, src: Path, ds: Dataset) -> Path:
-    """A directory under ``base`` never used before: an empty array (``src``'s metadata)."""
-    base.mkdir(parents=True, exist_ok=True)
-    n = 0
-    while (base / f"run{n}").exists():
-        n += 1
-    path = base / f"run{n}"
-    path.mkdir()
-    for m in ds.metadata_files():
-        shutil.copyfile(src / m, path / m)
-    return path
+class WriteDirs:
+    """A new directory under ``base`` for each write run of ``ds``: an empty array (the
+    dataset's metadata only), with earlier runs' dirty pages flushed before the timing.
+
+    Earlier runs' output stays until the bench ends (:func:`remove_write_outputs`) instead
+    of being deleted before the next run. Why: on an ext4 without a journal (this machine's
+    root filesystem), the kernel will not reuse an inode freed in the last 60 s
+    (``recently_deleted()`` in its inode allocator) and scans past each one for every new
+    file. After deleting the previous run's 16,384 small chunks, creating a file cost
+    300-700 us instead of ~30 us, whichever tool it was, so the small-chunk write numbers
+    measured who had deleted last rather than the tools. Short of disk
+    (:data:`KEEP_WRITES_MIN_FREE`), the previous run's output is deleted first after all.
+    """
+
+    def __init__(self, base: Path, ds: Dataset) -> None:
+        self.base = base
+        self.ds = ds
+        self.last: Path | None = None
+        """The directory of the latest run."""
+
+    def next(self) -> Path:
+        if self.last is not None and shutil.disk_usage(self.base).free < KEEP_WRITES_MIN_FREE:
+            shutil.rmtree(self.last, ignore_errors=True)
+        self.base.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while (self.base / f"run{n}").exists():
+            n += 1
+        path = self.last = self.base / f"run{n}"
+        path.mkdir()
+        for m in self.ds.metadata_files():
+            shutil.copyfile(self.ds.path / m, path / m)
+        # Flush earlier runs' dirty pages first (untimed): otherwise whichever tool runs
+        # while the kernel writes back the previous 64+ MB pays for it, and write numbers
+        # drift down over a long `make bench` (seen: 158 vs 641 MB/s for the same write).
+        os.sync()
+        return path
 
 
 def remove_write_outputs() -> None:
-    """Delete every write run's output (at the end of the bench, see :func:`_local_write`)."""
+    """Delete every write run's output (at the end of the bench, see :class:`WriteDirs`)."""
     shutil.rmtree(WRITE_DIR, ignore_errors=True)
 
 
@@ -140,12 +166,12 @@ def _read_entry(
             out = handle.read_full()
             return not tool.checkable or bool(np.array_equal(out, data))
 
-        return _Entry(tool, result, lambda: _timed(handle.read_full)), check
+        return _Entry(tool, result, lambda: timed(handle.read_full)), check
 
     def check_random() -> bool:
         return bool(np.array_equal(handle.read_many(sels[-3:]), data[sels[-1]]))
 
-    return _Entry(tool, result, lambda: _timed(lambda: handle.read_many(sels))), check_random
+    return _Entry(tool, result, lambda: timed(lambda: handle.read_many(sels))), check_random
 
 
 _WriteOps = tuple[Callable[[], float], Callable[[], bool], Callable[[], None]]
@@ -164,7 +190,7 @@ def _memory_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _Writ
     def run() -> float:
         cleanup()
         handle = state["h"] = tool.open(Target("memory", ds, files=meta), write=True)
-        return _timed(lambda: handle.write_full(data))
+        return timed(lambda: handle.write_full(data))
 
     def check() -> bool:
         return bool(np.array_equal(state["h"].read_full(), data))
@@ -173,40 +199,23 @@ def _memory_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _Writ
 
 
 def _local_write(tool: Tool, wl: Workload, data: np.ndarray[Any, Any]) -> _WriteOps:
-    """Each run writes into a new directory holding only the metadata.
-
-    Earlier runs' output stays until the end of the bench (:func:`remove_write_outputs`)
-    instead of being deleted before the next run. Why: on an ext4 without a journal (this
-    machine's root filesystem), the kernel will not reuse an inode freed in the last 60 s
-    (``recently_deleted()`` in its inode allocator) and scans past each one for every new
-    file. After deleting the previous run's 16,384 small chunks, creating a file cost
-    300-700 us instead of ~30 us, whichever tool it was, so the small-chunk write numbers
-    measured who had deleted last rather than the tools.
-    """
+    """Each run writes into a new directory holding only the metadata (:class:`WriteDirs`)."""
     ds = wl.ds
-    base = WRITE_DIR / wl.name / tool.key
-    current: list[Path] = []
+    dirs = WriteDirs(WRITE_DIR / wl.name / tool.key, ds)
 
     def run() -> float:
-        if current and shutil.disk_usage(DATA_DIR).free < KEEP_WRITES_MIN_FREE:
-            shutil.rmtree(current.pop(), ignore_errors=True)  # short of disk: the old way
-        path = _new_array_dir(base, ds.path, ds)
-        current[:] = [path]
-        # Flush earlier runs' dirty pages first (untimed): otherwise whichever tool runs
-        # while the kernel writes back the previous 64+ MB pays for it, and write numbers
-        # drift down over a long `make bench` (seen: 158 vs 641 MB/s for the same write).
-        os.sync()
-        handle = tool.open(Target("local", ds, path=path), write=True)
+        handle = tool.open(Target("local", ds, path=dirs.next()), write=True)
         try:
-            return _timed(lambda: handle.write_full(data))
+            return timed(lambda: handle.write_full(data))
         finally:
             handle.close()
 
     def check() -> bool:
         import zarr  # the reference implementation reads every tool's output
 
+        assert dirs.last is not None
         with zarr.config.set({"async.concurrency": 64}):
-            return bool(np.array_equal(zarr.open_array(str(current[-1]), mode="r")[...], data))
+            return bool(np.array_equal(zarr.open_array(str(dirs.last), mode="r")[...], data))
 
     return run, check, lambda: None
 

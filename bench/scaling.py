@@ -8,10 +8,11 @@ limit and 32-thread file-I/O pool are above W), by tensorstore with
 ``data_copy_concurrency`` = ``file_io_concurrency`` = W (``file_io_sync`` off,
 as asyncarr does not fsync), and the limit: numcodecs decode of the stored
 chunks, already in memory, on W threads. Each (row, W): a checked warm-up, then
-3 timed runs; median MB/s of uncompressed bytes. Writes go to a scratch array
-after ``os.sync()``. Combinations that would overrun ``--budget`` (the whole
-run, dataset generation included) are skipped and listed. Without zarr-python
-missing datasets are written with tensorstore (the stamp says so).
+3 timed runs; median MB/s of uncompressed bytes. Writes go to a new scratch array
+each run, after ``os.sync()``, deleted when the whole run ends
+(``bench._runner.WriteDirs`` says why). Combinations that would overrun ``--budget``
+(the whole run, dataset generation included) are skipped and listed. Without
+zarr-python missing datasets are written with tensorstore (the stamp says so).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import gc
 import importlib.metadata
 import json
 import os
@@ -41,6 +41,7 @@ from asyncarr.config import ExecutorConfig, ExecutorMode
 from asyncarr.runtime import CodecExecutor, set_executor
 from bench._data import DATASETS, RESULTS_DIR, Dataset, ensure_dataset, make_data
 from bench._limits import DecodeLimit
+from bench._runner import WriteDirs, timed
 from bench._tools import AsyncarrTool, Handle, Target
 
 Array = np.ndarray[Any, Any]
@@ -138,13 +139,6 @@ def _executor(mode: ExecutorMode, workers: int) -> Iterator[None]:
         ex.shutdown()
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    gc.collect()
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def _read_step(h: Handle, data: Array | None) -> Step:
     first: list[Array] = []  # the first run's result, until checked
     checked = data is None
@@ -152,9 +146,9 @@ def _read_step(h: Handle, data: Array | None) -> Step:
     def run() -> float:
         nonlocal checked
         if checked:
-            return _timed(h.read_full)
+            return timed(h.read_full)
         checked = True
-        return _timed(lambda: first.append(h.read_full()))
+        return timed(lambda: first.append(h.read_full()))
 
     def check() -> bool | None:
         return None if data is None else bool(np.array_equal(first.pop(), data))
@@ -162,19 +156,19 @@ def _read_step(h: Handle, data: Array | None) -> Step:
     return run, check
 
 
-def _write_step(open_: Callable[[Path], Handle], ds: Dataset, path: Path, data: Array) -> Step:
+def _write_step(open_: Callable[[Path], Handle], dirs: WriteDirs, data: Array) -> Step:
     def run() -> float:
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        shutil.copyfile(ds.path / "zarr.json", path / "zarr.json")
-        os.sync()  # earlier runs' dirty pages go to disk before the timing, not during it
-        h = open_(path)
+        h = open_(dirs.next())
         try:
-            return _timed(lambda: h.write_full(data))
+            return timed(lambda: h.write_full(data))
         finally:
             h.close()
 
-    return run, lambda: bool(np.array_equal(_TsHandle(path, None).read_full(), data))
+    def check() -> bool:
+        assert dirs.last is not None
+        return bool(np.array_equal(_TsHandle(dirs.last, None).read_full(), data))
+
+    return run, check
 
 
 class Bench:
@@ -272,8 +266,8 @@ class Bench:
                     stack.enter_context(_executor(cast(ExecutorMode, tool.split()[1]), w))
                 open_ = opener(tool, w)
                 if op == "write":
-                    path = self.scratch / ds.name / tool.split()[0]
-                    yield _write_step(lambda p: open_(p, True), ds, path, data)
+                    dirs = WriteDirs(self.scratch / ds.name / tool.split()[0], ds)
+                    yield _write_step(lambda p: open_(p, True), dirs, data)
                     return
                 h = open_(ds.path, False)
                 stack.callback(h.close)
@@ -287,7 +281,6 @@ class Bench:
             self.run_row(Row(ds.name, op, tool), ds.nbytes, functools.partial(step, tool, op))
             if tool == TS:
                 self.ratio_row(ds.name, op)
-        shutil.rmtree(self.scratch / ds.name, ignore_errors=True)
 
 
 def _version(name: str) -> str:
@@ -359,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.dataset(ds, data, writes=name != SMALL or args.small_writes)
     finally:
         bench.runner.close()
+        shutil.rmtree(bench.scratch, ignore_errors=True)  # only now: see WriteDirs
         save()
     out(f"\nwall time {meta['wall_s']} s (budget {args.budget:.0f} s); datasets {meta['datasets']}")
     out("".join(f"- skipped: {s}\n" for s in bench.skipped) + f"JSON: {args.json}")
