@@ -180,10 +180,17 @@ def _read_exact(fd: int, offset: int, length: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+WRITE_PIECE = 1 << 20
+"""Largest single ``write`` call. Measured on Linux 6.18 (ext4): one ``write`` of 2 MiB
+or more into a new file ran at ~0.45 GB/s, the same bytes in 1 MiB calls at ~4.3 GB/s
+(the kernel then fills the page cache with 2 MiB folios, which were ~10x slower to
+fill there). Extra system calls for big values cost nothing next to that."""
+
+
 def _write_all(fd: int, value: bytes) -> None:
     view = memoryview(value).cast("B")
     while view:
-        n = os.write(fd, view)
+        n = os.write(fd, view[:WRITE_PIECE])
         view = view[n:]
 
 

@@ -496,3 +496,16 @@ def test_batch_survives_its_directory_being_pruned_before_the_first_temporary_fi
     assert pruned
     assert _files(tmp_path / "r") == ["d/y"]
     assert store.read_local("d/y") == b"y"
+
+
+async def test_values_larger_than_one_write_call_are_stored_whole(tmp_path: Path) -> None:
+    """Values are written in pieces of at most WRITE_PIECE bytes; every piece lands."""
+    store = LocalStore(tmp_path / "r")
+    value = os.urandom(2 * _local.WRITE_PIECE + 12_345)
+    await store.set("a/big", value)
+    store.write_local("a/big2", value)
+    store.write_local_many([("b/big", value[::-1])])
+    assert await store.get("a/big") == value
+    assert store.read_local("a/big2") == value
+    assert store.read_local("b/big") == value[::-1]
+    assert (tmp_path / "r" / "a" / "big").stat().st_size == len(value)
