@@ -5,11 +5,11 @@ from __future__ import annotations
 import posixpath
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from asyncarr._types import RangeRequest, Versioned
+from asyncarr._types import ByteRange, RangeRequest, Versioned
 from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     InvalidKeyError,
@@ -163,6 +163,34 @@ class Store(ABC):
         fetches a shard's index and one inner chunk with no thread hand-off.
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
+
+    def read_local_ranges_into(
+        self, key: str, ranges: Sequence[ByteRange], buffer: Callable[[int], memoryview]
+    ) -> list[memoryview] | None:
+        """:meth:`read_local_ranges` into a buffer the caller reuses; ``None`` if the key
+        is missing.
+
+        ``buffer(n)`` returns a writable byte buffer of at least ``n`` bytes; it is
+        called once, with the ranges' total length as far as the value reaches (a
+        corrupt range far past the end allocates nothing). The ranges are placed
+        one after another in it, and the result holds the view of each one
+        (shorter where the value ends first). Stores with local files read
+        straight into the buffer, so a worker that reuses one has no fresh
+        memory to fault in on every read; the default copies what
+        :meth:`read_local_ranges` returns.
+        """
+        parts = self.read_local_ranges(key, ranges)
+        if parts is None:
+            return None
+        out = buffer(sum(len(part) for part in parts))
+        views: list[memoryview] = []
+        pos = 0
+        for part in parts:
+            view = out[pos : pos + len(part)]
+            view[:] = part
+            views.append(view)
+            pos += len(part)
+        return views
 
     def with_read_only(self, read_only: bool = True) -> Store:
         """A view of the same data with a different read-only flag."""

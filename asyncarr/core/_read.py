@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -343,6 +344,31 @@ async def _read_sharded(
                 _split_shard(codec, key, ctx.store.read_local(key), jobs, mode)
             else:
                 _fetch_inner_ranges_local(ctx.store, codec, key, jobs)
+        elif local and mode == "threads":
+            # Only the index is read here; each worker then reads the inner chunks of its
+            # batch itself (one ``pread`` per contiguous run) and decodes them: decoding
+            # starts as soon as the first batch is read, not once the whole shard is.
+            raw_index = await ctx.io.get(key, codec.index_range())
+            index = _shard_index(codec, key, raw_index, jobs)
+            size = _batch_size(ctx, inner.spec.nbytes, max(len(jobs), 1) * n_shards)
+            await asyncio.gather(
+                *(
+                    executor.run(
+                        _read_decode_local,
+                        ctx.store,
+                        key,
+                        index,
+                        inner,
+                        batch,
+                        out,
+                        ctx.fill,
+                        releases_gil=inner.releases_gil,
+                        mode=mode,
+                    )
+                    for batch in _batched(jobs, size)
+                )
+            )
+            return
         elif whole:
             _split_shard(codec, key, await ctx.io.get(key), jobs, mode)
         else:
@@ -377,15 +403,15 @@ async def _read_sharded(
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 
 
-def _plan_inner_ranges(
-    codec: ShardingCodec, key: str, raw_index: bytes | None, jobs: list[DecodeJob]
-) -> tuple[list[tuple[int, int]], list[DecodeJob], list[tuple[int, int, list[int]]]] | None:
-    """From a shard's raw index: the byte ranges ``jobs`` need, coalesced.
+_RangePlan = tuple[list[tuple[int, int]], list[DecodeJob], list[tuple[int, int, list[int]]]]
+"""``(wanted, wanted_jobs, groups)``: the inner chunks to fetch, their jobs, coalesced."""
 
-    Jobs whose inner chunk is missing (or the whole shard, when there is no
-    index) get a ``None`` payload. Returns ``(wanted, wanted_jobs, groups)``,
-    or ``None`` when nothing is left to fetch.
-    """
+
+def _shard_index(
+    codec: ShardingCodec, key: str, raw_index: bytes | None, jobs: list[DecodeJob]
+) -> NDArray | None:
+    """A shard's decoded index; ``None`` (and ``None`` payloads for ``jobs``) when the
+    shard does not exist."""
     if raw_index is None or len(raw_index) == 0:
         for j in jobs:
             j.payload = None
@@ -396,7 +422,22 @@ def _plan_inner_ranges(
             key=key,
             codec="sharding_indexed",
         )
-    index = codec.decode_index(raw_index, key=key)
+    return codec.decode_index(raw_index, key=key)
+
+
+def _plan_inner_ranges(
+    codec: ShardingCodec, key: str, raw_index: bytes | None, jobs: list[DecodeJob]
+) -> _RangePlan | None:
+    """From a shard's raw index: the byte ranges ``jobs`` need, coalesced.
+
+    Jobs whose inner chunk is missing (or the whole shard, when there is no
+    index) get a ``None`` payload. Returns ``None`` when nothing is left to fetch.
+    """
+    index = _shard_index(codec, key, raw_index, jobs)
+    return None if index is None else _plan_from_index(index, jobs)
+
+
+def _plan_from_index(index: NDArray, jobs: list[DecodeJob]) -> _RangePlan | None:
     wanted: list[tuple[int, int]] = []
     wanted_jobs: list[DecodeJob] = []
     for j in jobs:
@@ -415,12 +456,18 @@ def _assign_inner_ranges(
     wanted: list[tuple[int, int]],
     wanted_jobs: list[DecodeJob],
     groups: list[tuple[int, int, list[int]]],
-    blobs: list[bytes],
+    blobs: Sequence[bytes | memoryview],
+    *,
+    views: bool = False,
 ) -> None:
+    """Give each job its part of the fetched runs: copies (they may travel to worker
+    processes), or with ``views`` memoryviews into the runs (decoded in this process)."""
     for (s, _e, members), blob in zip(groups, blobs, strict=True):
+        whole = memoryview(blob) if views else blob
         for m in members:
             a, b = wanted[m]
-            wanted_jobs[m].payload = bytes(blob[a - s : b - s])
+            part = whole[a - s : b - s]
+            wanted_jobs[m].payload = part if views else bytes(part)
 
 
 def _corrupt_index(key: str, end: int, size: int) -> CodecError:
@@ -465,16 +512,60 @@ def _fetch_inner_ranges_local(
     plan = _plan_inner_ranges(
         codec, key, _first(store.read_local_ranges(key, [codec.index_range()])), jobs
     )
+    _fetch_planned_local(store, key, plan)
+
+
+def _read_decode_local(
+    store: Store,
+    key: str,
+    index: NDArray | None,
+    inner: CodecPipeline,
+    jobs: list[DecodeJob],
+    out: NDArray,
+    fill: Any,
+) -> int:
+    """In a worker thread: read the inner chunks ``jobs`` need from a shard of a store
+    with synchronous reads (``index``: the shard's decoded index, ``None`` for no shard),
+    then decode them into ``out``."""
+    if index is not None:
+        _fetch_planned_local(store, key, _plan_from_index(index, jobs))
+    return decode_jobs(inner, jobs, out, fill)
+
+
+def _fetch_planned_local(store: Store, key: str, plan: _RangePlan | None) -> None:
     if plan is None:
         return
     wanted, wanted_jobs, groups = plan
-    blobs = store.read_local_ranges(key, [ByteRange(s, e) for s, e, _ in groups])
+    ranges = [ByteRange(s, e) for s, e, _ in groups]
+    blobs = store.read_local_ranges_into(key, ranges, _fetch_buffer)
     if blobs is None:
         raise StoreError("shard disappeared between index and data reads", key=key)
     for (s, e, _), blob in zip(groups, blobs, strict=True):
         if len(blob) != e - s:  # a local file is never cut off in transit: it is too short
             raise _corrupt_index(key, e, s + len(blob))
-    _assign_inner_ranges(wanted, wanted_jobs, groups, blobs)
+    _assign_inner_ranges(wanted, wanted_jobs, groups, blobs, views=True)
+
+
+_tls = threading.local()
+
+FETCH_BUFFER_MAX = 64 << 20
+"""Largest per-thread buffer kept for reading inner chunks; bigger reads get their own."""
+
+
+def _fetch_buffer(nbytes: int) -> memoryview:
+    """A per-thread buffer of ``nbytes`` for reading encoded inner chunks, reused while
+    the previous contents are no longer needed (its views were decoded in the same
+    call): no fresh memory to fault in for every batch.
+
+    Separate from the codec pipeline's scratch buffer, which decoding may use
+    while these bytes are still being read from.
+    """
+    buf: bytearray | None = getattr(_tls, "fetch", None)
+    if buf is None or len(buf) < nbytes:
+        buf = bytearray(nbytes)
+        if nbytes <= FETCH_BUFFER_MAX:
+            _tls.fetch = buf
+    return memoryview(buf)[:nbytes]
 
 
 def _first(parts: list[bytes] | None) -> bytes | None:

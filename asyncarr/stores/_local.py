@@ -59,7 +59,7 @@ from urllib.parse import unquote
 
 import crc32c
 
-from asyncarr._types import RangeRequest, Versioned, range_to_slice
+from asyncarr._types import ByteRange, RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
 from asyncarr.errors import (
@@ -185,6 +185,17 @@ WRITE_PIECE = 1 << 20
 or more into a new file ran at ~0.45 GB/s, the same bytes in 1 MiB calls at ~4.3 GB/s
 (the kernel then fills the page cache with 2 MiB folios, which were ~10x slower to
 fill there). Extra system calls for big values cost nothing next to that."""
+
+
+def _read_into(fd: int, offset: int, view: memoryview) -> int:
+    """Fill ``view`` from ``offset``; the bytes read (fewer only if the file is shorter)."""
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _write_all(fd: int, value: bytes) -> None:
@@ -436,6 +447,36 @@ class LocalStore(Store):
         key = self._norm(key)
         try:
             return self._read(key, list(ranges))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise translate_os_error(exc, store=self, key=key, action="read") from exc
+
+    def read_local_ranges_into(
+        self, key: str, ranges: Sequence[ByteRange], buffer: Callable[[int], memoryview]
+    ) -> list[memoryview] | None:
+        """Ranges of a value read straight into the caller's buffer (one ``preadv``
+        each), in the calling thread."""
+        key = self._norm(key)
+        try:
+            fd = self._open_key(key, os.O_RDONLY)
+            if fd is None:
+                return None
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                slices = [range_to_slice(rng, st.st_size) for rng in ranges]
+                out = buffer(sum(sl.stop - sl.start for sl in slices))
+                views: list[memoryview] = []
+                pos = 0
+                for sl in slices:
+                    view = out[pos : pos + sl.stop - sl.start]
+                    views.append(view[: _read_into(fd, sl.start, view)])
+                    pos += len(view)
+                return views
+            finally:
+                os.close(fd)
         except StoreError:
             raise
         except OSError as exc:

@@ -302,6 +302,30 @@ class StoreTests:
             read_only_store.write_local_many([("s/b", b"changed")])
         assert await store.get("s/b") == b"B"
 
+    async def test_read_local_ranges_into(self, store: Store) -> None:
+        """Where the store has synchronous reads: ranges land one after another in the
+        caller's buffer, asked for once with their total as far as the value reaches (a
+        range past the end comes back short, allocating nothing); a missing key is
+        ``None`` and asks for no buffer."""
+        if not store.supports_sync_reads:
+            pytest.skip("no synchronous reads")
+        await store.set("r/v", PAYLOAD)
+        n = len(PAYLOAD)
+        asked: list[int] = []
+
+        def buffer(size: int) -> memoryview:
+            asked.append(size)
+            return memoryview(bytearray(size + 5))  # bigger than asked is allowed
+
+        ranges = [ByteRange(2, 10), ByteRange(n - 3, n + 100), ByteRange(n + 5, 10**12)]
+        views = store.read_local_ranges_into("r/v", ranges, buffer)
+        assert views is not None
+        assert [bytes(v) for v in views] == [PAYLOAD[2:10], PAYLOAD[-3:], b""]
+        assert asked == [11]
+        assert views[0].obj is views[1].obj  # one buffer, the caller's
+        assert store.read_local_ranges_into("r/missing", ranges, buffer) is None
+        assert asked == [11]
+
     # -- key validation -------------------------------------------------------------------
     @pytest.mark.parametrize(
         "bad_key",
