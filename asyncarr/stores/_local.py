@@ -180,11 +180,12 @@ def _read_exact(fd: int, offset: int, length: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-WRITE_PIECE = 1 << 20
-"""Largest single ``write`` call. Measured on Linux 6.18 (ext4): one ``write`` of 2 MiB
-or more into a new file ran at ~0.45 GB/s, the same bytes in 1 MiB calls at ~4.3 GB/s
-(the kernel then fills the page cache with 2 MiB folios, which were ~10x slower to
-fill there). Extra system calls for big values cost nothing next to that."""
+WRITE_PIECE = 256 << 10
+"""Largest single ``write`` call. Measured on Linux 6.18 (ext4, in a VM): writes into a
+new file ran at 4-5 GB/s in calls of up to 256 KiB, and at ~0.45 GB/s in calls of 2 MiB
+or more (the page cache then takes large folios, and filling fresh ones was ~10x
+slower there); 1 MiB calls were fast or slow depending on the memory's state. The extra
+system calls cost little next to that (a 16 MB value: 64 calls instead of 1)."""
 
 
 def _read_into(fd: int, offset: int, view: memoryview) -> int:
