@@ -5,9 +5,14 @@ Keys map to files below the root (``a/c/0/1`` is ``<root>/a/c/0/1``).
 Guarantees (POSIX local filesystems such as ext4, xfs, btrfs, tmpfs, APFS):
 
 - **Atomic writes.** A value is written to a temporary file in the key's own
-  directory (``.<name>.<pid>.<n>.asyncarr.tmp``) and moved over the key with
-  ``rename(2)``; a reader sees the old value or the new one, never a torn
-  file, and a crash leaves at most a stray temporary file (never listed).
+  directory and then put in place whole; a reader sees the old value or the
+  new one, never a torn file. On Linux the temporary file is anonymous
+  (``O_TMPFILE``): a new key gets it with one ``link(2)``, and a crash leaves
+  nothing behind. A key that exists already (and filesystems without
+  ``O_TMPFILE``) takes a named one, ``.<name>.<pid>.<n>.asyncarr.tmp``, moved
+  over the key with ``rename(2)``; a crash leaves at most that stray file
+  (never listed). After an overwrite the next values are staged named, after
+  a new key anonymous again, so rewriting an array wastes no ``link`` per chunk.
   With ``fsync=True`` the data and the directory entry are flushed to disk
   before ``set`` returns (default ``False``: durable once the OS writes back).
 - **Conditional writes across threads and processes.** Every mutation
@@ -96,11 +101,60 @@ _READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _PROC_FD = os.path.isdir("/proc/self/fd")
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_NO_TMPFILE_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL}
+"""``open(O_TMPFILE)`` errors that mean "not on this kernel or filesystem"."""
+_MAX_ANONYMOUS = 64
+"""Most anonymous temporary files (open descriptors) one batch keeps before committing;
+later values in the batch get named temporary files."""
 _LIST_BATCH = 1000
 _DIR_RETRIES = 20
 
 _temp_serial = itertools.count()
 """Numbers temporary file names, with the process id: unique without a random source."""
+
+
+class _Temp:
+    """A staged value's temporary file in its key's directory: anonymous (an open
+    ``O_TMPFILE`` descriptor, ``fd``; nothing in the directory until it is linked under
+    a name) or named (``name``: ``.<key name>.<pid>.<n>.asyncarr.tmp``)."""
+
+    __slots__ = ("fd", "name")
+
+    def __init__(self, fd: int = -1, name: str = "") -> None:
+        self.fd = fd
+        self.name = name
+
+    def __bool__(self) -> bool:
+        return self.fd >= 0 or bool(self.name)
+
+    def close(self) -> None:
+        """Close the anonymous file's descriptor (once linked, or to drop it)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self, dfd: int) -> None:
+        """Drop an uncommitted value: close the descriptor, remove the named file."""
+        self.close()
+        if self.name:
+            _unlink_quietly(self.name, dfd)
+            self.name = ""
+
+    def link(self, dfd: int, name: str) -> None:
+        """Give the anonymous file ``name`` in the directory (``FileExistsError`` if taken)."""
+        os.link(f"/proc/self/fd/{self.fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+
+
+_NO_TEMP = _Temp()
+
+_Change = tuple[str, _Temp, Callable[[int, str, _Temp], T]]
+"""A staged change: key, its temporary file (empty for a removal), the op that applies it."""
+
+
+def _temp_name(name: str) -> str:
+    return f".{_short(name)}.{os.getpid():x}.{next(_temp_serial):x}{_TMP_SUFFIX}"
+
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -264,6 +318,11 @@ class LocalStore(Store):
         self._endpoint = _device_key(self._root)
         self._safe_dirs: set[str] = set()
         """Directories (relative) already seen to resolve inside the root (see read_local)."""
+        self._anonymous_temps = bool(_O_TMPFILE and _PROC_FD)
+        """Stage values in anonymous ``O_TMPFILE`` files (off once the filesystem refuses)."""
+        self._expect_new = True
+        """Whether the latest key written was new: then the next value is staged
+        anonymously, to be linked in place; after an overwrite, in a named file."""
 
     # -- identity ----------------------------------------------------------------
     @classmethod
@@ -563,7 +622,7 @@ class LocalStore(Store):
     def _locked(
         self,
         key: str,
-        op: Callable[[int, str, str], T],
+        op: Callable[[int, str, _Temp], T],
         value: bytes | None = None,
         *,
         create: bool = True,
@@ -571,7 +630,7 @@ class LocalStore(Store):
         """Run ``op(dir_fd, name, tmp)`` holding the exclusive lock of the key's directory.
 
         With ``value``, it is first written to a temporary file in that
-        directory, outside the lock, and ``tmp`` is that file's name (``""``
+        directory, outside the lock, and ``tmp`` is that file (empty
         otherwise); ``op`` moves it into place or removes it, and it is
         removed here if ``op`` raises. Returns ``None`` if the directory is
         missing and ``create`` is false.
@@ -581,10 +640,34 @@ class LocalStore(Store):
                 return None
             return batch.commit()[0]
 
-    def _write_temp(self, dfd: int, name: str, value: bytes) -> str:
+    def _write_temp(self, dfd: int, name: str, value: bytes, *, anonymous: bool) -> _Temp:
+        """Write ``value`` to a new temporary file in the directory ``dfd``.
+
+        ``anonymous`` (where the filesystem has ``O_TMPFILE``): a file with no name
+        yet, which a new key then gets with one ``link``, where a named file costs
+        a create and a rename (measured on ext4: 36 vs 54 us for a 16 KB value).
+        """
+        if anonymous and self._anonymous_temps:
+            try:
+                fd = os.open(".", _O_TMPFILE | os.O_WRONLY | _O_CLOEXEC, 0o666, dir_fd=dfd)
+            except OSError as exc:
+                if not os.fstat(dfd).st_nlink:  # pruned by a concurrent delete (EPERM here)
+                    raise FileNotFoundError(errno.ENOENT, "directory removed", name) from exc
+                if exc.errno not in _NO_TMPFILE_ERRNOS:
+                    raise
+                self._anonymous_temps = False
+            else:
+                try:
+                    _write_all(fd, value)
+                    if self._fsync:
+                        os.fsync(fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return _Temp(fd=fd)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
         while True:
-            tmp = f".{_short(name)}.{os.getpid():x}.{next(_temp_serial):x}{_TMP_SUFFIX}"
+            tmp = _temp_name(name)
             try:
                 fd = os.open(tmp, flags, 0o666, dir_fd=dfd)
                 break
@@ -599,17 +682,44 @@ class LocalStore(Store):
             _unlink_quietly(tmp, dfd)
             raise
         os.close(fd)
-        return tmp
+        return _Temp(name=tmp)
+
+    def _link_new(self, dfd: int, name: str, tmp: _Temp) -> bool:
+        """Link an anonymous temporary file in as ``name`` if that is free; ``False``
+        (the file then has a temporary name instead) if ``name`` exists."""
+        try:
+            tmp.link(dfd, name)
+        except FileExistsError:
+            self._expect_new = False
+            while True:
+                tmp_name = _temp_name(name)
+                try:
+                    tmp.link(dfd, tmp_name)
+                    break
+                except FileExistsError:
+                    continue
+            tmp.name = tmp_name
+            tmp.close()
+            return False
+        tmp.close()
+        self._expect_new = True
+        self._sync_dir(dfd)
+        return True
 
     def _sync_dir(self, dfd: int) -> None:
         if self._fsync:
             os.fsync(dfd)
 
-    def _replace(self, dfd: int, name: str, tmp: str) -> None:
+    def _replace(self, dfd: int, name: str, staged: _Temp) -> None:
+        if staged.fd >= 0 and self._link_new(dfd, name, staged):
+            return  # a new key: linked in place, nothing to rename
+        tmp = staged.name
         if _exchange(dfd, tmp, name):  # the old value now lives under ``tmp``
+            self._expect_new = False
             _unlink_quietly(tmp, dfd)
             self._sync_dir(dfd)
             return
+        self._expect_new = True  # (no regular file there: a new key)
         try:
             os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError as exc:
@@ -619,7 +729,17 @@ class LocalStore(Store):
             os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         self._sync_dir(dfd)
 
-    def _create(self, dfd: int, name: str, tmp: str) -> bool:
+    def _create(self, dfd: int, name: str, staged: _Temp) -> bool:
+        if staged.fd >= 0:
+            try:
+                staged.link(dfd, name)
+            except FileExistsError:
+                if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
+                    raise
+                return False  # the descriptor is closed by the batch
+            self._sync_dir(dfd)
+            return True
+        tmp = staged.name
         try:
             os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
         except FileExistsError:
@@ -647,7 +767,7 @@ class LocalStore(Store):
         current = _read_versioned_fd(fd)
         return None if current is None else current.version
 
-    def _swap(self, dfd: int, name: str, tmp: str, version: str | None, key: str) -> None:
+    def _swap(self, dfd: int, name: str, tmp: _Temp, version: str | None, key: str) -> None:
         current = self._current_version(dfd, name)
         if current != version:
             state = "absent" if current is None else f"at version {current}"
@@ -656,7 +776,7 @@ class LocalStore(Store):
             )
         self._replace(dfd, name, tmp)
 
-    def _remove(self, dfd: int, name: str, _tmp: str = "") -> None:
+    def _remove(self, dfd: int, name: str, _tmp: _Temp = _NO_TEMP) -> None:
         try:
             os.unlink(name, dir_fd=dfd)
         except FileNotFoundError:
@@ -942,12 +1062,13 @@ class _DirectoryBatch(Generic[T]):
 
     def __init__(self, store: LocalStore) -> None:
         self._store = store
-        self._dirs: dict[str, tuple[int, list[tuple[str, str, Callable[[int, str, str], T]]]]] = {}
+        self._dirs: dict[str, tuple[int, list[_Change[T]]]] = {}
         self.key: str | None = None
         """The key being staged or committed (for error messages)."""
         self.emptied: list[str] = []
         """Directories whose changes were all removals (candidates for pruning)."""
         self._written: set[str] = set()
+        self._anonymous = 0
 
     def __enter__(self) -> Self:
         return self
@@ -955,20 +1076,19 @@ class _DirectoryBatch(Generic[T]):
     def __exit__(self, *exc: object) -> None:
         for dfd, changes in self._dirs.values():
             for _key, tmp, _op in changes:
-                if tmp:
-                    _unlink_quietly(tmp, dfd)
+                tmp.discard(dfd)
             os.close(dfd)
         self._dirs.clear()
 
     def stage(
-        self, key: str, op: Callable[[int, str, str], T], value: bytes | None, *, create: bool
+        self, key: str, op: Callable[[int, str, _Temp], T], value: bytes | None, *, create: bool
     ) -> bool:
         """Add a change; ``False`` (nothing staged) if the directory is missing and not
         to be created."""
         self.key = key
         store = self._store
         parent, _, name = key.rpartition("/")
-        reopened: list[tuple[str, str, Callable[[int, str, str], T]]] = []
+        reopened: list[_Change[T]] = []
         for _ in range(_DIR_RETRIES):
             staged = self._dirs.get(parent)
             if staged is None:
@@ -983,15 +1103,21 @@ class _DirectoryBatch(Generic[T]):
                 staged = self._dirs[parent] = (dfd, reopened)
             dfd, changes = staged
             try:
-                tmp = "" if value is None else store._write_temp(dfd, name, value)
+                anonymous = store._expect_new and self._anonymous < _MAX_ANONYMOUS
+                tmp = (
+                    _NO_TEMP
+                    if value is None
+                    else store._write_temp(dfd, name, value, anonymous=anonymous)
+                )
             except FileNotFoundError:
-                if any(t for _k, t, _op in changes):
-                    raise  # a directory holding our temporary file can't have been pruned
+                if any(t.name for _k, t, _op in changes):
+                    raise  # a directory holding a named temporary file can't have been pruned
                 del self._dirs[parent]
                 os.close(dfd)
                 reopened = changes  # removals staged there before stay staged
                 continue  # pruned after we opened it
             changes.append((key, tmp, op))
+            self._anonymous += tmp.fd >= 0
             if value is not None:
                 self._written.add(parent)
             return True
@@ -1002,22 +1128,52 @@ class _DirectoryBatch(Generic[T]):
     def commit(self) -> list[T]:
         """Apply the staged changes, one directory lock at a time; the ops' results."""
         done: list[T] = []
+        reopened = 0
         while self._dirs:
             parent, (dfd, changes) = next(iter(self._dirs.items()))
             lfd = _lock_directory(dfd)
             try:
                 for i, (key, tmp, op) in enumerate(changes):
                     self.key = key
-                    done.append(op(dfd, key.rpartition("/")[2], tmp))
-                    changes[i] = (key, "", op)  # moved into place or removed by ``op``
+                    try:
+                        done.append(op(dfd, key.rpartition("/")[2], tmp))
+                    except FileNotFoundError:
+                        if tmp.fd < 0 or os.fstat(dfd).st_nlink or reopened >= _DIR_RETRIES:
+                            raise
+                        # A concurrent delete pruned the directory after we staged (an
+                        # anonymous file has no name there to keep it): apply the rest in
+                        # the directory made anew.
+                        reopened += 1
+                        del changes[:i]
+                        break
+                    tmp.close()  # an anonymous file not linked (``_create`` of a taken key)
+                    changes[i] = (key, _NO_TEMP, op)  # moved into place or removed by ``op``
+                else:
+                    changes.clear()
             finally:
                 if lfd is not None:
                     os.close(lfd)
+            if changes:
+                new_dfd = self._reopen(parent, changes[0][0])
+                os.close(dfd)
+                self._dirs[parent] = (new_dfd, changes)
+                continue
             del self._dirs[parent]
             os.close(dfd)  # releases the lock
             if parent not in self._written:
                 self.emptied.append(parent)
         return done
+
+    def _reopen(self, parent: str, key: str) -> int:
+        """The directory ``parent`` made anew (after a concurrent prune), opened lockable."""
+        for _ in range(_DIR_RETRIES):
+            try:
+                return self._store._open_dir(parent, key, create=True, lockable=True)
+            except FileNotFoundError:
+                continue  # pruned again between its mkdir and open
+        raise TransientStoreError(
+            "the key's directory kept disappearing during the write", store=self._store, key=key
+        )
 
 
 def _unlink_quietly(name: str, dfd: int) -> None:

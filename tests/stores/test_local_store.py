@@ -172,22 +172,49 @@ async def test_mutations_wait_for_the_directory_lock(tmp_path: Path) -> None:
     assert _files(tmp_path / "r") == ["d/fresh", "d/k", "d/m"]  # no lock or temp files
 
 
-def test_write_local_many_stages_each_value_then_commits_per_directory(tmp_path: Path) -> None:
+def _anonymous_files_open() -> int:
+    """This process's open ``O_TMPFILE`` files (never linked: ``/proc`` shows them deleted)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)")
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["O_TMPFILE", "named temps"])
+def test_write_local_many_stages_each_value_then_commits_per_directory(
+    tmp_path: Path, anonymous: bool
+) -> None:
     """Each value is in a temporary file before the next one is asked for (a worker
     encodes and writes alternately); none is visible until the batch commits."""
     store = LocalStore(tmp_path / "r")
-    seen: list[list[str]] = []
+    if anonymous and not store._anonymous_temps:
+        pytest.skip("no O_TMPFILE here")
+    store._anonymous_temps = anonymous
+    listed: list[list[str]] = []
+    staged: list[int] = []
+    before = _anonymous_files_open() if _local._PROC_FD else 0
 
     def items() -> Iterator[tuple[str, bytes | None]]:
         for i in range(3):
-            seen.append(sorted(os.listdir(tmp_path / "r" / "d")) if i else [])
+            listed.append(sorted(os.listdir(tmp_path / "r" / "d")) if i else [])
+            if _local._PROC_FD:
+                staged.append(_anonymous_files_open() - before)
             yield f"d/{i}", bytes([i]) * 10
 
     store.write_local_many(items())
-    assert [len(names) for names in seen] == [0, 1, 2]
-    assert all(n.endswith(".asyncarr.tmp") for names in seen for n in names)
+    if anonymous:
+        assert listed == [[], [], []]  # unnamed until linked in at the commit
+        assert staged == [0, 1, 2]
+    else:
+        assert [len(names) for names in listed] == [0, 1, 2]
+        assert all(n.endswith(".asyncarr.tmp") for names in listed for n in names)
     assert _files(tmp_path / "r") == ["d/0", "d/1", "d/2"]
     assert [store.read_local(f"d/{i}") for i in range(3)] == [bytes([i]) * 10 for i in range(3)]
+    if _local._PROC_FD:
+        assert _anonymous_files_open() == before  # every descriptor closed
 
 
 def test_write_local_many_failure_names_the_key_and_leaves_no_temporary_files(
@@ -472,21 +499,25 @@ async def test_directory_lock_falls_back_to_a_lock_file(
     assert [k async for k in store.list_prefix("")] == []
 
 
+@pytest.mark.parametrize("anonymous", [True, False], ids=["O_TMPFILE", "named temps"])
 def test_batch_survives_its_directory_being_pruned_before_the_first_temporary_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anonymous: bool
 ) -> None:
     """A concurrent delete may prune an empty directory after the batch opened it: the batch
     makes it again, keeping what it had staged there (here a removal)."""
     store = LocalStore(tmp_path / "r")
+    store._anonymous_temps &= anonymous
     (tmp_path / "r" / "d").mkdir(parents=True)
     real_write_temp = LocalStore._write_temp
     pruned: list[bool] = []
 
-    def write_temp_after_a_prune(self: LocalStore, dfd: int, name: str, value: bytes) -> str:
+    def write_temp_after_a_prune(
+        self: LocalStore, dfd: int, name: str, value: bytes, *, anonymous: bool
+    ) -> _local._Temp:
         if not pruned:
             pruned.append(True)
             os.rmdir(tmp_path / "r" / "d")  # what another process's delete would do
-        return real_write_temp(self, dfd, name, value)
+        return real_write_temp(self, dfd, name, value, anonymous=anonymous)
 
     monkeypatch.setattr(LocalStore, "_write_temp", write_temp_after_a_prune)
     with _local._DirectoryBatch[None](store) as batch:
@@ -496,6 +527,46 @@ def test_batch_survives_its_directory_being_pruned_before_the_first_temporary_fi
     assert pruned
     assert _files(tmp_path / "r") == ["d/y"]
     assert store.read_local("d/y") == b"y"
+
+
+def test_anonymous_values_survive_their_directory_being_pruned_before_the_commit(
+    tmp_path: Path,
+) -> None:
+    """A value staged in an anonymous file leaves its directory empty, so a concurrent
+    delete may prune it before the commit: the commit makes the directory again and
+    links the value there."""
+    store = LocalStore(tmp_path / "r")
+    if not store._anonymous_temps:
+        pytest.skip("no O_TMPFILE here")
+    (tmp_path / "r" / "d").mkdir(parents=True)
+    with _local._DirectoryBatch[None](store) as batch:
+        assert batch.stage("d/x", store._remove, None, create=False)
+        assert batch.stage("d/y", store._replace, b"y", create=True)
+        assert batch.stage("d/z", store._replace, b"z", create=True)
+        os.rmdir(tmp_path / "r" / "d")  # what another process's delete would do
+        assert len(batch.commit()) == 3
+    assert _files(tmp_path / "r") == ["d/y", "d/z"]
+    assert [store.read_local("d/y"), store.read_local("d/z")] == [b"y", b"z"]
+
+
+async def test_overwrites_switch_to_named_temporary_files(tmp_path: Path) -> None:
+    """After an overwrite the next values are staged in named files (no wasted link
+    attempt per chunk when a whole array is rewritten), after a new key anonymous ones
+    again; both ways give the same values."""
+    store = LocalStore(tmp_path / "r")
+    if not store._anonymous_temps:
+        pytest.skip("no O_TMPFILE here")
+    store.write_local_many([("d/a", b"1"), ("d/b", b"1")])
+    assert store._expect_new
+    store.write_local_many([("d/a", b"2"), ("d/b", b"2")])  # the first one finds a taken name
+    assert not store._expect_new
+    store.write_local_many([("d/a", b"3"), ("d/c", b"3")])
+    assert store._expect_new  # the latest key written was new
+    assert [store.read_local(f"d/{k}") for k in "abc"] == [b"3", b"2", b"3"]
+    assert await store.set_if_not_exists("d/d", b"4")
+    assert not await store.set_if_not_exists("d/d", b"5")
+    assert store.read_local("d/d") == b"4"
+    assert _files(tmp_path / "r") == ["d/a", "d/b", "d/c", "d/d"]
 
 
 async def test_values_larger_than_one_write_call_are_stored_whole(tmp_path: Path) -> None:
