@@ -104,6 +104,8 @@ _PROC_FD = os.path.isdir("/proc/self/fd")
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _NO_TMPFILE_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL}
 """``open(O_TMPFILE)`` errors that mean "not on this kernel or filesystem"."""
+_NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS}
+"""``link`` errors that mean "this filesystem cannot link an anonymous file in"."""
 _MAX_ANONYMOUS = 64
 """Most anonymous temporary files (open descriptors) one batch keeps before committing;
 later values in the batch get named temporary files."""
@@ -649,7 +651,7 @@ class LocalStore(Store):
         """
         if anonymous and self._anonymous_temps:
             try:
-                fd = os.open(".", _O_TMPFILE | os.O_WRONLY | _O_CLOEXEC, 0o666, dir_fd=dfd)
+                fd = os.open(".", _O_TMPFILE | os.O_RDWR | _O_CLOEXEC, 0o666, dir_fd=dfd)
             except OSError as exc:
                 if not os.fstat(dfd).st_nlink:  # pruned by a concurrent delete (EPERM here)
                     raise FileNotFoundError(errno.ENOENT, "directory removed", name) from exc
@@ -684,23 +686,39 @@ class LocalStore(Store):
         os.close(fd)
         return _Temp(name=tmp)
 
+    def _link_anonymous(self, dfd: int, name: str, tmp: _Temp) -> bool:
+        """``tmp.link(dfd, name)``; ``False`` where this filesystem cannot link anonymous
+        files in: the value is then copied to a named temporary file (``tmp.name``) and
+        this store stages named files from now on."""
+        try:
+            tmp.link(dfd, name)
+        except OSError as exc:
+            if exc.errno not in _NO_LINK_ERRNOS:
+                raise
+            self._anonymous_temps = False
+            value = _read_exact(tmp.fd, 0, os.fstat(tmp.fd).st_size)
+            tmp.name = self._write_temp(dfd, name, value, anonymous=False).name
+            tmp.close()
+            return False
+        return True
+
     def _link_new(self, dfd: int, name: str, tmp: _Temp) -> bool:
         """Link an anonymous temporary file in as ``name`` if that is free; ``False``
         (the file then has a temporary name instead) if ``name`` exists."""
         try:
-            tmp.link(dfd, name)
+            if not self._link_anonymous(dfd, name, tmp):
+                return False
         except FileExistsError:
             self._expect_new = False
             while True:
                 tmp_name = _temp_name(name)
                 try:
-                    tmp.link(dfd, tmp_name)
-                    break
+                    if self._link_anonymous(dfd, tmp_name, tmp):
+                        tmp.name = tmp_name
+                        tmp.close()
+                    return False
                 except FileExistsError:
                     continue
-            tmp.name = tmp_name
-            tmp.close()
-            return False
         tmp.close()
         self._expect_new = True
         self._sync_dir(dfd)
@@ -732,13 +750,14 @@ class LocalStore(Store):
     def _create(self, dfd: int, name: str, staged: _Temp) -> bool:
         if staged.fd >= 0:
             try:
-                staged.link(dfd, name)
+                linked = self._link_anonymous(dfd, name, staged)
             except FileExistsError:
                 if stat.S_ISDIR(_lstat_mode(name, dfd) or 0):
                     raise
                 return False  # the descriptor is closed by the batch
-            self._sync_dir(dfd)
-            return True
+            if linked:
+                self._sync_dir(dfd)
+                return True
         tmp = staged.name
         try:
             os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)

@@ -569,6 +569,36 @@ async def test_overwrites_switch_to_named_temporary_files(tmp_path: Path) -> Non
     assert _files(tmp_path / "r") == ["d/a", "d/b", "d/c", "d/d"]
 
 
+@pytest.mark.parametrize("op", ["new key", "overwrite", "set_if_not_exists"])
+async def test_filesystems_that_cannot_link_anonymous_files_get_named_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    """Where linking an ``O_TMPFILE`` file in fails (EPERM: no such links on this
+    filesystem), the staged value is copied to a named temporary file and the store
+    stages named files from then on."""
+    store = LocalStore(tmp_path / "r")
+    if not store._anonymous_temps:
+        pytest.skip("no O_TMPFILE here")
+    if op == "overwrite":
+        store._anonymous_temps = False
+        await store.set("d/k", b"old")
+        store._anonymous_temps = True
+
+    def refuse(self: _local._Temp, dfd: int, name: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", name)
+
+    monkeypatch.setattr(_local._Temp, "link", refuse)
+    value = os.urandom(3 * _local.WRITE_PIECE // 2)
+    if op == "set_if_not_exists":
+        assert await store.set_if_not_exists("d/k", value)
+    else:
+        store.write_local("d/k", value)
+    assert not store._anonymous_temps
+    assert store.read_local("d/k") == value
+    store.write_local("d/k2", b"next")  # staged named from the start
+    assert _files(tmp_path / "r") == ["d/k", "d/k2"]
+
+
 async def test_values_larger_than_one_write_call_are_stored_whole(tmp_path: Path) -> None:
     """Values are written in pieces of at most WRITE_PIECE bytes; every piece lands."""
     store = LocalStore(tmp_path / "r")
