@@ -70,7 +70,11 @@ async def _write(root: str, path: str, gen: int, progress_fd: int) -> None:
 def _child(root: str, path: str, gen: int, progress_fd: int) -> None:
     code = 0
     try:
-        asyncarr.set_executor(ExecutorConfig(mode="threads", max_workers=2))
+        # Small batches (16 KiB: up to 16 of the 1 KiB chunks, 4 of the 4 KiB shards): the
+        # writer reports each stored batch, so kills land between batches, mid-array. With
+        # the default 4 MiB, the 32 shards went in two batches and the second was usually
+        # done before the kill (no mid-write kill in some runs).
+        asyncarr.set_executor(ExecutorConfig(mode="threads", max_workers=2, batch_bytes=16 << 10))
         asyncio.run(_write(root, path, gen, progress_fd))
     except BaseException:
         traceback.print_exc()
