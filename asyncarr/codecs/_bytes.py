@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -19,6 +20,13 @@ _CHAR: dict[str, Literal["<", ">"]] = {"little": "<", "big": ">"}
 def endian_sensitive(dtype: np.dtype[Any]) -> bool:
     """Whether the byte order changes how ``dtype`` is stored (multi-byte numbers)."""
     return bool(dtype.newbyteorder("<") != dtype.newbyteorder(">"))
+
+
+@functools.lru_cache(maxsize=256)
+def _stored(endian: Endian | None, dtype: np.dtype[Any]) -> np.dtype[Any]:
+    if endian is None or not endian_sensitive(dtype):
+        return dtype
+    return dtype.newbyteorder(_CHAR[endian])
 
 
 def _same_type(a: np.dtype[Any], b: np.dtype[Any]) -> bool:
@@ -81,9 +89,8 @@ class BytesCodec(ArrayBytesCodec):
         return self
 
     def _stored_dtype(self, dtype: np.dtype[Any]) -> np.dtype[Any]:
-        if self.endian is None or not endian_sensitive(dtype):
-            return dtype
-        return dtype.newbyteorder(_CHAR[self.endian])
+        """The dtype as stored: ``endian`` byte order where that matters."""
+        return _stored(self.endian, dtype)
 
     def max_encoded_size(self, input_size: int) -> int:
         return input_size
@@ -91,9 +98,10 @@ class BytesCodec(ArrayBytesCodec):
     def encode(self, chunk: NDArray, spec: ChunkSpec) -> bytes:
         if chunk.shape != spec.shape:
             raise codec_error(f"chunk has shape {chunk.shape}, expected {spec.shape}", codec=self)
-        if not _same_type(chunk.dtype, spec.dtype):
+        if chunk.dtype != spec.dtype and not _same_type(chunk.dtype, spec.dtype):
             raise codec_error(f"chunk has dtype {chunk.dtype}, expected {spec.dtype}", codec=self)
-        self.validate(spec)
+        if self.endian is None:
+            self.validate(spec)
         stored = self._stored_dtype(chunk.dtype)
         if stored != chunk.dtype:
             chunk = chunk.astype(stored)
@@ -101,7 +109,8 @@ class BytesCodec(ArrayBytesCodec):
 
     def _view(self, data: bytes | memoryview, spec: ChunkSpec) -> NDArray:
         check_decoded_size(buffer_len(data), spec.nbytes, self)
-        self.validate(spec)
+        if self.endian is None:
+            self.validate(spec)
         stored = self._stored_dtype(spec.dtype)
         try:
             arr = np.frombuffer(data, dtype=stored)
