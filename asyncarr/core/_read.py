@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -339,6 +340,7 @@ async def _read_sharded(
         jobs = _inner_jobs(ctx, codec, shard, key)
         small = n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto
         whole = len(jobs) == n_inner
+        decode: Callable[..., int] = decode_jobs
         if small and local:  # read right here from a synchronous store: no hand-offs
             if whole:
                 _split_shard(codec, key, ctx.store.read_local(key), jobs, mode)
@@ -346,29 +348,10 @@ async def _read_sharded(
                 _fetch_inner_ranges_local(ctx.store, codec, key, jobs)
         elif local and mode == "threads":
             # Only the index is read here; each worker then reads the inner chunks of its
-            # batch itself (one ``pread`` per contiguous run) and decodes them: decoding
+            # batch itself (one ``preadv`` per contiguous run) and decodes them: decoding
             # starts as soon as the first batch is read, not once the whole shard is.
-            raw_index = await ctx.io.get(key, codec.index_range())
-            index = _shard_index(codec, key, raw_index, jobs)
-            size = _batch_size(ctx, inner.spec.nbytes, max(len(jobs), 1) * n_shards)
-            await asyncio.gather(
-                *(
-                    executor.run(
-                        _read_decode_local,
-                        ctx.store,
-                        key,
-                        index,
-                        inner,
-                        batch,
-                        out,
-                        ctx.fill,
-                        releases_gil=inner.releases_gil,
-                        mode=mode,
-                    )
-                    for batch in _batched(jobs, size)
-                )
-            )
-            return
+            index = _shard_index(codec, key, await ctx.io.get(key, codec.index_range()), jobs)
+            decode = functools.partial(_read_decode_local, ctx.store, key, index)
         elif whole:
             _split_shard(codec, key, await ctx.io.get(key), jobs, mode)
         else:
@@ -382,7 +365,7 @@ async def _read_sharded(
         await asyncio.gather(
             *(
                 executor.run(
-                    decode_jobs,
+                    decode,
                     inner,
                     batch,
                     out,

@@ -89,6 +89,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 IO_THREADS = 32
 """Worker threads of the shared pool that runs blocking file I/O."""
@@ -467,6 +468,14 @@ class LocalStore(Store):
 
     # -- reads ------------------------------------------------------------------------
     def _read(self, key: str, ranges: Sequence[RangeRequest | None]) -> list[bytes] | None:
+        def read(fd: int, size: int) -> list[bytes]:
+            slices = (range_to_slice(rng, size) for rng in ranges)
+            return [_read_exact(fd, sl.start, sl.stop - sl.start) for sl in slices]
+
+        return self._read_file(key, read)
+
+    def _read_file(self, key: str, read: Callable[[int, int], R]) -> R | None:
+        """``read(fd, size)`` on the key's regular file; ``None`` if there is none."""
         fd = self._open_key(key, os.O_RDONLY)
         if fd is None:
             return None
@@ -474,11 +483,7 @@ class LocalStore(Store):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            out = []
-            for rng in ranges:
-                sl = range_to_slice(rng, st.st_size)
-                out.append(_read_exact(fd, sl.start, sl.stop - sl.start))
-            return out
+            return read(fd, st.st_size)
         finally:
             os.close(fd)
 
@@ -507,38 +512,32 @@ class LocalStore(Store):
     def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """Several ranges of a value, read in the calling thread (one open, one ``pread`` each)."""
         key = self._norm(key)
-        try:
-            return self._read(key, list(ranges))
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise translate_os_error(exc, store=self, key=key, action="read") from exc
+        return self._read_local(key, self._read, key, list(ranges))
 
     def read_local_ranges_into(
         self, key: str, ranges: Sequence[ByteRange], buffer: Callable[[int], memoryview]
     ) -> list[memoryview] | None:
         """Ranges of a value read straight into the caller's buffer (one ``preadv``
         each), in the calling thread."""
+
+        def read(fd: int, size: int) -> list[memoryview]:
+            slices = [range_to_slice(rng, size) for rng in ranges]
+            out = buffer(sum(sl.stop - sl.start for sl in slices))
+            views: list[memoryview] = []
+            pos = 0
+            for sl in slices:
+                view = out[pos : pos + sl.stop - sl.start]
+                views.append(view[: _read_into(fd, sl.start, view)])
+                pos += len(view)
+            return views
+
         key = self._norm(key)
+        return self._read_local(key, self._read_file, key, read)
+
+    def _read_local(self, key: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the calling thread, OS errors translated for ``key``."""
         try:
-            fd = self._open_key(key, os.O_RDONLY)
-            if fd is None:
-                return None
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    return None
-                slices = [range_to_slice(rng, st.st_size) for rng in ranges]
-                out = buffer(sum(sl.stop - sl.start for sl in slices))
-                views: list[memoryview] = []
-                pos = 0
-                for sl in slices:
-                    view = out[pos : pos + sl.stop - sl.start]
-                    views.append(view[: _read_into(fd, sl.start, view)])
-                    pos += len(view)
-                return views
-            finally:
-                os.close(fd)
+            return fn(*args)
         except StoreError:
             raise
         except OSError as exc:
@@ -659,13 +658,7 @@ class LocalStore(Store):
                     raise
                 self._anonymous_temps = False
             else:
-                try:
-                    _write_all(fd, value)
-                    if self._fsync:
-                        os.fsync(fd)
-                except BaseException:
-                    os.close(fd)
-                    raise
+                self._fill(fd, value, dfd, "")
                 return _Temp(fd=fd)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW
         while True:
@@ -675,16 +668,22 @@ class LocalStore(Store):
                 break
             except FileExistsError:
                 continue  # left by a crashed process that had the same pid
+        self._fill(fd, value, dfd, tmp)
+        os.close(fd)
+        return _Temp(name=tmp)
+
+    def _fill(self, fd: int, value: bytes, dfd: int, tmp: str) -> None:
+        """Write ``value`` to the new temporary file ``fd`` (named ``tmp``, or ``""``);
+        on failure close it and remove the name."""
         try:
             _write_all(fd, value)
             if self._fsync:
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
-            _unlink_quietly(tmp, dfd)
+            if tmp:
+                _unlink_quietly(tmp, dfd)
             raise
-        os.close(fd)
-        return _Temp(name=tmp)
 
     def _link_anonymous(self, dfd: int, name: str, tmp: _Temp) -> bool:
         """``tmp.link(dfd, name)``; ``False`` where this filesystem cannot link anonymous
