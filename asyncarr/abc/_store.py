@@ -136,9 +136,10 @@ class Store(ABC):
 
     @property
     def supports_sync_reads(self) -> bool:
-        """Whether :meth:`read_local` and :meth:`read_local_ranges` work: values can be read
-        synchronously and cheaply from any thread (local files, memory). The core then
-        reads each chunk in the thread that decodes it, with no event-loop round trip."""
+        """Whether :meth:`read_local`, :meth:`read_local_ranges` and
+        :meth:`read_local_ranges_into` work: values can be read synchronously and cheaply
+        from any thread (local files, memory). The core then reads each chunk (or a
+        shard's inner chunks) in the thread that decodes it, with no event-loop round trip."""
         return self.supports_local_files
 
     def local_path(self, key: str) -> str | None:
