@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -195,9 +195,20 @@ class ShardingCodec(ArrayBytesCodec):
 
     def encode_inner_all(self, shard: NDArray) -> dict[tuple[int, ...], bytes]:
         """Encoded bytes of every inner chunk that is not entirely fill value."""
+        return self.encode_inner(shard, self.inner_coords())
+
+    def inner_coords(self) -> list[tuple[int, ...]]:
+        """The coordinates of every inner chunk, in C order."""
+        return list(itertools.product(*(range(n) for n in self.inner_grid)))
+
+    def encode_inner(
+        self, shard: NDArray, inner_coords: Iterable[tuple[int, ...]]
+    ) -> dict[tuple[int, ...], bytes]:
+        """Encoded bytes of the inner chunks at ``inner_coords`` of ``shard`` (a whole
+        shard's array), leaving out those that are entirely fill value."""
         parts: dict[tuple[int, ...], bytes] = {}
         c = self.chunk_shape
-        for coords in itertools.product(*(range(n) for n in self.inner_grid)):
+        for coords in inner_coords:
             region = tuple(slice(i * s, (i + 1) * s) for i, s in zip(coords, c, strict=True))
             sub = shard[region]
             if self.inner.is_fill(sub):

@@ -18,7 +18,7 @@ import numpy as np
 
 from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext, chunk_lock
-from asyncarr.core._indexing import Selection, project
+from asyncarr.core._indexing import Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.errors import PreconditionFailedError, StoreError, UnsupportedOperationError
@@ -89,6 +89,22 @@ def encode_full_chunks(
     # directory, once the batch is done).
     store.write_local_many(encoded())
     return [None] * len(keys)
+
+
+def store_shard(
+    codec: ShardingCodec,
+    parts: dict[tuple[int, ...], bytes],
+    write_empty: bool,
+    key: str,
+    store: Store | None,
+) -> bytes | None:
+    """Assemble a whole shard from its encoded inner chunks (``None`` where it has none
+    and empty chunks are skipped); with ``store`` (a local store) store it right here."""
+    data = codec.encode_parts(parts) if parts or write_empty else None
+    if store is None:
+        return data
+    store.write_local(key, data)
+    return None
 
 
 def merge_chunk(
@@ -178,11 +194,57 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
+    codec = ctx.sharding
+    # Fewer whole shards than workers: spread each one's inner chunks over the workers
+    # (threads share the value; worker processes would be sent the whole shard each time).
+    split_shards = (
+        codec is not None
+        and not pipeline.aa
+        and not pipeline.bb
+        and mode == "threads"
+        and count_chunks(selection, ctx.meta.chunk_shape) < workers
+    )
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
 
+    async def write_shard_split(piece: _Piece) -> None:
+        assert codec is not None
+        shard = chunk_from_value(pipeline, value, piece.out_sel)
+        coords = codec.inner_coords()
+        size = max(1, math.ceil(len(coords) / (4 * workers)))
+        encoded = await asyncio.gather(
+            *(
+                executor.run(
+                    codec.encode_inner,
+                    shard,
+                    coords[i : i + size],
+                    releases_gil=releases,
+                    mode=mode,
+                )
+                for i in range(0, len(coords), size)
+            )
+        )
+        parts = {c: data for part in encoded for c, data in part.items()}
+        data = await executor.run(
+            store_shard,
+            codec,
+            parts,
+            ctx.write_empty_chunks,
+            piece.key,
+            ctx.store if local else None,
+            releases_gil=True,
+            mode=mode,
+        )
+        if not local:
+            await _store(ctx, piece.key, data)
+        if cache is not None:
+            cache.invalidate(ctx.cache_key(piece.key))
+
     async def write_full(batch: list[_Piece]) -> None:
+        if split_shards:
+            await asyncio.gather(*(write_shard_split(piece) for piece in batch))
+            return
         sels = [piece.out_sel for piece in batch]
         if in_processes:  # ship only the chunks, never the whole value
             chunks = [chunk_from_value(pipeline, value, sel) for sel in sels]

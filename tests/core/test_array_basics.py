@@ -387,6 +387,60 @@ async def test_partial_shard_write_reencodes_only_touched_inner_chunks() -> None
     np.testing.assert_array_equal(await arr.read(), data)
 
 
+@pytest.mark.parametrize("write_empty", [False, True])
+async def test_whole_shard_writes_spread_over_workers_store_the_same_bytes(
+    store_url: object, write_empty: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer whole shards than workers: each shard's inner chunks are encoded by several
+    workers and assembled after. The stored shards are byte for byte what one call of
+    the codec makes, edge shards and all-fill shards included."""
+    from asyncarr.config import ExecutorConfig
+    from asyncarr.core._sharding import ShardingCodec
+    from asyncarr.runtime import set_executor
+
+    calls: list[int] = []
+    encode_inner = ShardingCodec.encode_inner
+
+    def counting(self: ShardingCodec, shard: np.ndarray, coords: list[tuple[int, ...]]) -> object:
+        calls.append(len(coords))
+        return encode_inner(self, shard, coords)
+
+    monkeypatch.setattr(ShardingCodec, "encode_inner", counting)
+    set_executor(ExecutorConfig(mode="threads", max_workers=4))
+    try:
+        data = np.random.default_rng(5).random((48, 40)).astype("f4")
+        data[:, 32:] = 0  # the right-hand shards hold fill value only
+        arr = await asyncarr.create_array(
+            store_url,
+            shape=data.shape,
+            chunks=(4, 4),
+            shards=(32, 32),
+            dtype="f4",
+            fill_value=0.0,
+            write_empty_chunks=write_empty,
+        )
+        codec = arr._ctx.sharding
+        assert codec is not None
+        for r, c in [(0, 0), (0, 1), (1, 0), (1, 1)]:  # one shard per write: 1 < 4 workers
+            block = (slice(r * 32, (r + 1) * 32), slice(c * 32, (c + 1) * 32))
+            await arr.write(data[block], block)
+        np.testing.assert_array_equal(await arr.read(), data)
+        assert len(calls) == 4 * 16 and set(calls) == {4}  # 64 inner chunks in 16 calls a shard
+        store = arr._ctx.store
+        for r, c in [(0, 0), (1, 0)]:  # (1, 0) is an edge shard, padded with fill
+            shard = np.zeros((32, 32), "f4")
+            part = data[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32]
+            shard[: part.shape[0], : part.shape[1]] = part
+            assert await store.get(f"c/{r}/{c}") == codec.encode(shard, arr._ctx.pipeline.spec)
+        for key in ("c/0/1", "c/1/1"):  # all fill: an index-only shard, or none at all
+            stored = await store.get(key)
+            assert (stored is not None) == write_empty
+            if stored is not None:
+                assert codec.split_parts(stored) == {}
+    finally:
+        set_executor(None)
+
+
 async def test_array_reads_refuse_symlinks_out_of_a_local_store(tmp_path: Path) -> None:
     root = tmp_path / "a.zarr"
     arr = await asyncarr.create_array(
