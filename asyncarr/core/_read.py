@@ -531,8 +531,10 @@ def _fetch_planned_local(store: Store, key: str, plan: _RangePlan | None) -> Non
 
 _tls = threading.local()
 
-FETCH_BUFFER_MAX = 64 << 20
-"""Largest per-thread buffer kept for reading inner chunks; bigger reads get their own."""
+FETCH_BUFFER_MAX = 16 << 20
+"""Largest per-thread buffer kept for reading inner chunks (a batch of them is about
+``batch_bytes``, 4 MiB by default); a bigger read gets a buffer of its own, freed after.
+So each codec worker thread keeps at most this much between reads."""
 
 
 def _fetch_buffer(nbytes: int) -> memoryview:
