@@ -197,12 +197,22 @@ def _add_key(exc: CodecError, key: str | None) -> None:
 _tls = threading.local()
 
 
-def _scratch(nbytes: int) -> memoryview:
-    """A reused per-thread buffer of exactly ``nbytes`` (avoids a fresh allocation per chunk)."""
-    buf: bytearray | None = getattr(_tls, "buf", None)
+def thread_buffer(slot: str, nbytes: int, *, keep_up_to: int | None = None) -> memoryview:
+    """A per-thread buffer of exactly ``nbytes``, reused between calls with the same
+    ``slot`` (no fresh memory to allocate and fault in per chunk). A buffer larger than
+    ``keep_up_to`` is handed out once and not kept. Each slot's contents last until the
+    next call for that slot in the same thread."""
+    buf: bytearray | None = getattr(_tls, slot, None)
     if buf is None or len(buf) < nbytes:
-        buf = _tls.buf = bytearray(nbytes)
+        buf = bytearray(nbytes)
+        if keep_up_to is None or nbytes <= keep_up_to:
+            setattr(_tls, slot, buf)
     return memoryview(buf)[:nbytes]
+
+
+def _scratch(nbytes: int) -> memoryview:
+    """The decode scratch buffer (:func:`thread_buffer`)."""
+    return thread_buffer("scratch", nbytes)
 
 
 def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:

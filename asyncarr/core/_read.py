@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from asyncarr.core._indexing import (
     count_chunks,
     project,
 )
-from asyncarr.core._pipeline import CodecPipeline
+from asyncarr.core._pipeline import CodecPipeline, thread_buffer
 from asyncarr.core._sharding import MISSING, ShardingCodec
 from asyncarr.errors import CodecError, SelectionError, StoreError
 from asyncarr.runtime import ChunkCache, ResolvedMode, bounded_for_each
@@ -529,8 +528,6 @@ def _fetch_planned_local(store: Store, key: str, plan: _RangePlan | None) -> Non
     _assign_inner_ranges(wanted, wanted_jobs, groups, blobs, views=True)
 
 
-_tls = threading.local()
-
 FETCH_BUFFER_MAX = 16 << 20
 """Largest per-thread buffer kept for reading inner chunks (a batch of them is about
 ``batch_bytes``, 4 MiB by default); a bigger read gets a buffer of its own, freed after.
@@ -542,15 +539,10 @@ def _fetch_buffer(nbytes: int) -> memoryview:
     the previous contents are no longer needed (its views were decoded in the same
     call): no fresh memory to fault in for every batch.
 
-    Separate from the codec pipeline's scratch buffer, which decoding may use
+    A slot of its own, not the codec pipeline's scratch buffer, which decoding may use
     while these bytes are still being read from.
     """
-    buf: bytearray | None = getattr(_tls, "fetch", None)
-    if buf is None or len(buf) < nbytes:
-        buf = bytearray(nbytes)
-        if nbytes <= FETCH_BUFFER_MAX:
-            _tls.fetch = buf
-    return memoryview(buf)[:nbytes]
+    return thread_buffer("fetch", nbytes, keep_up_to=FETCH_BUFFER_MAX)
 
 
 def _first(parts: list[bytes] | None) -> bytes | None:
