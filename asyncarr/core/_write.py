@@ -208,6 +208,16 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
 
+    def forget(key: str) -> None:
+        """Drop any cached decoded copy of a chunk just written."""
+        if cache is not None:
+            cache.invalidate(ctx.cache_key(key))
+
+    async def put(key: str, data: bytes | None) -> None:
+        """Store an encoded chunk the worker did not store itself."""
+        await _store(ctx, key, data)
+        forget(key)
+
     async def write_shard_split(piece: _Piece) -> None:
         assert codec is not None
         shard = chunk_from_value(pipeline, value, piece.out_sel)
@@ -236,10 +246,10 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             releases_gil=True,
             mode=mode,
         )
-        if not local:
-            await _store(ctx, piece.key, data)
-        if cache is not None:
-            cache.invalidate(ctx.cache_key(piece.key))
+        if local:
+            forget(piece.key)
+        else:
+            await put(piece.key, data)
 
     async def write_full(batch: list[_Piece]) -> None:
         if split_shards:
@@ -263,16 +273,9 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             mode=mode,
         )
         if local:  # the worker stored them
-            if cache is not None:
-                for key in keys:
-                    cache.invalidate(ctx.cache_key(key))
+            for key in keys:
+                forget(key)
             return
-
-        async def put(key: str, data: bytes | None) -> None:
-            await _store(ctx, key, data)
-            if cache is not None:
-                cache.invalidate(ctx.cache_key(key))
-
         await asyncio.gather(*(put(k, d) for k, d in zip(keys, encoded, strict=True)))
 
     async def write_partial(piece: _Piece) -> None:
@@ -296,8 +299,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                     mode=mode,
                 )
                 await _store(ctx, key, new)
-        if cache is not None:
-            cache.invalidate(ctx.cache_key(key))
+        forget(key)
 
     async def handle(item: list[_Piece] | _Piece) -> None:
         if isinstance(item, list):
