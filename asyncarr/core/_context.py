@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,6 +117,16 @@ class ArrayContext:
 
     def io_concurrency(self) -> int:
         return max(1, self.store.limits.max_concurrency)
+
+    def workers(self) -> int:
+        return max(1, self.executor.max_workers)
+
+    def batch_size(self, chunk_nbytes: int, total: int) -> int:
+        """Chunks per executor call: about ``batch_bytes`` of decoded data, but at least
+        ~4 calls per worker over the ``total`` chunks, so the pool stays busy."""
+        per_batch = max(1, self.executor.config.batch_bytes // max(1, chunk_nbytes))
+        spread = max(1, math.ceil(total / (4 * self.workers())))
+        return max(1, min(per_batch, spread))
 
 
 _locks: weakref.WeakKeyDictionary[

@@ -131,17 +131,6 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _workers(ctx: ArrayContext) -> int:
-    return max(1, ctx.executor.max_workers)
-
-
-def _batch_size(ctx: ArrayContext, chunk_nbytes: int, total: int) -> int:
-    per_batch = max(1, ctx.executor.config.batch_bytes // max(1, chunk_nbytes))
-    # keep at least ~4 batches per worker so the pool stays busy
-    spread = max(1, math.ceil(total / (4 * _workers(ctx))))
-    return max(1, min(per_batch, spread))
-
-
 async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     """Read ``selection`` into a new array of ``selection.result_shape``."""
     executor = ctx.executor
@@ -194,7 +183,7 @@ async def _read_chunks(
     ctx: ArrayContext, selection: Selection, out: NDArray, mode: ResolvedMode
 ) -> None:
     total = count_chunks(selection, ctx.meta.chunk_shape)
-    size = _batch_size(ctx, ctx.pipeline.spec.nbytes, total)
+    size = ctx.batch_size(ctx.pipeline.spec.nbytes, total)
     executor = ctx.executor
     cache = ctx.cache
     if (
@@ -252,7 +241,7 @@ async def _read_chunks(
         await run_batch(list(jobs()))
         return
     limit = min(
-        max(2 * _workers(ctx), math.ceil(ctx.io_concurrency() / size)), math.ceil(total / size)
+        max(2 * ctx.workers(), math.ceil(ctx.io_concurrency() / size)), math.ceil(total / size)
     )
     await bounded_for_each(run_batch, _batched(jobs(), size), limit=max(1, limit))
 
@@ -360,7 +349,7 @@ async def _read_sharded(
             decode_jobs(inner, jobs, out, ctx.fill)
             return
         # Several executor calls per shard, so one shard's inner chunks decode in parallel.
-        size = _batch_size(ctx, inner.spec.nbytes, max(len(jobs), 1) * n_shards)
+        size = ctx.batch_size(inner.spec.nbytes, max(len(jobs), 1) * n_shards)
         await asyncio.gather(
             *(
                 executor.run(
@@ -381,7 +370,7 @@ async def _read_sharded(
         for shard in project(selection, ctx.meta.chunk_shape):
             await read_shard(shard)
         return
-    limit = max(2 * _workers(ctx), ctx.io_concurrency() // 4)
+    limit = max(2 * ctx.workers(), ctx.io_concurrency() // 4)
     await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
 
 

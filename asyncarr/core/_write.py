@@ -189,7 +189,6 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     pipeline = ctx.pipeline
     releases = pipeline.releases_gil
     workers = executor.max_workers
-    per_batch = max(1, min(executor.config.batch_bytes // max(1, pipeline.spec.nbytes), 16))
     cache = ctx.cache
 
     mode = executor.mode_for(releases)
@@ -197,16 +196,25 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     codec = ctx.sharding
     # Fewer whole shards than workers: spread each one's inner chunks over the workers
     # (threads share the value; worker processes would be sent the whole shard each time).
+    n_chunks = count_chunks(selection, ctx.meta.chunk_shape)
     split_shards = (
         codec is not None
         and not pipeline.aa
         and not pipeline.bb
         and mode == "threads"
-        and count_chunks(selection, ctx.meta.chunk_shape) < workers
+        and n_chunks < workers
     )
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
+    # Whole chunks per executor call. Where workers store them, batches as large as
+    # reads use (each call costs a hand-off to the pool, a GIL round trip and, for local
+    # files, a directory open and lock: 16 KB chunks wrote 10-20% faster in batches of
+    # 64-256 than of 16). Where the event loop stores them, at most 16 a call, so the
+    # first uploads start soon and go out evenly.
+    per_batch = ctx.batch_size(pipeline.spec.nbytes, n_chunks)
+    if not local:
+        per_batch = min(per_batch, 16)
 
     def forget(key: str) -> None:
         """Drop any cached decoded copy of a chunk just written."""
