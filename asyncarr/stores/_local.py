@@ -108,8 +108,9 @@ _NO_TMPFILE_ERRNOS = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVA
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS}
 """``link`` errors that mean "this filesystem cannot link an anonymous file in"."""
 _MAX_ANONYMOUS = 64
-"""Most anonymous temporary files (open descriptors) one batch keeps before committing;
-later values in the batch get named temporary files."""
+"""Most anonymous temporary files (open descriptors) one batch keeps before committing:
+:meth:`LocalStore.write_local_many` commits every this many; a batch that must commit at
+once (a conditional write) gives later values named temporary files."""
 _LIST_BATCH = 1000
 _DIR_RETRIES = 20
 
@@ -830,8 +831,8 @@ class LocalStore(Store):
         Each value goes to its temporary file as soon as ``items`` yields it
         (a generator can encode the next chunk meanwhile); the keys of one
         directory share one directory descriptor, and once ``items`` is
-        exhausted one ``flock`` per directory covers all its renames (and
-        unlinks, for ``None``). Same guarantees as one key at a time, with about
+        exhausted (or every :data:`_MAX_ANONYMOUS` new values) one ``flock`` per
+        directory covers all its links and renames (and unlinks, for ``None``). Same guarantees as one key at a time, with about
         a third fewer system calls per small chunk (each one a GIL round trip).
         """
         batch = _DirectoryBatch[None](self)
@@ -844,6 +845,8 @@ class LocalStore(Store):
                         batch.stage(key, self._remove, None, create=False)
                     else:
                         batch.stage(key, self._replace, value, create=True)
+                    if batch.full:
+                        batch.commit()
                 batch.commit()
         except StoreError:
             raise
@@ -1143,8 +1146,15 @@ class _DirectoryBatch(Generic[T]):
             "the key's directory kept disappearing during the write", store=store, key=key
         )
 
+    @property
+    def full(self) -> bool:
+        """Whether the staged changes hold as many open anonymous files as one batch may
+        (later ones would get named temporary files, which cost more): time to commit."""
+        return self._anonymous >= _MAX_ANONYMOUS
+
     def commit(self) -> list[T]:
         """Apply the staged changes, one directory lock at a time; the ops' results."""
+        self._anonymous = 0
         done: list[T] = []
         reopened = 0
         while self._dirs:

@@ -217,6 +217,37 @@ def test_write_local_many_stages_each_value_then_commits_per_directory(
         assert _anonymous_files_open() == before  # every descriptor closed
 
 
+def test_write_local_many_commits_long_batches_in_groups_of_anonymous_files(
+    tmp_path: Path,
+) -> None:
+    """A batch longer than the open anonymous files allowed commits as it goes: every
+    value is staged anonymously (no named temporary file, whose rename costs more) and
+    at most ``_MAX_ANONYMOUS`` descriptors are open at once."""
+    store = LocalStore(tmp_path / "r")
+    if not store._anonymous_temps or not _local._PROC_FD:
+        pytest.skip("no O_TMPFILE here")
+    n = 2 * _local._MAX_ANONYMOUS + 5
+    before = _anonymous_files_open()
+    most_open = 0
+    named: list[str] = []
+
+    def items() -> Iterator[tuple[str, bytes | None]]:
+        nonlocal most_open
+        for i in range(n):
+            most_open = max(most_open, _anonymous_files_open() - before)
+            named.extend(x for x in os.listdir(tmp_path / "r" / "d") if x.endswith(".tmp"))
+            if i == _local._MAX_ANONYMOUS + 1:  # the first group is in place already
+                assert store.read_local("d/0") == b"0"
+            yield f"d/{i}", b"%d" % i
+
+    os.makedirs(tmp_path / "r" / "d")
+    store.write_local_many(items())
+    assert most_open == _local._MAX_ANONYMOUS - 1  # (counted before the next is staged)
+    assert named == []
+    assert [store.read_local(f"d/{i}") for i in range(n)] == [b"%d" % i for i in range(n)]
+    assert _anonymous_files_open() == before
+
+
 def test_write_local_many_failure_names_the_key_and_leaves_no_temporary_files(
     tmp_path: Path,
 ) -> None:
