@@ -9,6 +9,7 @@ across processes with the store's conditional writes where it has them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Iterator
@@ -63,14 +64,14 @@ def encode_full_chunks(
 ) -> list[bytes | None]:
     """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped).
 
-    ``source`` is either the chunks themselves, or (with ``out_sels``) the
-    value being written, from which each chunk is cut out here, in the worker.
+    ``source`` is either the chunks themselves (a list, or an array stacking
+    them), or (with ``out_sels``) the value being written, from which each chunk
+    is cut out here, in the worker.
     With ``store`` (a local store) each chunk is also written (or deleted)
     right here, and nothing is returned for the caller to store.
     """
     if out_sels is None:
-        assert isinstance(source, list)
-        chunks: list[NDArray] = source
+        chunks: list[NDArray] = list(source)
     else:
         assert isinstance(source, np.ndarray)
         chunks = [chunk_from_value(pipeline, source, sel) for sel in out_sels]
@@ -264,22 +265,22 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             await asyncio.gather(*(write_shard_split(piece) for piece in batch))
             return
         sels = [piece.out_sel for piece in batch]
-        if in_processes:  # ship only the chunks, never the whole value
-            chunks = [chunk_from_value(pipeline, value, sel) for sel in sels]
-            args: tuple[Any, ...] = (chunks, None)
-        else:  # worker threads cut their chunks out of the shared value
-            args = (value, sels)
         keys = [piece.key for piece in batch]
-        encoded = await executor.run(
-            encode_full_chunks,
-            pipeline,
-            *args,
-            ctx.write_empty_chunks,
-            keys,
-            ctx.store if local else None,
-            releases_gil=releases,
-            mode=mode,
-        )
+        with (
+            _process_inputs(ctx, value, sels)
+            if in_processes  # ship only the chunks, never the whole value
+            else contextlib.nullcontext((value, sels))  # threads cut them out of it
+        ) as args:
+            encoded = await executor.run(
+                encode_full_chunks,
+                pipeline,
+                *args,
+                ctx.write_empty_chunks,
+                keys,
+                ctx.store if local else None,
+                releases_gil=releases,
+                mode=mode,
+            )
         if local:  # the worker stored them
             for key in keys:
                 forget(key)
@@ -332,6 +333,29 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     limit = max(2 * workers, math.ceil(ctx.io_concurrency() / per_batch))
     await bounded_for_each(handle, items(), limit=limit)
+
+
+@contextlib.contextmanager
+def _process_inputs(
+    ctx: ArrayContext, value: NDArray, sels: list[Any]
+) -> Iterator[tuple[NDArray | list[NDArray], None]]:
+    """The chunks at ``sels`` of ``value`` as :func:`encode_full_chunks` arguments for a
+    worker process: copied into one shared-memory staging buffer, which the worker reads
+    in place, or (without shared memory, or for object dtypes) a list it is sent."""
+    pipeline = ctx.pipeline
+    spec = pipeline.spec
+    shape = (len(sels), *spec.shape)
+    if spec.dtype.hasobject:
+        yield [chunk_from_value(pipeline, value, sel) for sel in sels], None
+        return
+    with ctx.executor.staging(math.prod(shape) * spec.dtype.itemsize) as buf:
+        if buf is None:
+            yield [chunk_from_value(pipeline, value, sel) for sel in sels], None
+            return
+        staged = buf.view(spec.dtype).reshape(shape)
+        for i, sel in enumerate(sels):
+            staged[i] = chunk_from_value(pipeline, value, sel)
+        yield staged, None
 
 
 async def _store(ctx: ArrayContext, key: str, data: bytes | None) -> None:

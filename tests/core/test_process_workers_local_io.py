@@ -55,3 +55,34 @@ async def test_worker_processes_do_the_local_file_io(tmp_path: Path) -> None:
     np.testing.assert_array_equal(await arr.read((slice(5, 90), slice(3, 77))), value[5:90, 3:77])
     reopened = await asyncarr.open_array(LocalStore(tmp_path / "r"))
     np.testing.assert_array_equal(await reopened.read(), value)
+
+
+@pytest.mark.usefixtures("processes")
+@pytest.mark.parametrize("write_empty", [True, False])
+@pytest.mark.parametrize("local", [True, False], ids=["local", "memory"])
+async def test_worker_processes_encode_chunks_staged_in_shared_memory(
+    tmp_path: Path, write_empty: bool, local: bool
+) -> None:
+    """Whole chunks go to worker processes through reused shared-memory buffers; edge
+    chunks are padded with the fill value, all-fill chunks follow ``write_empty_chunks``,
+    and a second write reuses the buffers."""
+    store: object = ChunkBytesNeverFetchedHere(tmp_path / "r") if local else f"memory://staging-{write_empty}"
+    arr = await asyncarr.create_array(
+        store,
+        shape=(70, 45),
+        chunks=(16, 16),
+        dtype=">i4",
+        fill_value=-1,
+        write_empty_chunks=write_empty,
+    )
+    value = np.arange(70 * 45, dtype=">i4").reshape(70, 45)
+    value[:32, :32] = -1  # four all-fill chunks
+    executor = asyncarr.runtime.get_executor()
+    for scale in (1, 3):
+        expected = np.where(value == -1, -1, value * scale).astype(">i4")
+        await arr.write(expected)
+        np.testing.assert_array_equal(await arr.read(), expected)
+    assert executor._staging, "no shared-memory staging buffer was used"
+    keys = {k async for k in arr.store.list_prefix("c/")} if local else None
+    if local:
+        assert ("c/0/0" in keys) is write_empty

@@ -318,6 +318,49 @@ def test_forgotten_buffer_is_unlinked_when_collected(proc_executor: CodecExecuto
     assert _my_segments() == before
 
 
+def total(view: np.ndarray[Any, Any]) -> float:
+    return float(view.sum())
+
+
+async def test_staging_buffers_are_read_in_place_and_reused() -> None:
+    ex = CodecExecutor(ExecutorConfig(mode="processes", max_workers=2))
+    try:
+        before = _my_segments()
+        with ex.staging(8 * 1000) as buf:
+            assert buf is not None and buf.dtype == np.uint8 and buf.nbytes == 8000
+            values = buf.view(np.float64)
+            values[:] = np.arange(1000)
+            assert _shm.dumps(values[::2]).__len__() < 1000  # a reference, not the data
+            assert await ex.run(total, values[::2]) == float(np.arange(0, 1000, 2).sum())
+        with ex.staging(8000) as again:
+            assert again is buf  # kept for reuse: no fresh memory to fault in
+        with ex.staging(16) as other:
+            assert other is not buf
+        assert len(_my_segments() - before) == 2
+        ex.shutdown()
+        del buf, again, other, values
+        gc.collect()
+        assert _my_segments() == before  # unlinked once the executor lets go
+    finally:
+        ex.shutdown()
+
+
+def test_staging_buffer_is_not_reused_after_an_error() -> None:
+    """A failed or cancelled job's worker may still read its input: never hand it out."""
+    ex = CodecExecutor(ExecutorConfig(mode="processes", max_workers=2))
+    try:
+        with pytest.raises(asyncio.CancelledError), ex.staging(4096) as buf:
+            raise asyncio.CancelledError
+        with ex.staging(4096) as fresh:
+            assert fresh is not buf
+        with ex.staging(_executor.STAGING_MAX_BYTES + 1) as big:
+            assert big is not None
+        with ex.staging(_executor.STAGING_MAX_BYTES + 1) as big_again:
+            assert big_again is not big  # too big to keep
+    finally:
+        ex.shutdown()
+
+
 def test_allocate_chooses_plain_memory_where_no_process_will_write() -> None:
     with CodecExecutor(ExecutorConfig(mode="threads")) as ex:
         arr = ex.allocate((10, 10), np.dtype("float64"))
