@@ -66,7 +66,9 @@ async def test_worker_processes_encode_chunks_staged_in_shared_memory(
     """Whole chunks go to worker processes through reused shared-memory buffers; edge
     chunks are padded with the fill value, all-fill chunks follow ``write_empty_chunks``,
     and a second write reuses the buffers."""
-    store: object = ChunkBytesNeverFetchedHere(tmp_path / "r") if local else f"memory://staging-{write_empty}"
+    store: object = (
+        ChunkBytesNeverFetchedHere(tmp_path / "r") if local else f"memory://staging-{write_empty}"
+    )
     arr = await asyncarr.create_array(
         store,
         shape=(70, 45),
