@@ -121,6 +121,14 @@ class Store(ABC):
         return f"{type(self).__name__}:{id(self)}"
 
     @property
+    def location(self) -> str | None:
+        """Where this store's root is, canonically: two stores with the same location
+        hold the same values (a path-like string; ``/`` separates levels, so one
+        store's location being a prefix of another's means it contains it). ``None``
+        where that is unknown. Used to refuse copies between overlapping places."""
+        return None
+
+    @property
     def supports_listing(self) -> bool:
         return True
 

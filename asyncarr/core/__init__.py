@@ -10,6 +10,7 @@ from asyncarr.core._api import (
     open,
     open_array,
     open_group,
+    resolve_store,
 )
 from asyncarr.core._array import AsyncArray
 from asyncarr.core._create import DEFAULT_COMPRESSOR
@@ -35,4 +36,5 @@ __all__ = [
     "open",
     "open_array",
     "open_group",
+    "resolve_store",
 ]

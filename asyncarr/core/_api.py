@@ -35,13 +35,14 @@ __all__ = [
     "open",
     "open_array",
     "open_group",
+    "resolve_store",
 ]
 
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
 _MODES = ("r", "r+", "a", "w", "w-")
 
 
-def _resolve_store(
+def resolve_store(
     store: str | Store, *, read_only: bool, storage_options: Mapping[str, Any] | None
 ) -> tuple[Store, bool]:
     """(store, whether we opened it and must close it).
@@ -176,7 +177,7 @@ async def create_array(
         attributes=attributes,
         chunk_key_encoding=chunk_key_encoding,
     )
-    st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
+    st, owns = resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
     await _create_node(st, owns, path, meta, overwrite)
     return AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
@@ -194,7 +195,7 @@ async def create_group(
     """Create a new group."""
     if zarr_format not in (2, 3):
         raise ConfigError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
-    st, owns = _resolve_store(store, read_only=False, storage_options=storage_options)
+    st, owns = resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
     meta = GroupMetadata(zarr_format, dict(attributes or {}))
     await _create_node(st, owns, path, meta, overwrite)
@@ -219,7 +220,7 @@ async def open(
     _check_mode(mode)
     if mode in ("w", "w-"):
         raise ConfigError("open() cannot create a node; use create_array or create_group")
-    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    st, owns = resolve_store(store, read_only=mode == "r", storage_options=storage_options)
     path = join_path(path)
     try:
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
@@ -269,7 +270,7 @@ async def open_array(
     _check_mode(mode)
     if mode in ("w", "w-"):
         raise ConfigError("open_array() cannot create an array; use create_array")
-    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    st, owns = resolve_store(store, read_only=mode == "r", storage_options=storage_options)
     path = join_path(path)
     try:
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
@@ -313,7 +314,7 @@ async def open_group(
             storage_options=storage_options,
             path=path,
         )
-    st, owns = _resolve_store(store, read_only=mode == "r", storage_options=storage_options)
+    st, owns = resolve_store(store, read_only=mode == "r", storage_options=storage_options)
     path = join_path(path)
     try:
         try:

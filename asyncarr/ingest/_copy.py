@@ -9,7 +9,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from asyncarr.core import AsyncArray, create_array, open_array
+from asyncarr.abc import Store
+from asyncarr.core import AsyncArray, create_array, open_array, resolve_store
+from asyncarr.errors import ConfigError
 from asyncarr.runtime import bounded_for_each
 
 __all__ = ["CopyReport", "copy_array"]
@@ -72,7 +74,11 @@ async def copy_array(
     is asked for. Memory stays near ``concurrency × block_bytes``.
     """
     src = await open_array(source, storage_options=source_options)
+    dest_store: Store | None = None
+    owns_dest = False
     try:
+        dest_store, owns_dest = resolve_store(dest, read_only=False, storage_options=dest_options)
+        _refuse_overlap(src.store, src.path, dest_store, source, dest)
         fmt = zarr_format or src.zarr_format
         kwargs: dict[str, Any] = {
             "shape": src.shape,
@@ -83,7 +89,6 @@ async def copy_array(
             "dimension_names": src.dimension_names,
             "attributes": dict(src.attrs),
             "overwrite": overwrite,
-            "storage_options": dest_options,
         }
         if fmt == 3 and src.shards is not None:
             kwargs["shards"] = src.shards
@@ -94,7 +99,7 @@ async def copy_array(
         elif fmt == src.zarr_format == 2:
             kwargs["compressor"] = src.metadata.v2_compressor
             kwargs["filters"] = src.metadata.v2_filters
-        dst = await create_array(dest, **kwargs)
+        dst = await create_array(dest_store, **kwargs)
         try:
             start = time.perf_counter()
             count = 0
@@ -111,4 +116,31 @@ async def copy_array(
         finally:
             await dst.aclose()
     finally:
-        await src.aclose()
+        try:
+            if owns_dest and dest_store is not None:
+                await dest_store.aclose()
+        finally:
+            await src.aclose()
+
+
+def _refuse_overlap(
+    src_store: Store, src_path: str, dest_store: Store, source: object, dest: object
+) -> None:
+    """Refuse a copy whose destination is its source, holds it or lies inside it: creating
+    the destination (with ``overwrite``, by deleting what is there) would destroy the data
+    before it is read. Stores that cannot tell where they are (``location`` ``None``)
+    are compared by identity only."""
+
+    def where(store: Store, path: str) -> str:
+        base = store.location
+        if base is None:
+            base = f"{type(store).__name__}:{id(store)}"
+        return f"{base.rstrip('/')}/{path}".rstrip("/") + "/"
+
+    a, b = where(src_store, src_path), where(dest_store, "")
+    if a.startswith(b) or b.startswith(a):
+        how = "is" if a == b else ("holds" if a.startswith(b) else "lies inside")
+        raise ConfigError(
+            f"cannot copy {source} to {dest}: the destination {how} the source "
+            f"({b.rstrip('/')}); copy to another place"
+        )

@@ -425,6 +425,11 @@ class AzureBlobStore(Store):
         return f"azure:{self._config.account_url}"
 
     @property
+    def location(self) -> str:
+        account = self._config.account_url
+        return f"azure:{account}/{self._container_name}/{self._root}".rstrip("/")
+
+    @property
     def supports_conditional_writes(self) -> bool:
         return True
 

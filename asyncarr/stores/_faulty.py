@@ -312,6 +312,10 @@ class FaultyStore(Store):
 
     # -- identity and capabilities ------------------------------------------------------
     @property
+    def location(self) -> str | None:
+        return self._inner.location
+
+    @property
     def endpoint_key(self) -> str:
         return f"faulty:{id(self._state):x}"
 

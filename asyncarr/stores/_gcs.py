@@ -313,6 +313,10 @@ class GCSStore(Store):
         return f"gcs:{self._endpoint}"
 
     @property
+    def location(self) -> str:
+        return f"gcs:{self._endpoint}/{self._bucket}/{self._root}".rstrip("/")
+
+    @property
     def supports_conditional_writes(self) -> bool:
         return True
 

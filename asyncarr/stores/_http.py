@@ -208,6 +208,10 @@ class HTTPStore(Store):
             raise UnsupportedOperationError("HTTP stores are always read-only", store=self)
         return self
 
+    @property
+    def location(self) -> str:
+        return self._base
+
     def __repr__(self) -> str:
         return f"HTTPStore({self._base}, read-only)"
 

@@ -339,6 +339,11 @@ class LocalStore(Store):
         return self._root
 
     @property
+    def location(self) -> str:
+        """``file://`` and the root with every symbolic link resolved."""
+        return "file://" + os.path.realpath(self._root)
+
+    @property
     def endpoint_key(self) -> str:
         """``file:dev=<major>:<minor>``: every store on one device shares one budget."""
         return self._endpoint

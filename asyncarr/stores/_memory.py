@@ -62,6 +62,10 @@ class MemoryStore(Store):
         return f"memory:{id(self._data)}"
 
     @property
+    def location(self) -> str:
+        return f"memory:{id(self._data)}"
+
+    @property
     def supports_conditional_writes(self) -> bool:
         return True
 

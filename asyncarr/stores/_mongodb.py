@@ -276,6 +276,11 @@ class MongoDBStore(Store):
             client_kwargs={k: v for k, v in self._client_kwargs.items()},
         )
 
+    @property
+    def location(self) -> str:
+        where = f"{self._scheme}://{self._hosts}/{self._database}/{self._collection}"
+        return f"{where}/{self._root}".rstrip("/")
+
     def __repr__(self) -> str:
         where = f"{self._scheme}://{self._hosts}/{self._database}/{self._collection}"
         if self._root:

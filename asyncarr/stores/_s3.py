@@ -381,6 +381,10 @@ class S3Store(Store):
         clone._entries = weakref.WeakKeyDictionary()
         return clone
 
+    @property
+    def location(self) -> str:
+        return f"s3:{self.endpoint}/{self._bucket}/{self._root}".rstrip("/")
+
     def __repr__(self) -> str:
         where = f"s3://{self._bucket}/{self._root}".rstrip("/")
         flags = ", read-only" if self.read_only else ""

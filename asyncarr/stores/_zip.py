@@ -355,6 +355,10 @@ class ZipStore(Store):
         return ZipStore(self._archive.path, read_only=read_only, limits=self.limits,
                         _archive=self._archive)  # fmt: skip
 
+    @property
+    def location(self) -> str:
+        return "zip://" + os.path.realpath(self._archive.path)
+
     def __repr__(self) -> str:
         flag = ", read-only" if self.read_only else ""
         return f"ZipStore({self._archive.path!r}, mode={self._archive.mode!r}{flag})"

@@ -69,3 +69,14 @@ def test_demo_runs(tmp_path: Path) -> None:
     out = _cli("demo", "--path", str(tmp_path / "demo"), "--size", "512")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("verified") == 3
+
+
+def test_copy_onto_itself_fails_cleanly_and_keeps_the_data(tmp_path: Path) -> None:
+    root = tmp_path / "self.zarr"
+    arr = az.create_array(str(root), shape=(4,), chunks=(2,), dtype="i4")
+    arr[:] = [1, 2, 3, 4]
+    done = _cli("copy", str(root), str(root) + "/", "--overwrite")
+    assert done.returncode == 1
+    assert "asyncarr: error: cannot copy" in done.stderr
+    assert "Traceback" not in done.stderr
+    np.testing.assert_array_equal(az.open_array(str(root))[:], [1, 2, 3, 4])
