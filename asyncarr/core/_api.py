@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
+from asyncarr.core._context import forget_cached_prefix
 from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup, load_v2_consolidated
 from asyncarr.core._metadata import (
@@ -82,7 +83,11 @@ async def _prepare_location(store: Store, path: str, overwrite: bool) -> None:
             raise ContainsArrayError(f"an array already exists at {where} (pass overwrite=True)")
         raise ContainsGroupError(f"a group already exists at {where} (pass overwrite=True)")
     io = managed(store)
-    await io.delete_prefix(f"{path}/" if path else "")
+    prefix = f"{path}/" if path else ""
+    try:
+        await io.delete_prefix(prefix)
+    finally:
+        forget_cached_prefix(store, prefix)
 
 
 async def _ensure_parents(store: Store, path: str, zarr_format: Literal[2, 3]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from asyncarr.abc import Codec, NDArray, Store
-from asyncarr.core._context import ArrayContext, chunk_lock
+from asyncarr.core._context import ArrayContext, chunk_lock, forget_cached_prefix
 from asyncarr.core._indexing import Selection, normalize_selection
 from asyncarr.core._info import ArrayInfo
 from asyncarr.core._metadata import ArrayMetadata
@@ -188,13 +188,17 @@ class AsyncArray(NodeBase):
         if new_shape == old.shape:
             return
         grown = any(n > o for n, o in zip(new_shape, old.shape, strict=True))
-        if grown:
-            # Clear anything stale in the region that becomes visible before it does.
-            await self._clear_outside(old.shape, new_shape)
-        new_meta = old.evolve(shape=new_shape)
-        await save_array_metadata(self._ctx.io, self._path, new_meta)
-        self._set_metadata(new_meta)
-        await self._clear_outside(new_shape, None)
+        try:
+            if grown:
+                # Clear anything stale in the region that becomes visible before it does.
+                await self._clear_outside(old.shape, new_shape)
+            new_meta = old.evolve(shape=new_shape)
+            await save_array_metadata(self._ctx.io, self._path, new_meta)
+            self._set_metadata(new_meta)
+            await self._clear_outside(new_shape, None)
+        finally:
+            # the chunks changed above may be cached (cheap; resizes are rare)
+            forget_cached_prefix(self._store, self._ctx.prefix)
 
     def _parse_shape(self, shape: tuple[int | tuple[int, ...], ...]) -> tuple[int, ...]:
         if len(shape) == 1 and isinstance(shape[0], tuple | list):

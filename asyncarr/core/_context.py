@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import math
 import weakref
 from collections.abc import Iterator
@@ -46,15 +48,24 @@ class ArrayContext:
     pipeline: CodecPipeline = field(init=False)
     sharding: ShardingCodec | None = field(init=False)
     cache_namespace: str = field(init=False)
-    """The store's identity in the chunk cache: its repr names the bucket, root or data
-    it holds (endpoint_key would not). Computed once: reads pass it per batch."""
+    """The array's identity in the chunk cache: the store's (:func:`store_cache_prefix`)
+    and a digest of the array's metadata but its shape and attributes, so an array
+    re-created at the same place with another dtype, fill value or codecs never sees the
+    old one's decoded chunks (a resize keeps the namespace).
+    Computed once: reads pass it per batch."""
 
     def __post_init__(self) -> None:
         self.io = managed(self.store)
         self.pipeline = CodecPipeline(self.meta.codecs, chunk_spec(self.meta))
         ab = self.pipeline.ab
         self.sharding = ab if isinstance(ab, ShardingCodec) else None
-        self.cache_namespace = f"{type(self.store).__name__}:{self.store!r}"
+        document = {
+            k: v for k, v in self.meta.to_json().items() if k not in ("attributes", "shape")
+        }
+        digest = hashlib.blake2b(
+            json.dumps(document, sort_keys=True, default=str).encode(), digest_size=8
+        ).hexdigest()
+        self.cache_namespace = f"{store_cache_prefix(self.store)}{digest}"
 
     @property
     def executor(self) -> CodecExecutor:
@@ -103,6 +114,12 @@ class ArrayContext:
                 all([part[4] for part in combo]),
             )
 
+    def forget_cached(self, key: str) -> None:
+        """Drop any cached decoded copy of the chunk at ``key`` (it was just changed)."""
+        cache = self.cache
+        if cache is not None:
+            cache.invalidate(self.cache_key(key))
+
     def cache_key(self, key: str) -> tuple[str, str]:
         """The chunk-cache key of ``key``: :attr:`cache_namespace` plus the key."""
         return (self.cache_namespace, key)
@@ -127,6 +144,30 @@ class ArrayContext:
         per_batch = max(1, self.executor.config.batch_bytes // max(1, chunk_nbytes))
         spread = max(1, math.ceil(total / (4 * self.workers())))
         return max(1, min(per_batch, spread))
+
+
+def store_cache_prefix(store: Store) -> str:
+    """How every chunk-cache namespace of arrays in ``store`` starts: the store's repr
+    names the bucket, root or data it holds (its endpoint_key would not)."""
+    return f"{type(store).__name__}:{store!r}:"
+
+
+def forget_cached_prefix(store: Store, prefix: str) -> None:
+    """Drop every cached decoded chunk of ``store`` whose key starts with ``prefix`` (a
+    node and everything below it was deleted or overwritten)."""
+    cache = get_chunk_cache()
+    if cache is None:
+        return
+    start = store_cache_prefix(store)
+    cache.invalidate_where(
+        lambda k: (
+            isinstance(k, tuple)
+            and len(k) == 2
+            and isinstance(k[0], str)
+            and k[0].startswith(start)
+            and str(k[1]).startswith(prefix)
+        )
+    )
 
 
 _locks: weakref.WeakKeyDictionary[

@@ -7,6 +7,7 @@ from typing import Any
 
 from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
+from asyncarr.core._context import forget_cached_prefix
 from asyncarr.core._metadata import (
     ZARR_JSON,
     ZARRAY,
@@ -210,7 +211,11 @@ class AsyncGroup(NodeBase):
     async def delete(self, name: str) -> None:
         """Delete the member ``name`` and everything below it."""
         self._check_writable()
-        await self._io.delete_prefix(self._child(name) + "/")
+        prefix = self._child(name) + "/"
+        try:
+            await self._io.delete_prefix(prefix)
+        finally:
+            forget_cached_prefix(self._store, prefix)
 
     # -- consolidated metadata --------------------------------------------------------------
     async def consolidate_metadata(self) -> AsyncGroup:

@@ -190,7 +190,6 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     pipeline = ctx.pipeline
     releases = pipeline.releases_gil
     workers = executor.max_workers
-    cache = ctx.cache
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
@@ -217,15 +216,10 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     if not local:
         per_batch = min(per_batch, 16)
 
-    def forget(key: str) -> None:
-        """Drop any cached decoded copy of a chunk just written."""
-        if cache is not None:
-            cache.invalidate(ctx.cache_key(key))
-
     async def put(key: str, data: bytes | None) -> None:
         """Store an encoded chunk the worker did not store itself."""
         await _store(ctx, key, data)
-        forget(key)
+        ctx.forget_cached(key)
 
     async def write_shard_split(piece: _Piece) -> None:
         assert codec is not None
@@ -256,7 +250,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             mode=mode,
         )
         if local:
-            forget(piece.key)
+            ctx.forget_cached(piece.key)
         else:
             await put(piece.key, data)
 
@@ -283,7 +277,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             )
         if local:  # the worker stored them
             for key in keys:
-                forget(key)
+                ctx.forget_cached(key)
             return
         await asyncio.gather(*(put(k, d) for k, d in zip(keys, encoded, strict=True)))
 
@@ -308,7 +302,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                     mode=mode,
                 )
                 await _store(ctx, key, new)
-        forget(key)
+        ctx.forget_cached(key)
 
     async def handle(item: list[_Piece] | _Piece) -> None:
         if isinstance(item, list):

@@ -146,3 +146,50 @@ def test_global_cache_configuration() -> None:
 def test_invalid_budget() -> None:
     with pytest.raises(ConfigError):
         ChunkCache(-1)
+
+
+@pytest.mark.usefixtures("restore_global_cache")
+@pytest.mark.parametrize("how", ["overwrite", "overwrite as f4", "group delete", "fill change"])
+async def test_a_recreated_array_never_reads_the_old_ones_cached_chunks(
+    tmp_path: object, how: str
+) -> None:
+    """Cached decoded chunks belong to one array: re-creating it in place (with
+    ``overwrite``, or after deleting it from its group) starts from the fill value."""
+    import numpy as np
+
+    import asyncarr
+
+    set_chunk_cache(CacheConfig(max_bytes=1 << 20))
+    root = f"{tmp_path}/g.zarr"
+    group = await asyncarr.create_group(root)
+    old = await group.create_array("x", shape=(4,), chunks=(2,), dtype="i4")
+    await old.write(np.array([1, 2, 3, 4], dtype="i4"))
+    np.testing.assert_array_equal(await old.read(), [1, 2, 3, 4])  # now cached
+    kwargs: dict[str, object] = {"shape": (4,), "chunks": (2,), "dtype": "i4"}
+    if how == "group delete":
+        await group.delete("x")
+    else:
+        kwargs["overwrite"] = True
+    if how == "overwrite as f4":
+        kwargs["dtype"] = "f4"
+    if how == "fill change":
+        kwargs["fill_value"] = 9
+    new = await group.create_array("x", **kwargs)
+    expected = np.full(4, 9 if how == "fill change" else 0, dtype=new.dtype)
+    np.testing.assert_array_equal(await new.read(), expected)
+    assert (await new.read()).dtype == new.dtype
+
+
+@pytest.mark.usefixtures("restore_global_cache")
+async def test_resize_drops_the_cached_chunks_it_changes(tmp_path: object) -> None:
+    import numpy as np
+
+    import asyncarr
+
+    set_chunk_cache(CacheConfig(max_bytes=1 << 20))
+    arr = await asyncarr.create_array(f"{tmp_path}/a.zarr", shape=(6,), chunks=(4,), dtype="i4")
+    await arr.write(np.arange(1, 7, dtype="i4"))
+    np.testing.assert_array_equal(await arr.read(), np.arange(1, 7))  # cached
+    await arr.resize((3,))  # clears element 3 of chunk 0, deletes chunk 1
+    await arr.resize((6,))
+    np.testing.assert_array_equal(await arr.read(), [1, 2, 3, 0, 0, 0])
