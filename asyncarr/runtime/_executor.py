@@ -453,6 +453,7 @@ class CodecExecutor:
         self._profiles: dict[Hashable, _Profile] = {}
         self._warm_modules = _WARM_MODULES + tuple(warm_modules)
         self._staging: list[NDArray] = []
+        _all_executors.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -756,6 +757,16 @@ class CodecExecutor:
 
     # ----------------------------------------------------------------- lifecycle
 
+    def _after_fork(self) -> None:
+        """In a forked child: the pools' threads and processes belong to the parent (only
+        the forking thread survives a fork), so forget them; the next job starts new ones."""
+        self._lock = threading.Lock()
+        self._threads = None
+        self._threads_finalizer.detach()
+        self._threads_finalizer = weakref.finalize(self, _noop)
+        self._procs = None
+        self._staging = []
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop the worker threads and processes; a later :meth:`run` starts new ones."""
         with self._lock:
@@ -797,6 +808,19 @@ class CodecExecutor:
 
 _ON_THREADS: Any = object()
 """Sentinel: the job cannot go to a process; run it on a thread."""
+
+_all_executors: weakref.WeakSet[CodecExecutor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for executor in list(_all_executors):
+        executor._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # --------------------------------------------------------------------------- default executor
 

@@ -356,6 +356,18 @@ def live_segment_names() -> list[str]:
     return list(_OWNED)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child shares the parent's segments but does not own them: its exit must
+    not unlink them (the parent's worker processes still attach to them by name)."""
+    for fin in list(_OWNED.values()):
+        fin.detach()
+    _OWNED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _unlink_all() -> None:
     finalizers = list(_OWNED.values())
