@@ -170,6 +170,7 @@ class AsyncArray(NodeBase):
                     f"cannot write values of dtype {arr.dtype} to the {self.dtype} array "
                     f"{self.name!r} without loss; cast them first (e.g. value.astype({str(self.dtype)!r}))"
                 )
+            _check_range(arr, self.dtype, self.name)
             arr = arr.astype(self.dtype)
         try:
             arr = np.broadcast_to(arr, sel.result_shape)
@@ -351,3 +352,23 @@ class AsyncArray(NodeBase):
     # -- lifecycle -----------------------------------------------------------------------
     def _set_metadata(self, meta: ArrayMetadata) -> None:
         self._ctx = ArrayContext(self._store, self._path, meta, self._ctx.write_empty_chunks)
+
+
+def _check_range(value: NDArray, dtype: np.dtype[Any], name: str) -> None:
+    """Refuse integers that ``dtype`` cannot hold (numpy's cast would wrap them around, or
+    make them infinite in a small float type)."""
+    if value.dtype.kind not in "iu" or not value.size or np.can_cast(value.dtype, dtype, "safe"):
+        return
+    if dtype.kind in "iu":
+        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    elif dtype.kind in "fc":
+        high = int(np.finfo(dtype).max)
+        low = -high
+    else:
+        return
+    lo, hi = int(value.min()), int(value.max())
+    if lo < low or hi > high:
+        raise DTypeError(
+            f"values {lo}..{hi} do not fit the {dtype} array {name!r} "
+            f"(it holds {low}..{high}); numpy's cast would change them"
+        )

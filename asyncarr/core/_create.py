@@ -198,13 +198,28 @@ def _fill_to_json(value: Any, dt: np.dtype[Any]) -> Any:
     if value is None:
         return None
     try:
-        scalar = (
-            np.asarray(value).astype(dt, casting="unsafe") if not isinstance(value, str) else value
-        )
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
+            scalar = (
+                np.asarray(value).astype(dt, casting="unsafe")
+                if not isinstance(value, str)
+                else value
+            )
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"fill_value {value!r} is not valid for {dt}") from exc
     if isinstance(scalar, str):
         return scalar
-    if dt.kind in "iu" and np.asarray(value).dtype.kind == "f" and not float(value).is_integer():
+    source = np.asarray(value)
+    if dt.kind in "iu" and source.dtype.kind == "f" and not float(value).is_integer():
         raise ConfigError(f"fill_value {value!r} is not valid for {dt}")
+    if source.shape == () and source.dtype.kind in "biuf":
+        # the cast must keep the value (256 in uint8 is not 0, 1e6 in float16 is not inf);
+        # floats may round (0.1 in float32)
+        if dt.kind in "biu":
+            kept = bool(scalar == source) if dt.kind != "b" else source in (0, 1)
+        elif dt.kind in "fc":
+            kept = bool(np.isfinite(scalar)) or not bool(np.isfinite(source))
+        else:
+            kept = True
+        if not kept:
+            raise ConfigError(f"fill_value {value!r} is out of range for {dt}")
     return encode_fill_value(scalar[()], dt, zarr_format=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -276,6 +277,39 @@ async def test_dtype_mismatch_is_a_clear_error() -> None:
         await arr.write(np.array([0.5, 1.5, 2.5, 3.5]))
     await arr.write(np.array([1, 2, 3, 4], dtype="int64"))  # integers of another width are fine
     np.testing.assert_array_equal(await arr.read(), [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"),
+    [("i2", 70000), ("u1", -1), ("i8", 2**63), ("i2", np.array([1, 2**40])), ("f2", 10**6)],
+)
+async def test_integers_that_do_not_fit_are_refused_not_wrapped(dtype: str, value: Any) -> None:
+    """numpy's cast would store 70000 in int16 as 4464 and -1 in uint8 as 255."""
+    arr = await asyncarr.create_array(MemoryStore(), shape=(2,), chunks=(2,), dtype=dtype)
+    with pytest.raises(asyncarr.errors.DTypeError, match="do not fit"):
+        await arr.write(value)
+    np.testing.assert_array_equal(await arr.read(), [0, 0])  # nothing written
+    info = np.iinfo(dtype) if dtype[0] in "iu" else None
+    edge = info.max if info is not None else 65504
+    await arr.write(edge)  # the extremes themselves fit
+    np.testing.assert_array_equal(await arr.read(), [edge, edge])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fill"),
+    [("u1", 256), ("u1", -1), ("i1", 200), ("i2", 2**20), ("bool", 2), ("f2", 1e6), ("u8", 2**64)],
+)
+async def test_fill_values_that_do_not_fit_are_refused(dtype: str, fill: Any) -> None:
+    with pytest.raises(asyncarr.errors.ConfigError, match=f"fill_value {fill!r}"):
+        await asyncarr.create_array(MemoryStore(), shape=(2,), dtype=dtype, fill_value=fill)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fill"), [("u1", 255), ("i1", -128), ("f4", 0.1), ("f2", float("inf")), ("u1", 1.0)]
+)
+async def test_fill_values_that_fit_are_kept(dtype: str, fill: Any) -> None:
+    arr = await asyncarr.create_array(MemoryStore(), shape=(2,), dtype=dtype, fill_value=fill)
+    assert arr.fill_value == np.dtype(dtype).type(fill)
 
 
 class _CountingStore(MemoryStore):
