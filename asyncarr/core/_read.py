@@ -383,7 +383,7 @@ def _shard_index(
 ) -> NDArray | None:
     """A shard's decoded index; ``None`` (and ``None`` payloads for ``jobs``) when the
     shard does not exist."""
-    if raw_index is None or len(raw_index) == 0:
+    if raw_index is None:
         for j in jobs:
             j.payload = None
         return None
@@ -441,9 +441,11 @@ def _assign_inner_ranges(
             wanted_jobs[m].payload = part if views else bytes(part)
 
 
-def _corrupt_index(key: str, end: int, size: int) -> CodecError:
+def _corrupt_index(key: str, end: int, size: int | None) -> CodecError:
+    """``size``: the shard's size, where known (``None``: it ends before some range starts)."""
+    where = f"of a {size}-byte shard" if size is not None else "past the end of the shard"
     return CodecError(
-        f"corrupt shard index: inner chunks end at byte {end} of a {size}-byte shard",
+        f"corrupt shard index: inner chunks end at byte {end} {where}",
         key=key,
         codec="sharding_indexed",
     )
@@ -513,7 +515,7 @@ def _fetch_planned_local(store: Store, key: str, plan: _RangePlan | None) -> Non
         raise StoreError("shard disappeared between index and data reads", key=key)
     for (s, e, _), blob in zip(groups, blobs, strict=True):
         if len(blob) != e - s:  # a local file is never cut off in transit: it is too short
-            raise _corrupt_index(key, e, s + len(blob))
+            raise _corrupt_index(key, e, s + len(blob) if len(blob) else None)
     _assign_inner_ranges(wanted, wanted_jobs, groups, blobs, views=True)
 
 

@@ -460,6 +460,7 @@ SHARD_DAMAGE: list[Any] = [
     pytest.param(lambda s: with_index(s, _set(0, 0, 10**9)), "corrupt shard index", id="offset"),
     pytest.param(lambda s: with_index(s, _set(0, 1, 2**40)), "corrupt shard index", id="size"),
     pytest.param(lambda s: s[-100:], "shorter than its", id="short shard"),
+    pytest.param(lambda s: b"", "shard is 0 bytes", id="empty shard"),
     pytest.param(lambda s: with_index(s, _set(0, 1, 3)), "zstd", id="inner chunk cut"),
 ]
 
