@@ -130,6 +130,11 @@ def normalize_selection(
         for name, sel in selection.items():
             if name not in names:
                 raise SelectionError(f"unknown dimension name {name!r}; known: {names}")
+            if names.count(name) > 1:
+                raise SelectionError(
+                    f"dimension name {name!r} names {names.count(name)} dimensions; "
+                    "select by position instead"
+                )
             parts[names.index(name)] = sel
         selection = tuple(parts)
     if not isinstance(selection, tuple):

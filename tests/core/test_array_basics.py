@@ -101,6 +101,9 @@ async def test_orthogonal_and_named_selection() -> None:
     np.testing.assert_array_equal(await arr.read({"band": 2, "x": slice(3, 5)}), data[:, 3:5, 2])
     with pytest.raises(SelectionError):
         await arr.read({"nope": 1})
+    twice = await asyncarr.create_array(MemoryStore(), shape=(2, 3), dimension_names=["t", "t"])
+    with pytest.raises(SelectionError, match="names 2 dimensions"):
+        await twice.read({"t": 1})  # ambiguous (zarr allows repeated names; data may have them)
     await arr.write(0.5, (idx, slice(None), 0), orthogonal=True)
     data[idx, :, 0] = 0.5
     np.testing.assert_array_equal(await arr.read(), data)
