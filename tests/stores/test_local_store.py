@@ -86,6 +86,8 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
             await store.exists(key)
         with pytest.raises(InvalidKeyError):
             store.local_path(key)
+        with pytest.raises(InvalidKeyError, match="outside the store root"):
+            store.read_local(key)  # the codec workers' fast path checks the same
     with pytest.raises(InvalidKeyError):
         await store.set("dirlink/new", b"x")
     with pytest.raises(InvalidKeyError):
@@ -97,6 +99,10 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
     assert await store.get("oklink/value") == b"inside"
     assert sorted([k async for k in store.list_prefix("")]) == ["inner/value", "oklink/value"]
     assert await store.list_dir("") == ["inner", "oklink"]
+    (root / "inner" / "filelink").symlink_to(root / "inner" / "value")
+    for read in (store.read_local, store.get):  # a file link that stays inside is followed
+        got = read("inner/filelink")
+        assert (await got if asyncio.iscoroutine(got) else got) == b"inside"
 
 
 async def test_reserved_names_never_listed(tmp_path: Path) -> None:
