@@ -298,6 +298,11 @@ class Array(_Node[AsyncArray]):
         self.write(value, selection, orthogonal=_uses_arrays(selection))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray:
+        if copy is False:  # numpy 2's protocol: refuse rather than silently copy
+            raise ValueError(
+                "an asyncarr Array is read from its store into new memory: it has no "
+                "buffer to view without a copy (use np.asarray(arr) or arr[...])"
+            )
         out = self.read()
         return out if dtype is None else out.astype(dtype, copy=False)
 

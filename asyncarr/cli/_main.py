@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = asyncio.run(args.func(args))
         return code
-    except AsyncarrError as exc:
+    except (AsyncarrError, OSError) as exc:  # (OSError: local paths the CLI itself touches)
         print(f"asyncarr: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

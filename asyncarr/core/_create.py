@@ -18,7 +18,7 @@ from asyncarr.codecs import (
 )
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
 from asyncarr.core._dtype import decode_fill_value, parse_dtype
-from asyncarr.core._metadata import ArrayMetadata, validate_codec_chain
+from asyncarr.core._metadata import ArrayMetadata, plain_attributes, validate_codec_chain
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.core._types_bridge import chunk_spec
@@ -71,7 +71,7 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
         out = tuple(int(v) for v in value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what} must be a sequence of integers, got {value!r}") from exc
-    if any(int(v) != v for v in value):
+    if any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in value):
         raise ConfigError(f"{what} must be integers, got {value!r}")
     return out
 
@@ -113,7 +113,7 @@ def build_array_metadata(
         raise ConfigError(
             f"dimension_names {list(names)} must name each of {len(shape_t)} dimensions"
         )
-    attrs = dict(attributes or {})
+    attrs = plain_attributes(attributes or {})
     fv_json = _fill_to_json(fill_value, dt)
 
     if zarr_format == 2:

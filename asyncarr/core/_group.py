@@ -20,7 +20,7 @@ from asyncarr.core._metadata import (
 )
 from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import join_path, load_node, node_from_documents, save_group_metadata
-from asyncarr.errors import ConfigError, MetadataError, NodeNotFoundError
+from asyncarr.errors import ConfigError, ContainsArrayError, MetadataError, NodeNotFoundError
 from asyncarr.runtime import bounded_map, managed
 
 __all__ = ["AsyncGroup", "load_v2_consolidated"]
@@ -198,7 +198,7 @@ class AsyncGroup(NodeBase):
         except NodeNotFoundError:
             return await self.create_group(name)
         if not isinstance(node, AsyncGroup):
-            raise MetadataError(f"{name!r} is an array, not a group")
+            raise ContainsArrayError(f"{name!r} is an array, not a group")
         return node
 
     async def create_array(self, name: str, **kwargs: Any) -> AsyncArray:

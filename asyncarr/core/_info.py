@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from asyncarr.core._array import AsyncArray
 
@@ -82,7 +84,7 @@ class ArrayInfo:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items()}
-        out["fill_value"] = repr(self.fill_value)
+        out["fill_value"] = _plain(self.fill_value)
         out["compression_ratio"] = self.compression_ratio
         return out
 
@@ -98,7 +100,7 @@ class ArrayInfo:
         if self.shards is not None:
             rows.append(("Shard shape", str(self.shards)))
         rows += [
-            ("Fill value", repr(self.fill_value)),
+            ("Fill value", repr(_plain(self.fill_value))),
             ("Order", self.order),
             ("Codecs", ", ".join(_codec_label(c) for c in self.codecs) or "none"),
         ]
@@ -134,3 +136,8 @@ def _codec_label(c: dict[str, Any]) -> str:
     if isinstance(nested, list) and nested:
         label += " [" + ", ".join(_codec_label(n) for n in nested) + "]"
     return label
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``0``, not ``np.int32(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from asyncarr.core._dtype import (
     v2_dtype_str,
     v3_dtype_name,
 )
-from asyncarr.errors import AsyncarrError, MetadataError
+from asyncarr.errors import AsyncarrError, ConfigError, MetadataError
 
 __all__ = [
     "ArrayMetadata",
@@ -59,6 +60,30 @@ def loads_json(data: bytes, *, key: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise MetadataError(f"metadata must be a JSON object, got {type(doc).__name__}", key=key)
     return doc
+
+
+def plain_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """User attributes ready for JSON: numpy scalars and arrays become the Python values
+    they hold (``np.float32(1.5)`` is ``1.5``), tuples lists; raises :class:`ConfigError`
+    naming what JSON cannot hold."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    out = {k: plain(v) for k, v in attributes.items()}
+    try:
+        json.dumps(out, allow_nan=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
+    return out
 
 
 def dumps_json(doc: dict[str, Any]) -> bytes:

@@ -7,9 +7,9 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Self
 
 from asyncarr.abc import Store
-from asyncarr.core._metadata import dumps_json
+from asyncarr.core._metadata import plain_attributes
 from asyncarr.core._nodes import join_path
-from asyncarr.errors import ConfigError, ReadOnlyStoreError
+from asyncarr.errors import ReadOnlyStoreError
 
 __all__ = ["NodeBase"]
 
@@ -63,12 +63,7 @@ class NodeBase:
     async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Replace all attributes and persist them."""
         self._check_writable()
-        attrs = dict(attributes)
-        try:
-            dumps_json(attrs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"attributes must be JSON-serialisable: {exc}") from exc
-        await self._save_attributes(attrs)
+        await self._save_attributes(plain_attributes(attributes))
 
     def _attributes_owner(self) -> Any:
         """The metadata object holding ``zarr_format`` and ``attributes``."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from asyncarr.core import create_array, open_array
+from asyncarr.errors import ConfigError
 
 __all__ = ["run_demo", "smooth_field"]
 
@@ -27,8 +28,13 @@ def smooth_field(n: int, seed: int = 0) -> np.ndarray:
 
 async def run_demo(path: str | Path = ".cache/demo", *, size: int = 4096) -> str:
     """Create a v3 zstd array, a sharded one and a v2 blosc one; time writes and reads."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"the demo array's size must be a positive integer, got {size!r}")
     root = Path(path).resolve()  # noqa: ASYNC240 - one-off set-up of the demo job
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {str(root)!r} for the demo data: {exc}") from exc
     data = smooth_field(size)
     mb = data.nbytes / 1e6
     lines = [f"asyncarr demo: {size}x{size} float32 ({mb:.0f} MB) under {root}"]

@@ -315,6 +315,38 @@ async def test_fill_values_that_fit_are_kept(dtype: str, fill: Any) -> None:
     assert arr.fill_value == np.dtype(dtype).type(fill)
 
 
+async def test_numpy_values_in_attributes_are_stored_as_plain_json() -> None:
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=(2,), dtype="i4", attributes={"n": np.int64(3), "v": np.arange(2)}
+    )
+    await arr.update_attributes({"x": np.float32(1.5), "t": (np.bool_(True), 2)})
+    assert dict(arr.attrs) == {"n": 3, "v": [0, 1], "x": 1.5, "t": [True, 2]}
+    with pytest.raises(asyncarr.errors.ConfigError, match="JSON"):
+        await arr.update_attributes({"bad": object()})
+
+
+@pytest.mark.parametrize("shape", [(5.0,), (True,), ("4",)])
+async def test_shapes_must_be_integers(shape: Any) -> None:
+    with pytest.raises(asyncarr.errors.ConfigError, match="shape must be"):
+        await asyncarr.create_array(MemoryStore(), shape=shape, dtype="i4")
+
+
+async def test_require_group_on_an_array_names_the_conflict() -> None:
+    group = await asyncarr.create_group(MemoryStore())
+    await group.create_array("a", shape=(2,), dtype="i4")
+    with pytest.raises(asyncarr.errors.ContainsArrayError, match="is an array"):
+        await group.require_group("a")
+
+
+def test_numpy_copy_false_is_refused_not_silently_copied() -> None:
+    import asyncarr.sync as az
+
+    arr = az.create_array(MemoryStore(), shape=(2,), dtype="i4")
+    np.testing.assert_array_equal(np.asarray(arr), [0, 0])
+    with pytest.raises(ValueError, match="without a copy"):
+        np.array(arr, copy=False)
+
+
 class _CountingStore(MemoryStore):
     """Records every read (key, range) so tests can check what was fetched."""
 

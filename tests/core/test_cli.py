@@ -80,3 +80,20 @@ def test_copy_onto_itself_fails_cleanly_and_keeps_the_data(tmp_path: Path) -> No
     assert "asyncarr: error: cannot copy" in done.stderr
     assert "Traceback" not in done.stderr
     np.testing.assert_array_equal(az.open_array(str(root))[:], [1, 2, 3, 4])
+
+
+def test_demo_with_bad_arguments_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for args in (["--size", "-5"], ["--size", "0"], ["--path", str(tmp_path / "a-file")]):
+        done = _cli("demo", "--path", str(tmp_path / "d"), *args)
+        assert done.returncode == 1, args
+        assert done.stderr.startswith("asyncarr: error: "), done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_info_shows_the_fill_value_as_a_plain_number(tmp_path: Path) -> None:
+    az.create_array(str(tmp_path / "a.zarr"), shape=(4,), dtype="u1", fill_value=7)
+    text = _cli("info", str(tmp_path / "a.zarr")).stdout
+    assert "Fill value         : 7" in text and "np." not in text
+    doc = json.loads(_cli("info", "--json", str(tmp_path / "a.zarr")).stdout)
+    assert doc["fill_value"] == 7
