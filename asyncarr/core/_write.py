@@ -28,6 +28,15 @@ from asyncarr.runtime import bounded_for_each
 __all__ = ["write_selection"]
 
 MAX_CAS_ATTEMPTS = 64
+SMALL_CHUNK_BYTES = 64 << 10
+"""Whole chunks up to this size, written to local files, are measured work in ``auto``
+mode (see :data:`SMALL_WRITES`)."""
+SMALL_WRITES = "whole small chunks to local files"
+"""The executor profile of batches of small chunks that worker threads encode and write
+to local files. Per chunk they run more Python and system calls than codec, so two
+threads contend for the GIL instead of running in parallel (16 KB zstd chunks on 2 CPUs:
+one thread ~240 MB/s, two ~250-330, two processes ~380-470): ``auto`` measures threads
+against worker processes by chunks written per second and keeps the faster."""
 
 
 class _Piece(NamedTuple):
@@ -207,6 +216,13 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
+    measured = (
+        releases
+        and not split_shards
+        and ctx.store.supports_local_files
+        and ctx.store.supports_sync_writes
+        and pipeline.spec.nbytes <= SMALL_CHUNK_BYTES
+    )
     # Whole chunks per executor call. Where workers store them, batches as large as
     # reads use (each call costs a hand-off to the pool, a GIL round trip and, for local
     # files, a directory open and lock: 16 KB chunks wrote 10-20% faster in batches of
@@ -260,9 +276,10 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             return
         sels = [piece.out_sel for piece in batch]
         keys = [piece.key for piece in batch]
+        batch_mode = executor.mode_for(False, profile=SMALL_WRITES) if measured else mode
         with (
             _process_inputs(ctx, value, sels)
-            if in_processes  # ship only the chunks, never the whole value
+            if batch_mode == "processes"  # ship only the chunks, never the whole value
             else contextlib.nullcontext((value, sels))  # threads cut them out of it
         ) as args:
             encoded = await executor.run(
@@ -272,8 +289,10 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                 ctx.write_empty_chunks,
                 keys,
                 ctx.store if local else None,
-                releases_gil=releases,
-                mode=mode,
+                releases_gil=releases and not measured,
+                profile=SMALL_WRITES if measured else None,
+                units=len(batch) if measured else None,
+                mode=batch_mode,
             )
         if local:  # the worker stored them
             for key in keys:

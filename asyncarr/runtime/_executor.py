@@ -51,6 +51,15 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
       - A phase still inconclusive after :data:`MAX_PROBE_JOBS` jobs (no
         concurrency offered, or jobs too tiny to matter) settles on threads.
 
+      Jobs that give their ``units`` (the work in them, see :meth:`CodecExecutor.run`)
+      are judged by units done per busy second instead of CPU parallelism (threads
+      contending for the GIL burn CPU without progress): the threads phase always goes
+      on to measure processes, which must reach :data:`MIN_THROUGHPUT_GAIN` times the
+      threads' rate. The core marks batches of small chunks written to local files this
+      way (``releases_gil=False`` with units) even for GIL-releasing codecs: per chunk
+      they run more Python and system calls than codec. The first
+      :data:`PROCESS_WARMUP_JOBS` jobs in the process pool are not measured.
+
       Decisions are final for the executor's lifetime;
       :meth:`CodecExecutor.decisions` reports them with the measurements.
       ``auto`` never uses processes when worker start-up would re-run the
@@ -100,6 +109,7 @@ __all__ = [
     "MIN_CONCURRENCY",
     "MIN_GAIN",
     "MIN_SAMPLES",
+    "MIN_THROUGHPUT_GAIN",
     "MIN_WINDOW_SECONDS",
     "AutoDecision",
     "CodecExecutor",
@@ -117,6 +127,11 @@ _State = Literal["probe-threads", "warming", "probe-processes", "threads", "proc
 
 MIN_GAIN = 1.3
 """Parallelism a mode must reach (threads) or gain over threads (processes)."""
+PROCESS_WARMUP_JOBS = 8
+"""The first jobs in the process pool, left out of its measurement: fresh workers pay
+one-off costs (first mappings, codec contexts, input buffers not yet reused)."""
+MIN_THROUGHPUT_GAIN = 1.2
+"""Units per second processes must gain over threads, for jobs that give their units."""
 MIN_CONCURRENCY = 1.4
 """Average number of pending jobs a measurement window needs to be conclusive."""
 MIN_SAMPLES = 8
@@ -261,22 +276,33 @@ class AutoDecision:
     thread_parallelism: float | None
     process_parallelism: float | None
     reason: str
+    thread_throughput: float | None = None
+    """Units (see :meth:`CodecExecutor.run`) done per busy second on threads, for
+    profiles whose jobs give them; ``process_throughput`` likewise."""
+    process_throughput: float | None = None
 
 
-def _window_stats(samples: deque[tuple[float, float, float]]) -> tuple[float, float, float]:
-    """``(parallelism, concurrency, busy seconds)`` of ``(start, end, cpu)`` samples.
+_Sample = tuple[float, float, float, float]
+"""One measured job: start, end, CPU seconds, units (0 where not given)."""
+
+
+def _window_stats(samples: deque[_Sample]) -> tuple[float, float, float, float]:
+    """``(parallelism, concurrency, busy seconds, units)`` of ``(start, end, cpu, units)``
+    samples.
 
     Busy seconds is the wall time during which at least one job was pending;
     parallelism the CPU seconds used per busy second; concurrency the average
-    number of jobs pending per busy second.
+    number of jobs pending per busy second; units their sum.
     """
     union = 0.0
     busy = 0.0
     cpu = 0.0
+    units = 0.0
     cur_start = cur_end = None
-    for start, end, c in sorted(samples):
+    for start, end, c, u in sorted(samples):
         busy += end - start
         cpu += c
+        units += u
         if cur_end is None or start > cur_end:
             if cur_end is not None and cur_start is not None:
                 union += cur_end - cur_start
@@ -286,8 +312,8 @@ def _window_stats(samples: deque[tuple[float, float, float]]) -> tuple[float, fl
     if cur_end is not None and cur_start is not None:
         union += cur_end - cur_start
     if union <= 0:
-        return 0.0, 0.0, 0.0
-    return cpu / union, busy / union, union
+        return 0.0, 0.0, 0.0, units
+    return cpu / union, busy / union, union, units
 
 
 class _Profile:
@@ -298,10 +324,14 @@ class _Profile:
         self._lock = threading.Lock()
         self._start_warmup = start_warmup
         self.state: _State = "probe-threads"
-        self.samples: deque[tuple[float, float, float]] = deque(maxlen=MAX_PROBE_JOBS)
+        self.samples: deque[_Sample] = deque(maxlen=MAX_PROBE_JOBS)
         self.jobs = 0
         self.thread_parallelism: float | None = None
         self.process_parallelism: float | None = None
+        self.by_units = False
+        """Jobs give their units: compare units per second, not CPU parallelism."""
+        self.thread_throughput: float | None = None
+        self.process_throughput: float | None = None
         self.reason = "measuring threads"
         self.pickle_failures = 0
 
@@ -321,22 +351,29 @@ class _Profile:
         self.reason = reason
         self.samples.clear()
 
-    def record(self, mode: ResolvedMode, start: float, end: float, cpu: float) -> None:
+    def record(
+        self, mode: ResolvedMode, start: float, end: float, cpu: float, units: float | None = None
+    ) -> None:
         """Add one job's measurement; may move the profile to its next phase."""
         warm = False
         with self._lock:
             phase = "threads" if self.state == "probe-threads" else "processes"
             if self.state not in ("probe-threads", "probe-processes") or mode != phase:
                 return  # a straggler from an earlier phase
-            self.samples.append((start, end, cpu))
+            self.by_units = self.by_units or units is not None
             self.jobs += 1
-            parallelism, concurrency, seconds = _window_stats(self.samples)
+            if phase == "processes" and self.jobs <= PROCESS_WARMUP_JOBS:
+                return  # fresh workers pay one-off costs: not what later jobs will see
+            self.samples.append((start, end, cpu, units or 0.0))
+            parallelism, concurrency, seconds, done = _window_stats(self.samples)
             if (
                 len(self.samples) >= MIN_SAMPLES
                 and seconds >= MIN_WINDOW_SECONDS
                 and concurrency >= MIN_CONCURRENCY
             ):
-                if phase == "threads":
+                if self.by_units:
+                    warm = self._decide_by_throughput(phase, parallelism, done / seconds)
+                elif phase == "threads":
                     self.thread_parallelism = parallelism
                     if parallelism >= MIN_GAIN:
                         self._decide("threads", f"threads scale ({parallelism:.2f}x)")
@@ -366,6 +403,27 @@ class _Profile:
         if warm:
             self._start_warmup(self)
 
+    def _decide_by_throughput(self, phase: str, parallelism: float, rate: float) -> bool:
+        """The decision for jobs that give their units (see :meth:`record`): processes must
+        do :data:`MIN_THROUGHPUT_GAIN` times the units per second threads did. (CPU
+        parallelism misleads here: threads that contend for the GIL burn CPU handing it
+        over.) Returns whether to start warming the process pool."""
+        if phase == "threads":
+            self.thread_parallelism = parallelism
+            self.thread_throughput = rate
+            self._decide("warming", "starting the process pool")
+            self.jobs = 0
+            return True
+        self.process_parallelism = parallelism
+        self.process_throughput = rate
+        base = self.thread_throughput or 0.0
+        verdict = f"processes {rate:.0f} vs threads {base:.0f} units/s"
+        if rate >= MIN_THROUGHPUT_GAIN * base:
+            self._decide("processes", verdict)
+        else:
+            self._decide("threads", f"process gain too small ({verdict})")
+        return False
+
     def warmed(self, ok: bool) -> None:
         """The process pool is ready (or failed to start)."""
         with self._lock:
@@ -392,6 +450,8 @@ class _Profile:
                 self.thread_parallelism,
                 self.process_parallelism,
                 self.reason,
+                self.thread_throughput,
+                self.process_throughput,
             )
 
 
@@ -518,6 +578,7 @@ class CodecExecutor:
         releases_gil: bool = True,
         profile: Hashable = None,
         mode: ResolvedMode | None = None,
+        units: float | None = None,
     ) -> R:
         """Run ``fn(*args)`` in the resolved mode and return its result.
 
@@ -525,7 +586,9 @@ class CodecExecutor:
         process, with the remote traceback as ``__cause__``). ``fn`` must be
         a module-level function for process mode. ``profile`` groups jobs for
         the ``auto`` measurements; ``mode`` (e.g. from :meth:`mode_for`) pins
-        the mode instead of resolving it now.
+        the mode instead of resolving it now. ``units`` (the work in the job, e.g.
+        its chunks) has ``auto`` compare the modes by units done per second
+        rather than by CPU parallelism; give it for every job of the profile.
         """
         routed, probe = self._route(releases_gil, profile)
         if mode is None:
@@ -537,20 +600,24 @@ class CodecExecutor:
         if mode == "inline":
             return fn(*args)
         if mode == "processes":
-            outcome = await self._run_in_process(fn, args, profile, probe)
+            outcome = await self._run_in_process(fn, args, profile, probe, units)
             if outcome is not _ON_THREADS:
                 return outcome  # type: ignore[no-any-return]
             probe = None
-        return await self._run_in_thread(fn, args, probe)
+        return await self._run_in_thread(fn, args, probe, units)
 
     async def _run_in_thread(
-        self, fn: Callable[..., R], args: tuple[Any, ...], probe: _Profile | None
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        probe: _Profile | None,
+        units: float | None = None,
     ) -> R:
         if probe is not None:
             cpu = [0.0]
             start = time.perf_counter()
             result: R = await self._run_in_thread(_timed, (fn, args, cpu), None)
-            probe.record("threads", start, time.perf_counter(), cpu[0])
+            probe.record("threads", start, time.perf_counter(), cpu[0], units)
             return result
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
@@ -604,7 +671,12 @@ class CodecExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_in_process(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], key: Hashable, probe: _Profile | None
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        key: Hashable,
+        probe: _Profile | None,
+        units: float | None = None,
     ) -> Any:
         start = time.perf_counter()
         try:
@@ -634,7 +706,7 @@ class CodecExecutor:
             raise _shm.load_exception(body)
         result = _shm.loads(body)
         if probe is not None:
-            probe.record("processes", start, time.perf_counter(), cpu)
+            probe.record("processes", start, time.perf_counter(), cpu, units)
         return result
 
     def _warm_processes(self, profile: _Profile) -> None:

@@ -88,3 +88,35 @@ async def test_worker_processes_encode_chunks_staged_in_shared_memory(
     keys = {k async for k in arr.store.list_prefix("c/")} if local else None
     if local:
         assert ("c/0/0" in keys) is write_empty
+
+
+async def test_auto_measures_small_chunk_writes_and_keeps_the_faster_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes of many small chunks to local files are measured work in ``auto`` mode:
+    threads, then worker processes, judged by chunks per second. Whatever it decides,
+    every write stores exactly the data."""
+    from asyncarr.core._write import SMALL_WRITES
+    from asyncarr.runtime import CodecExecutor, _executor, get_executor
+
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: 2)  # on 1 CPU auto is inline
+    set_executor(CodecExecutor(ExecutorConfig(mode="auto", max_workers=2)))
+    try:
+        arr = await asyncarr.create_array(
+            str(tmp_path / "a"), shape=(512, 512), chunks=(16, 16), dtype="f4"
+        )
+        rng = np.random.default_rng(3)
+        state = ""
+        for _ in range(200):
+            value = rng.standard_normal((512, 512)).astype("f4")
+            await arr.write(value)
+            np.testing.assert_array_equal(await arr.read(), value)
+            decisions = {d.profile: d for d in get_executor().decisions()}
+            state = decisions[repr(SMALL_WRITES)].state
+            if state in ("threads", "processes"):
+                break
+        decision = decisions[repr(SMALL_WRITES)]
+        assert state in ("threads", "processes"), decision
+        assert decision.thread_throughput is not None
+    finally:
+        set_executor(None)

@@ -24,6 +24,8 @@ from asyncarr.runtime import _executor, _shm
 from asyncarr.runtime._executor import (
     MAX_PROBE_JOBS,
     MIN_GAIN,
+    MIN_THROUGHPUT_GAIN,
+    PROCESS_WARMUP_JOBS,
     CodecExecutor,
     _Profile,
     get_executor,
@@ -541,6 +543,47 @@ async def test_auto_measures_gil_holding_jobs() -> None:
         assert await ex.run(py_work, 10, releases_gil=False) == py_work(10)
 
 
+@pytest.mark.usefixtures("two_cpus")
+async def test_auto_compares_throughput_for_jobs_that_give_their_units() -> None:
+    """Jobs that give ``units`` are routed by units done per second; the threads phase
+    never ends the probe early, since CPU parallelism says nothing about GIL contention."""
+    ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
+    with ex:
+        state = ""
+        decision = None
+        for _ in range(500):
+            await asyncio.gather(
+                *(
+                    ex.run(py_work, 20_000, releases_gil=False, profile="py", units=3)
+                    for _ in range(4)
+                )
+            )
+            (decision,) = ex.decisions()
+            state = decision.state
+            if state in ("threads", "processes"):
+                break
+            if state == "warming":
+                await asyncio.sleep(0.05)
+        assert decision is not None and state in ("threads", "processes"), decision
+        assert decision.profile == "'py'"
+        assert decision.thread_throughput is not None and decision.thread_throughput > 0
+        if decision.process_throughput is not None:
+            gain = decision.process_throughput >= MIN_THROUGHPUT_GAIN * decision.thread_throughput
+            assert state == ("processes" if gain else "threads"), decision
+            assert "units/s" in decision.reason
+        assert ex.mode_for(False, profile="py") == state
+
+
+def test_first_jobs_in_fresh_worker_processes_are_not_measured() -> None:
+    profile = _Profile("p", lambda _p: None)
+    profile.state = "probe-processes"
+    for i in range(PROCESS_WARMUP_JOBS):
+        profile.record("processes", float(i), i + 0.5, 0.5, 1)
+    assert not profile.samples
+    profile.record("processes", 100.0, 100.5, 0.5, 1)
+    assert len(profile.samples) == 1
+
+
 async def test_pinned_mode_is_honoured() -> None:
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
@@ -612,6 +655,7 @@ class TestAutoPolicy:
         p.warmed(ok=True)
         assert p.route() == ("processes", p)
         _samples(p, "threads", 3, cpu=0.02, overlap=True)  # stragglers are ignored
+        _samples(p, "processes", PROCESS_WARMUP_JOBS, cpu=1.0, overlap=False)  # not measured
         _samples(p, "processes", 8, cpu=0.04, overlap=True)  # 2x
         assert _state(p) == "processes"
         assert p.route() == ("processes", None)
@@ -620,6 +664,7 @@ class TestAutoPolicy:
         p, _ = self._profile()
         _samples(p, "threads", 8, cpu=0.02, overlap=True)
         p.warmed(ok=True)
+        _samples(p, "processes", PROCESS_WARMUP_JOBS, cpu=1.0, overlap=False)  # not measured
         _samples(p, "processes", 8, cpu=0.024, overlap=True)  # 1.2x: not worth it
         assert _state(p) == "threads"
         assert p.process_parallelism == pytest.approx(1.2)
@@ -633,6 +678,28 @@ class TestAutoPolicy:
         assert _state(p) == "threads"
         assert "inconclusive" in p.reason
         assert not warmups
+
+    @pytest.mark.parametrize(("process_units", "verdict"), [(3, "processes"), (2, "threads")])
+    def test_jobs_with_units_are_judged_by_units_per_second(
+        self, process_units: int, verdict: str
+    ) -> None:
+        """Threads burning 2 CPUs (handing a GIL back and forth) still get compared with
+        processes; processes win only by doing :data:`MIN_THROUGHPUT_GAIN` times the units."""
+        p, warmups = self._profile()
+        for i in range(8):  # 2 jobs at a time, 2x parallelism, 2 units each per 20 ms
+            p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02, 2)
+            p.record("threads", i * 0.02, i * 0.02 + 0.02, 0.02, 2)
+        assert _state(p) == "warming" and warmups == [p]
+        p.warmed(ok=True)
+        for _ in range(PROCESS_WARMUP_JOBS):
+            p.record("processes", 0.0, 1.0, 1.0, 0)  # not measured
+        for i in range(8):
+            p.record("processes", i * 0.02, i * 0.02 + 0.02, 0.02, process_units)
+            p.record("processes", i * 0.02, i * 0.02 + 0.02, 0.02, process_units)
+        assert _state(p) == verdict
+        assert p.thread_throughput == pytest.approx(200, rel=0.15)  # (concluded mid-pair)
+        assert p.process_throughput == pytest.approx(100 * process_units, rel=0.15)
+        assert "units/s" in p.reason
 
     def test_failed_pool_start_keeps_threads(self) -> None:
         p, _ = self._profile()
