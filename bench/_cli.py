@@ -240,6 +240,21 @@ def _profile(args: argparse.Namespace, data: _Data) -> int:
     return 0
 
 
+def _auto_decisions() -> list[dict[str, Any]]:
+    """What asyncarr's ``auto`` executor decided during the run (printed and recorded, so
+    a reader knows whether a row ran on threads or worker processes)."""
+    import dataclasses
+
+    import asyncarr
+
+    decisions = [dataclasses.asdict(d) for d in asyncarr.runtime.get_executor().decisions()]
+    if decisions:
+        _log("\nasyncarr auto executor decisions:")
+        for d in decisions:
+            _log(f"  {d['profile']}: {d['state']} ({d['reason']})")
+    return decisions
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or the profile) and write the report."""
     args = _parse(argv)
@@ -302,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(runner.results)
     print_rss(rss)
     print_targets(targets)
+    decisions = _auto_decisions()
     meta = {
         "versions": versions,
         "cpus": os.cpu_count(),
@@ -314,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_s": round(time.perf_counter() - t_start, 1),
         "loadavg_end": os.getloadavg(),
+        "auto_decisions": decisions,
     }
     write_json(
         RESULTS_DIR / "results.json",
