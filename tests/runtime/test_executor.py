@@ -511,24 +511,28 @@ async def test_auto_keeps_gil_releasing_codecs_on_threads() -> None:
         assert ex.allocate((4,), np.dtype("f8")).base is None  # no process may write it
 
 
+async def _until_decided(ex: CodecExecutor, run_kwargs: dict[str, Any]) -> Any:
+    """Run batches of 4 GIL-holding ``py_work`` jobs until ``auto`` decides; the decision."""
+    for _ in range(500):
+        outs = await asyncio.gather(
+            *(ex.run(py_work, 20_000, releases_gil=False, **run_kwargs) for _ in range(4))
+        )
+        assert len(set(outs)) == 1
+        (decision,) = ex.decisions()
+        if decision.state in ("threads", "processes"):
+            return decision
+        if decision.state == "warming":
+            await asyncio.sleep(0.05)
+    pytest.fail(f"auto did not decide: {decision}")
+
+
 @pytest.mark.usefixtures("two_cpus")
 async def test_auto_measures_gil_holding_jobs() -> None:
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
         assert ex.mode_for(False) == "threads"
-        state = ""
-        for _ in range(500):
-            outs = await asyncio.gather(
-                *(ex.run(py_work, 20_000, releases_gil=False) for _ in range(4))
-            )
-            assert len(set(outs)) == 1
-            (decision,) = ex.decisions()
-            state = decision.state
-            if state in ("threads", "processes"):
-                break
-            if state == "warming":
-                await asyncio.sleep(0.05)
-        assert state in ("threads", "processes"), decision
+        decision = await _until_decided(ex, {})
+        state = decision.state
         assert decision.profile == "default"
         # threads cannot run GIL-holding Python code in parallel, whatever the load
         assert decision.thread_parallelism is not None
@@ -549,22 +553,8 @@ async def test_auto_compares_throughput_for_jobs_that_give_their_units() -> None
     never ends the probe early, since CPU parallelism says nothing about GIL contention."""
     ex = CodecExecutor(ExecutorConfig(mode="auto", max_workers=2))
     with ex:
-        state = ""
-        decision = None
-        for _ in range(500):
-            await asyncio.gather(
-                *(
-                    ex.run(py_work, 20_000, releases_gil=False, profile="py", units=3)
-                    for _ in range(4)
-                )
-            )
-            (decision,) = ex.decisions()
-            state = decision.state
-            if state in ("threads", "processes"):
-                break
-            if state == "warming":
-                await asyncio.sleep(0.05)
-        assert decision is not None and state in ("threads", "processes"), decision
+        decision = await _until_decided(ex, {"profile": "py", "units": 3})
+        state = decision.state
         assert decision.profile == "'py'"
         assert decision.thread_throughput is not None and decision.thread_throughput > 0
         if decision.process_throughput is not None:
