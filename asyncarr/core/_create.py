@@ -139,7 +139,7 @@ def build_array_metadata(
             shape=shape_t,
             chunk_shape=chunks_t,
             dtype=dt,
-            fill_value=decode_fill_value(fv_json, dt, zarr_format=2),
+            fill_value=_user_fill(fv_json, dt, zarr_format=2),
             codecs=tuple(v2_codecs(compressor=comp_config, filters=filter_configs, dtype=dt)),
             chunk_key_encoding=ChunkKeyEncoding("v2", sep.separator),
             dimension_names=names,
@@ -172,7 +172,7 @@ def build_array_metadata(
         chain = [ShardingCodec(chunk_shape=chunks_t, codecs=chain)]
         grid = shards_t
     validate_codec_chain(tuple(chain))
-    fill = decode_fill_value(0 if fv_json is None else fv_json, native, zarr_format=3)
+    fill = _user_fill(0 if fv_json is None else fv_json, native, zarr_format=3)
     meta = ArrayMetadata(
         zarr_format=3,
         shape=shape_t,
@@ -189,6 +189,15 @@ def build_array_metadata(
     except MetadataError as exc:
         raise ConfigError(str(exc)) from exc
     return meta
+
+
+def _user_fill(value: Any, dt: np.dtype[Any], *, zarr_format: int) -> Any:
+    """:func:`decode_fill_value` of a fill value the caller gave: a bad one is a
+    :class:`ConfigError` (an argument), not a :class:`MetadataError` (a stored document)."""
+    try:
+        return decode_fill_value(value, dt, zarr_format=zarr_format)
+    except MetadataError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _fill_to_json(value: Any, dt: np.dtype[Any]) -> Any:
