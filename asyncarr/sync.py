@@ -189,7 +189,11 @@ class _OrthogonalIndexer:
 
 def _uses_arrays(selection: Any) -> bool:
     items = selection if isinstance(selection, tuple) else (selection,)
-    n = sum(1 for s in items if isinstance(s, list | np.ndarray))
+    n = sum(
+        1
+        for s in items
+        if isinstance(s, list) or (isinstance(s, np.ndarray) and s.ndim)  # 0-d: an integer
+    )
     if n > 1:
         raise SelectionError(
             "indexing with several integer/boolean arrays is ambiguous (numpy pairs them up); "

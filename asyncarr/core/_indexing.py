@@ -82,6 +82,8 @@ def _normalize_dim(sel: Any, n: int, axis: int, *, allow_arrays: bool) -> tuple[
             count = len(range(start, stop, step))
             return slice(start, start + (count - 1) * step + 1 if count else start, step), False
         return np.arange(start, stop, step, dtype=np.intp), False
+    if isinstance(sel, np.ndarray) and sel.ndim == 0 and sel.dtype.kind in "iu":
+        sel = sel[()]  # a 0-d integer array indexes like the integer it holds (numpy)
     if isinstance(sel, int | np.integer) and not isinstance(sel, bool):
         i = _normalize_int(sel, n, axis)
         return slice(i, i + 1, 1), True

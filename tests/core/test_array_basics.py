@@ -347,6 +347,19 @@ def test_numpy_copy_false_is_refused_not_silently_copied() -> None:
         np.array(arr, copy=False)
 
 
+def test_zero_d_integer_arrays_index_like_integers() -> None:
+    import asyncarr.sync as az
+
+    data = np.arange(20, dtype="i4").reshape(5, 4)
+    arr = az.create_array(MemoryStore(), shape=(5, 4), chunks=(2, 2), dtype="i4")
+    arr[:] = data
+    for sel in [np.array(2), (np.array(1), slice(None)), (np.array(1), np.array(3))]:
+        np.testing.assert_array_equal(arr[sel], data[sel])
+    np.testing.assert_array_equal(arr[np.array(4), [0, 2]], data[4, [0, 2]])
+    arr[np.array(0)] = 7
+    np.testing.assert_array_equal(arr[0], [7, 7, 7, 7])
+
+
 class _CountingStore(MemoryStore):
     """Records every read (key, range) so tests can check what was fetched."""
 
