@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from asyncarr.core._metadata import (
@@ -20,7 +19,7 @@ from asyncarr.core._metadata import (
     parse_group_metadata_v3,
 )
 from asyncarr.errors import MetadataError, NodeNotFoundError
-from asyncarr.runtime import ManagedStore
+from asyncarr.runtime import ManagedStore, gather_all
 
 __all__ = [
     "join_path",
@@ -81,7 +80,7 @@ async def load_node(
 ) -> ArrayMetadata | GroupMetadata:
     """Load the array or group at ``path`` (all candidate documents fetched concurrently)."""
     keys = metadata_keys(path)
-    blobs = await asyncio.gather(*(io.get(k) for k in keys))
+    blobs = await gather_all(*(io.get(k) for k in keys))
     docs = [None if b is None else loads_json(b, key=k) for k, b in zip(keys, blobs, strict=True)]
     return node_from_documents(path, *docs, zarr_format=zarr_format)
 

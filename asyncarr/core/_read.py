@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +23,7 @@ from asyncarr.core._indexing import (
 from asyncarr.core._pipeline import CodecPipeline, thread_buffer
 from asyncarr.core._sharding import MISSING, ShardingCodec
 from asyncarr.errors import CodecError, SelectionError, StoreError
-from asyncarr.runtime import ChunkCache, ResolvedMode, bounded_for_each
+from asyncarr.runtime import ChunkCache, ResolvedMode, bounded_for_each, gather_all
 
 __all__ = ["DecodeJob", "decode_jobs", "read_selection"]
 
@@ -222,7 +221,7 @@ async def _read_chunks(
             for j in batch:
                 j.payload = ctx.store
         else:
-            payloads = await asyncio.gather(*(ctx.io.get(j.key) for j in batch))
+            payloads = await gather_all(*(ctx.io.get(j.key) for j in batch))
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
         await executor.run(
@@ -350,7 +349,7 @@ async def _read_sharded(
             return
         # Several executor calls per shard, so one shard's inner chunks decode in parallel.
         size = ctx.batch_size(inner.spec.nbytes, max(len(jobs), 1) * n_shards)
-        await asyncio.gather(
+        await gather_all(
             *(
                 executor.run(
                     decode,

@@ -23,7 +23,7 @@ from asyncarr.core._indexing import Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.errors import PreconditionFailedError, StoreError, UnsupportedOperationError
-from asyncarr.runtime import bounded_for_each
+from asyncarr.runtime import bounded_for_each, gather_all
 
 __all__ = ["write_selection"]
 
@@ -242,7 +242,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         shard = chunk_from_value(pipeline, value, piece.out_sel)
         coords = codec.inner_coords()
         size = max(1, math.ceil(len(coords) / (4 * workers)))
-        encoded = await asyncio.gather(
+        encoded = await gather_all(
             *(
                 executor.run(
                     codec.encode_inner,
@@ -272,7 +272,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     async def write_full(batch: list[_Piece]) -> None:
         if split_shards:
-            await asyncio.gather(*(write_shard_split(piece) for piece in batch))
+            await gather_all(*(write_shard_split(piece) for piece in batch))
             return
         sels = [piece.out_sel for piece in batch]
         keys = [piece.key for piece in batch]
@@ -298,7 +298,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             for key in keys:
                 ctx.forget_cached(key)
             return
-        await asyncio.gather(*(put(k, d) for k, d in zip(keys, encoded, strict=True)))
+        await gather_all(*(put(k, d) for k, d in zip(keys, encoded, strict=True)))
 
     async def write_partial(piece: _Piece) -> None:
         key, chunk_sel, out_sel, dims = piece.key, piece.chunk_sel, piece.out_sel, piece.dims

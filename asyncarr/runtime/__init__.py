@@ -13,7 +13,7 @@ from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
 from asyncarr.runtime._managed import ManagedStore, managed
 from asyncarr.runtime._portal import SyncPortal, get_portal
 from asyncarr.runtime._retry import attempt_timeout, backoff_delay, call_with_retry
-from asyncarr.runtime._scheduler import bounded_for_each, bounded_map
+from asyncarr.runtime._scheduler import bounded_for_each, bounded_map, gather_all
 from asyncarr.runtime._stats import StoreStats, store_stats
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "backoff_delay",
     "bounded_for_each",
     "bounded_map",
+    "gather_all",
     "call_with_retry",
     "get_chunk_cache",
     "get_executor",

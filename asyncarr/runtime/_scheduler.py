@@ -21,9 +21,10 @@ from collections.abc import (
 )
 from typing import Generic, TypeVar, cast
 
+from asyncarr._tasks import first_failure, gather_all
 from asyncarr.errors import ConfigError
 
-__all__ = ["bounded_for_each", "bounded_map"]
+__all__ = ["bounded_for_each", "bounded_map", "gather_all"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,11 +112,7 @@ async def _drive(
             spawned = 1
             tg.create_task(worker(tg, worker))
     except BaseExceptionGroup:
-        if not failures:
-            raise  # KeyboardInterrupt/SystemExit and friends keep their group
-        first = failures[0]
-        for other in failures[1:]:
-            first.add_note(f"also failed concurrently: {type(other).__name__}: {other}")
+        first = first_failure(failures)
     finally:
         await source.aclose()
     if first is not None:  # raised outside the handler: keeps its own cause and context

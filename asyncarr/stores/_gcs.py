@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
+from asyncarr._tasks import gather_all
 from asyncarr._types import (
     ByteRange,
     OffsetRange,
@@ -512,7 +513,7 @@ class GCSStore(Store):
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """Several ranges of one value, fetched concurrently; ``None`` if missing."""
-        parts = await asyncio.gather(*(self.get(key, rng) for rng in ranges))
+        parts = await gather_all(*(self.get(key, rng) for rng in ranges))
         if any(p is None for p in parts):
             return None
         return [p for p in parts if p is not None]
@@ -626,7 +627,7 @@ class GCSStore(Store):
                     return
 
         workers = min(_DELETE_WORKERS, self.limits.max_concurrency)
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        await gather_all(*(worker() for _ in range(workers)))
         if failure:
             raise failure[0]
 

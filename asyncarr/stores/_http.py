@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from asyncarr._tasks import gather_all
 from asyncarr._types import (
     RangeRequest,
     SuffixRange,
@@ -362,7 +363,7 @@ class HTTPStore(Store):
         return reply.body[want.start - first : want.stop - first]
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
-        parts = await asyncio.gather(*(self.get(key, r) for r in ranges))
+        parts = await gather_all(*(self.get(key, r) for r in ranges))
         if any(p is None for p in parts):
             return None
         return [p for p in parts if p is not None]

@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from asyncarr._tasks import gather_all
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
@@ -428,7 +429,7 @@ class MongoDBStore(Store):
                     chunks[n] = data
 
         # one query per run of consecutive chunks ($in on "n" is ignored by nx-27017)
-        await asyncio.gather(*(fetch(lo, hi) for lo, hi in _runs(sorted(wanted))))
+        await gather_all(*(fetch(lo, hi) for lo, hi in _runs(sorted(wanted))))
         if len(chunks) != len(wanted):
             raise _Changed
         out: list[bytes] = []

@@ -1,4 +1,4 @@
-"""bounded_map / bounded_for_each: order, bounds, laziness, failures, cancellation."""
+"""bounded_map / bounded_for_each / gather_all: order, bounds, laziness, failures, cancellation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from asyncarr.errors import ConfigError
-from asyncarr.runtime import bounded_for_each, bounded_map
+from asyncarr.runtime import bounded_for_each, bounded_map, gather_all
 
 
 async def test_results_come_back_in_input_order() -> None:
@@ -198,3 +198,48 @@ async def test_limit_must_be_a_positive_int(limit: object) -> None:
 
     with pytest.raises(ConfigError, match="limit"):
         await bounded_map(work, [1], limit=limit)  # type: ignore[arg-type]
+
+
+async def test_gather_all_cancels_the_rest_at_the_first_failure_and_waits_for_them() -> None:
+    """Unlike asyncio.gather, nothing keeps running once it has raised."""
+    finished: list[int] = []
+    cancelled: list[int] = []
+
+    async def slow(i: int) -> int:
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        finished.append(i)
+        return i
+
+    async def fail(message: str) -> int:
+        await asyncio.sleep(0.01)
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="first") as info:
+        await gather_all(slow(0), fail("first"), slow(1), fail("second"))
+    assert sorted(cancelled) == [0, 1] and not finished  # all done with by the time it raised
+    assert any("second" in note for note in getattr(info.value, "__notes__", []))
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert await gather_all(slow(2), slow(3)) == [2, 3]
+    assert await gather_all() == []
+
+
+async def test_cancelling_gather_all_cancels_every_awaitable() -> None:
+    cancelled: list[int] = []
+
+    async def slow(i: int) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+
+    task = asyncio.create_task(gather_all(slow(0), slow(1)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(cancelled) == [0, 1]
