@@ -183,13 +183,15 @@ class AsyncGroup(NodeBase):
         """Create a child group (same format as this group)."""
         from asyncarr.core._api import create_group
 
-        return await create_group(
+        group = await create_group(
             self._store,
             path=self._child(name),
             zarr_format=self._meta.zarr_format,
             attributes=attributes,
             overwrite=overwrite,
         )
+        await self._refresh_consolidated(_validate_name(name), group)
+        return group
 
     async def require_group(self, name: str) -> AsyncGroup:
         """The child group ``name``, created if missing."""
@@ -206,7 +208,9 @@ class AsyncGroup(NodeBase):
         from asyncarr.core._api import create_array
 
         kwargs.setdefault("zarr_format", self.zarr_format)
-        return await create_array(self._store, path=self._child(name), **kwargs)
+        array = await create_array(self._store, path=self._child(name), **kwargs)
+        await self._refresh_consolidated(_validate_name(name), array)
+        return array
 
     async def delete(self, name: str) -> None:
         """Delete the member ``name`` and everything below it."""
@@ -216,6 +220,27 @@ class AsyncGroup(NodeBase):
             await self._io.delete_prefix(prefix)
         finally:
             forget_cached_prefix(self._store, prefix)
+        await self._refresh_consolidated(_validate_name(name), None)
+
+    async def _refresh_consolidated(self, rel: str, node: AsyncArray | AsyncGroup | None) -> None:
+        """Keep this group's consolidated metadata (if it has any) true after it created
+        (``node``) or deleted (``None``) the member ``rel``: that member's entries and
+        everything below it go, the new node's come in. (Changes made through other
+        objects, e.g. a subgroup's own ``delete``, still need :meth:`consolidate_metadata`.)
+        """
+        docs = self._meta.consolidated
+        if docs is None:
+            return
+        v2 = self.zarr_format == 2
+
+        def under(key: str) -> bool:  # v2 keys end in a metadata file name
+            path = key.rpartition("/")[0] if v2 else key
+            return path == rel or path.startswith(rel + "/")
+
+        kept = {k: v for k, v in docs.items() if not under(k)}
+        if node is not None:
+            kept.update(_consolidated_entries(rel, node, v2))
+        await self._save_consolidated(kept)
 
     # -- consolidated metadata --------------------------------------------------------------
     async def consolidate_metadata(self) -> AsyncGroup:
@@ -227,33 +252,45 @@ class AsyncGroup(NodeBase):
             GroupMetadata(self._meta.zarr_format, dict(self._meta.attributes)),
         )
         members = await plain.members(max_depth=None)
+        v2 = self.zarr_format == 2
+        docs: dict[str, Any] = {}
+        if v2:
+            docs[ZGROUP] = {"zarr_format": 2}
+            if self._meta.attributes:
+                docs[ZATTRS] = self._meta.attributes
+        for rel, node in members:
+            docs.update(_consolidated_entries(rel, node, v2))
+        await self._save_consolidated(docs)
+        return self
+
+    async def _save_consolidated(self, docs: dict[str, Any]) -> None:
+        """Store ``docs`` as this group's consolidated metadata and use them."""
         if self.zarr_format == 3:
-            docs: dict[str, Any] = {}
-            for rel, node in members:
-                docs[rel] = node.metadata.to_json()
             meta = GroupMetadata(3, dict(self._meta.attributes), docs)
             await save_group_metadata(self._io, self._path, meta)
-            self._meta = meta
         else:
-            v2docs: dict[str, Any] = {ZGROUP: {"zarr_format": 2}}
-            if self._meta.attributes:
-                v2docs[ZATTRS] = self._meta.attributes
-            for rel, node in members:
-                if isinstance(node, AsyncArray):
-                    v2docs[f"{rel}/{ZARRAY}"] = node.metadata.to_json()
-                else:
-                    v2docs[f"{rel}/{ZGROUP}"] = {"zarr_format": 2}
-                if node.metadata.attributes:
-                    v2docs[f"{rel}/{ZATTRS}"] = dict(node.metadata.attributes)
-            body = {"zarr_consolidated_format": 1, "metadata": v2docs}
+            body = {"zarr_consolidated_format": 1, "metadata": docs}
             await self._io.set(
                 join_path(self._path, ZMETADATA), json.dumps(body, indent=2).encode()
             )
-            self._meta = GroupMetadata(
-                2, dict(self._meta.attributes), {k: v for k, v in v2docs.items()}
-            )
+            meta = GroupMetadata(2, dict(self._meta.attributes), dict(docs))
+        self._meta = meta
         self._use_consolidated = True
-        return self
+
+
+def _consolidated_entries(rel: str, node: AsyncArray | AsyncGroup, v2: bool) -> dict[str, Any]:
+    """The consolidated-metadata entries of the member ``rel``: v3 one document under its
+    path, v2 its ``.zarray`` or ``.zgroup`` and its ``.zattrs``."""
+    if not v2:
+        return {rel: node.metadata.to_json()}
+    entries: dict[str, Any] = {}
+    if isinstance(node, AsyncArray):
+        entries[f"{rel}/{ZARRAY}"] = node.metadata.to_json()
+    else:
+        entries[f"{rel}/{ZGROUP}"] = {"zarr_format": 2}
+    if node.metadata.attributes:
+        entries[f"{rel}/{ZATTRS}"] = dict(node.metadata.attributes)
+    return entries
 
 
 async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None:

@@ -360,6 +360,39 @@ def test_zero_d_integer_arrays_index_like_integers() -> None:
     np.testing.assert_array_equal(arr[0], [7, 7, 7, 7])
 
 
+@pytest.mark.parametrize("fmt", [2, 3])
+async def test_consolidated_metadata_follows_the_groups_own_deletes_and_creates(
+    fmt: int,
+) -> None:
+    """A deleted member must not live on in the consolidated metadata (it read as fill
+    values), nor a member re-created with another shape and dtype read as the old one."""
+    store = MemoryStore()
+    root = await asyncarr.create_group(store, zarr_format=fmt)  # type: ignore[arg-type]
+    old = await root.create_array("temp", shape=(4,), dtype="i4")
+    await old.write(np.arange(4, dtype="i4"))
+    sub = await root.create_group("sub")
+    await sub.create_array("inner", shape=(2,), dtype="u1")
+    await root.consolidate_metadata()
+
+    await root.delete("temp")
+    await root.delete("sub")
+    for group in (root, await asyncarr.open_group(store)):
+        assert await group.array_keys() == [] and await group.group_keys() == []
+        with pytest.raises(asyncarr.errors.NodeNotFoundError):
+            await group.get("temp")
+        with pytest.raises(asyncarr.errors.NodeNotFoundError):
+            await group.get("sub/inner")
+
+    new = await root.create_array("temp", shape=(2, 3), dtype="f8", attributes={"a": 1})
+    await new.write(np.full((2, 3), 7.5))
+    reopened = await asyncarr.open_group(store)
+    assert reopened.metadata.consolidated is not None
+    node = await reopened.get("temp")
+    assert isinstance(node, asyncarr.AsyncArray)
+    assert (node.shape, node.dtype, dict(node.attrs)) == ((2, 3), np.dtype("f8"), {"a": 1})
+    np.testing.assert_array_equal(await node.read(), np.full((2, 3), 7.5))
+
+
 class _CountingStore(MemoryStore):
     """Records every read (key, range) so tests can check what was fetched."""
 
