@@ -102,6 +102,8 @@ MAX_INLINE_THRESHOLD = 15 << 20
 DEFAULT_GRIDFS_CHUNK_SIZE = 255 * 1024
 _READ_ATTEMPTS = 5
 _DELETE_BATCH = 500
+_REPLY_BYTES = 16 << 20
+"""Most GridFS chunk bytes asked for by one query (see ``_read_file``)."""
 _OPTIONS = frozenset({"inline_threshold", "gridfs_chunk_size", "limits", "client_kwargs"})
 
 # OperationFailure codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
@@ -298,13 +300,11 @@ class MongoDBStore(Store):
         loop = asyncio.get_running_loop()
         lease = self._held.get(loop)
         if lease is None:
-            try:
-                with self._errors(None):
+            with self._errors(None):
+                try:
                     lease = _clients.acquire_nowait(self._ident, self._new_client)
-            except (ValueError, TypeError) as exc:
-                if isinstance(exc, AsyncarrError):
-                    raise
-                raise ConfigError(f"invalid MongoDB client option for {self}: {exc}") from exc
+                except (ValueError, TypeError) as exc:  # pymongo's checks of client options
+                    raise ConfigError(f"invalid MongoDB client option for {self}: {exc}") from exc
             self._held[loop] = lease
         return lease.pooled
 
@@ -428,8 +428,17 @@ class MongoDBStore(Store):
                 if lo <= n <= hi:
                     chunks[n] = data
 
-        # one query per run of consecutive chunks ($in on "n" is ignored by nx-27017)
-        await gather_all(*(fetch(lo, hi) for lo, hi in _runs(sorted(wanted))))
+        # One query per run of consecutive chunks ($in on "n" is ignored by nx-27017), of at
+        # most ~16 MiB each: nx-27017 answers a query in one reply whatever the batch size,
+        # and refuses replies past its 48 MB message limit.
+        per_query = max(1, _REPLY_BYTES // cs)
+        await gather_all(
+            *(
+                fetch(start, min(hi, start + per_query - 1))
+                for lo, hi in _runs(sorted(wanted))
+                for start in range(lo, hi + 1, per_query)
+            )
+        )
         if len(chunks) != len(wanted):
             raise _Changed
         out: list[bytes] = []
@@ -669,7 +678,7 @@ def _secrets_of(netloc: str, client_kwargs: Mapping[str, Any]) -> list[str]:
 
 
 def _translate(exc: Exception, store: MongoDBStore, key: str | None) -> AsyncarrError | None:
-    """The asyncarr error for a driver exception, or ``None`` to let it propagate."""
+    """The asyncarr error for a driver exception (``None`` only without the driver)."""
     try:
         from bson.errors import BSONError
         from gridfs.errors import CorruptGridFile
@@ -706,7 +715,11 @@ def _translate(exc: Exception, store: MongoDBStore, key: str | None) -> Asyncarr
         return StoreError(f"MongoDB error: {message}", store=store, key=key)
     if isinstance(exc, TimeoutError | ConnectionError):
         return TransientStoreError(f"MongoDB I/O fault: {message}", store=store, key=key)
-    return None
+    # anything else from inside the driver (e.g. a KeyError in its authentication code
+    # against a server without authentication) is still a failed store call
+    return StoreError(
+        f"MongoDB driver failed: {type(exc).__name__}: {message}", store=store, key=key
+    )
 
 
 def mongodb_store_from_url(

@@ -104,6 +104,47 @@ async def test_gridfs_ranges_cross_chunk_boundaries(gridfs_store: MongoDBStore) 
     assert got == [value[10:20], value[-8:], value[20_000:20_010]]
 
 
+async def test_gridfs_reads_are_split_into_bounded_queries(
+    gridfs_store: MongoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query asks for at most ``_REPLY_BYTES`` of chunks (nx-27017 sends one reply per
+    query, and refuses replies over 48 MB): here 3 chunks of 4096 per query."""
+    from asyncarr.stores import _mongodb
+
+    monkeypatch.setattr(_mongodb, "_REPLY_BYTES", 3 * 4096)
+    value = bytes(i % 253 for i in range(50_000))
+    await gridfs_store.set("v", value)
+    assert await gridfs_store.get("v") == value
+    assert await gridfs_store.get("v", ByteRange(4000, 45_000)) == value[4000:45_000]
+
+
+async def test_values_larger_than_the_servers_message_limit_read_back(
+    mongodb_location: StoreLocation,
+) -> None:
+    s = mongodb_store_from_url(mongodb_location.url, read_only=False, storage_options={})
+    try:
+        value = bytes(range(256)) * (50 * 4096)  # 50 MiB: past nx-27017's 48 MB replies
+        await s.set("big", value)
+        assert await s.get("big") == value
+    finally:
+        await s.aclose()
+
+
+async def test_a_driver_failure_outside_its_error_types_is_a_store_error(
+    mongodb_location: StoreLocation,
+) -> None:
+    """Credentials for a server without authentication made pymongo's SCRAM code raise a
+    bare KeyError; asyncarr reports a StoreError instead."""
+    url = mongodb_location.url.replace("mongodb://", "mongodb://user:secretpw@", 1)
+    s = mongodb_store_from_url(url, read_only=True, storage_options={})
+    try:
+        with pytest.raises(StoreError) as info:
+            await s.get("zarr.json")
+        assert "secretpw" not in str(info.value)
+    finally:
+        await s.aclose()
+
+
 def _py_slice(rng: ByteRange | OffsetRange | SuffixRange, size: int) -> slice:
     if isinstance(rng, ByteRange):
         return slice(rng.start, rng.end)
