@@ -57,7 +57,10 @@ class _LoopThread:
         finally:
             try:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-                self.loop.run_until_complete(self.loop.shutdown_default_executor())
+                try:
+                    self.loop.run_until_complete(self.loop.shutdown_default_executor())
+                except RuntimeError:  # at interpreter exit no thread may start to join it
+                    pass
             finally:
                 asyncio.set_event_loop(None)
                 self.loop.close()

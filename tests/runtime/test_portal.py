@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +250,20 @@ def test_ctrl_c_in_the_caller_cancels_the_coroutine() -> None:
             proc.wait()
     assert proc.returncode == 0, err
     assert out.split() == ["cancelled", "interrupted"]
+
+
+def test_exit_with_a_lease_held_prints_no_traceback(tmp_path: Path) -> None:
+    """An unclosed sync array holds a lease; at interpreter exit its loop thread shut its
+    default executor down, which starts a thread: 'Exception in thread asyncarr-portal'."""
+    script = tmp_path / "held.py"
+    script.write_text(
+        "import asyncio, asyncarr.runtime as rt\n"
+        "async def use_default_executor():\n"
+        "    return await asyncio.get_running_loop().run_in_executor(None, sum, [1, 2])\n"
+        "portal = rt.get_portal()\n"
+        "portal.acquire()\n"
+        "print(portal.call(use_default_executor))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "3"
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
