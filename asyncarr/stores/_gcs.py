@@ -714,6 +714,11 @@ def _parse_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise ConfigError(f"GCS URL has no bucket: {url!r} (expected gs://bucket/prefix)")
+    if "?" in rest or "#" in rest:  # as for s3:// and az:// (a URL's query and fragment)
+        raise ConfigError(
+            f"gs:// URLs are gs://bucket/prefix, without query or fragment; put options in "
+            f"storage_options (got {url!r})"
+        )
     return bucket, prefix
 
 

@@ -93,6 +93,8 @@ def test_url_parsing_and_registry() -> None:
         ("gs://Bad_Bucket/x", {}, "invalid GCS bucket"),
         ("gs://ab/x", {}, "invalid GCS bucket"),
         ("gs://bucket/../up", {}, "invalid GCS prefix"),
+        ("gs://bucket/odd#frag/x", {}, "without query or fragment"),
+        ("gs://bucket/odd?q=1/x", {}, "without query or fragment"),
         ("gs://bucket/a", {"region": "eu"}, "unknown storage_options"),
         ("gs://bucket/a", {"endpoint": "ftp://x"}, "http"),
         ("gs://bucket/a", {"endpoint": "http://user:pw@host:1"}, "without user info"),
