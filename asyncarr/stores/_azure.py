@@ -360,8 +360,9 @@ class _RangeNotSatisfiable(StoreError):
     """416: the requested range starts at or after the end of an existing blob (internal)."""
 
 
-class _ContainerNotFoundError(StoreError):
-    """The container itself is missing: a configuration error, not a missing key."""
+class ContainerNotFoundError(StoreError):
+    """The container itself is missing: a configuration error, not a missing key (a
+    :class:`~asyncarr.errors.StoreError`; named so in tracebacks, not exported)."""
 
 
 def _status_and_code(exc: BaseException) -> tuple[int | None, str | None]:
@@ -492,7 +493,7 @@ class AzureBlobStore(Store):
         message = f"{message} (HTTP {status}{', ' + code if code else ''})"
         if code == "ContainerNotFound":
             where = f"{self._container_name!r} at {self._config.account_url}"
-            return _ContainerNotFoundError(f"no Azure container {where}", store=self, key=key)
+            return ContainerNotFoundError(f"no Azure container {where}", store=self, key=key)
         if status == 404:
             return KeyNotFoundError(message, store=self, key=key)
         if status == 416 or code == "InvalidRange":
@@ -671,7 +672,7 @@ class AzureBlobStore(Store):
 
         try:
             results = await self._guard("delete", None, run)
-        except (_ContainerNotFoundError, PermissionDeniedError, TransientStoreError):
+        except (ContainerNotFoundError, PermissionDeniedError, TransientStoreError):
             raise
         except StoreError:  # 400 / 409 / 501 for the whole batch: not supported here
             results = []
