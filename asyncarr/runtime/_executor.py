@@ -144,7 +144,10 @@ MAX_PICKLE_FAILURES = 3
 """Jobs of a profile that may fail to pickle before it is pinned to threads."""
 
 STAGING_KEEP = 16
-"""Shared-memory input buffers (:meth:`CodecExecutor.staging`) kept for reuse."""
+"""Shared-memory input buffers (:meth:`CodecExecutor.staging`) kept for reuse, at most."""
+STAGING_KEEP_BYTES = 64 << 20
+"""Their total size, at most (``/dev/shm`` is 64 MB in a default Docker container; a
+buffer that does not fit there sends its job's inputs pickled instead)."""
 STAGING_MAX_BYTES = 16 << 20
 """Largest input buffer kept for reuse; larger ones are freed after their job."""
 
@@ -795,10 +798,11 @@ class CodecExecutor:
         Copy a job's input into it and pass views of it to :meth:`run`: worker
         processes read it in place, where inputs sent by value are pickled and piped
         to them (measured: 16 KB chunks written at 200 vs 470 MB/s on 2 cores). Up to
-        :data:`STAGING_KEEP` buffers of at most :data:`STAGING_MAX_BYTES` are kept
-        for reuse, so their memory is not faulted in anew for every job. A buffer goes
-        back for reuse only when the block ends normally: after an error or a
-        cancellation a worker process may still be reading it.
+        :data:`STAGING_KEEP` buffers (:data:`STAGING_KEEP_BYTES` in all) of at most
+        :data:`STAGING_MAX_BYTES` each are kept for reuse, so their memory is not faulted
+        in anew for every job. A buffer goes back for reuse only when the block ends
+        normally: after an error or a cancellation a worker process may still be reading
+        it.
         """
         buf: NDArray | None = None
         with self._lock:
@@ -816,6 +820,8 @@ class CodecExecutor:
             with self._lock:
                 self._staging.append(buf)
                 del self._staging[:-STAGING_KEEP]
+                while sum(b.nbytes for b in self._staging) > STAGING_KEEP_BYTES:
+                    del self._staging[0]
 
     def finalize(self, arr: NDArray) -> NDArray:
         """Hand an :meth:`allocate` buffer over to the caller for good.

@@ -362,6 +362,13 @@ def test_staging_buffer_is_not_reused_after_an_error() -> None:
             assert big is not None
         with ex.staging(_executor.STAGING_MAX_BYTES + 1) as big_again:
             assert big_again is not big  # too big to keep
+        size = _executor.STAGING_MAX_BYTES
+        held = [ex.staging(size) for _ in range(_executor.STAGING_KEEP_BYTES // size + 2)]
+        for cm in held:
+            cm.__enter__()
+        for cm in held:
+            cm.__exit__(None, None, None)
+        assert sum(b.nbytes for b in ex._staging) <= _executor.STAGING_KEEP_BYTES
     finally:
         ex.shutdown()
 
