@@ -4,10 +4,10 @@ imports), for every layer that fans out: stores, the runtime's scheduler, the co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-__all__ = ["first_failure", "gather_all"]
+__all__ = ["Claim", "await_unabandoned", "first_failure", "gather_all"]
 
 R = TypeVar("R")
 
@@ -51,3 +51,46 @@ async def gather_all(*aws: Awaitable[R]) -> list[R]:
     if first is not None:
         raise first
     return cast(list[R], results)
+
+
+class Claim:
+    """Who gets a job handed to another thread first: the thread that would start it
+    (:meth:`start`) or a cancelled caller that would revoke it (:meth:`revoke`); the
+    other one loses. Lock-free: ``list.append`` is atomic."""
+
+    __slots__ = ("_order",)
+
+    def __init__(self) -> None:
+        self._order: list[str] = []
+
+    def start(self) -> bool:
+        """In the worker: whether to run the job (it was not revoked first)."""
+        self._order.append("start")
+        return self._order[0] == "start"
+
+    def revoke(self) -> bool:
+        """In the caller: whether the job will never run (it had not started)."""
+        self._order.append("revoke")
+        return self._order[0] == "revoke"
+
+
+async def await_unabandoned(fut: asyncio.Future[R], revoke: Callable[[], bool]) -> R:
+    """Await ``fut``, the outcome of work running in another thread or process, without
+    abandoning that work when the caller is cancelled: work not started yet is revoked
+    (``revoke()`` returns whether it will never run), work already running is waited for,
+    and only then does the ``CancelledError`` propagate. So nothing the work does (a chunk
+    it stores, say) happens after the caller's cancellation was reported: a cancelled write
+    cannot land in the array created next at its place. The wait lasts as long as the
+    job, one batch of chunks; further cancellations during it are held until it ends."""
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        if not fut.done() and not revoke():
+            while not fut.done():
+                try:
+                    await asyncio.shield(fut)
+                except BaseException:  # its outcome no longer matters
+                    pass
+        elif fut.done() and not fut.cancelled():
+            fut.exception()  # retrieved: no "exception was never retrieved" warning
+        raise

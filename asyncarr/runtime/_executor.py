@@ -99,6 +99,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from asyncarr._tasks import Claim, await_unabandoned
 from asyncarr.config import ExecutorConfig
 from asyncarr.errors import ConfigError, WorkerCrashedError
 from asyncarr.runtime import _shm
@@ -193,7 +194,9 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
         fut.set_result(result)
 
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+_Job = tuple[
+    Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]", Claim
+]
 
 
 def _timed(fn: Callable[..., R], args: tuple[Any, ...], cpu: list[float]) -> R:
@@ -246,11 +249,11 @@ class _ThreadPool:
     def _work(self) -> None:
         get = self._queue.get
         while (job := get()) is not None:
-            fn, args, loop, fut = job
+            fn, args, loop, fut, claim = job
             del job
             result: Any = None
             error: BaseException | None = None
-            if not fut.cancelled():
+            if claim.start():  # not revoked by a cancelled caller (see await_unabandoned)
                 try:
                     result = fn(*args)
                 except BaseException as exc:
@@ -263,7 +266,7 @@ class _ThreadPool:
                     loop.call_soon_threadsafe(_settle, fut, result, error)
                 except RuntimeError:  # the awaiting loop is closed: nobody wants the result
                     pass
-            del loop, fut, result, error
+            del loop, fut, result, error, claim
 
 
 # --------------------------------------------------------------------------- auto policy
@@ -624,13 +627,15 @@ class CodecExecutor:
             return result
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
-        job: _Job = (fn, args, loop, fut)
+        claim = Claim()
+        job: _Job = (fn, args, loop, fut, claim)
         pool = self._threads or self._thread_pool()
         try:
             pool.submit(job)
         except RuntimeError:  # shut down concurrently: start afresh
             self._thread_pool(replace=pool).submit(job)
-        return await fut
+        # cancelled, a job already running is waited for: its chunks land before we return
+        return await await_unabandoned(fut, claim.revoke)
 
     def _thread_pool(self, replace: _ThreadPool | None = None) -> _ThreadPool:
         with self._lock:
@@ -698,7 +703,8 @@ class CodecExecutor:
             ) from exc
         pool, cf = self._submit(payload)
         try:
-            ok, body, cpu = await asyncio.wrap_future(cf)
+            # cancelled, a job a worker already took is waited for (see _run_in_thread)
+            ok, body, cpu = await await_unabandoned(asyncio.wrap_future(cf), cf.cancel)
         except BrokenProcessPool as exc:
             self._discard_process_pool(pool)
             raise WorkerCrashedError(

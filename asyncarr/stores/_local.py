@@ -64,6 +64,7 @@ from urllib.parse import unquote
 
 import crc32c
 
+from asyncarr._tasks import await_unabandoned
 from asyncarr._types import ByteRange, RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
@@ -185,8 +186,10 @@ def _io_pool() -> ThreadPoolExecutor:
 
 
 async def run_io(fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking ``fn(*args)`` on the shared file-I/O thread pool."""
-    return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, *args)
+    """Run blocking ``fn(*args)`` on the shared file-I/O thread pool. Cancelled, it waits
+    for a call already running (a file being written must not land afterwards)."""
+    cf = _io_pool().submit(fn, *args)
+    return await await_unabandoned(asyncio.wrap_future(cf), cf.cancel)
 
 
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.ECONNRESET, errno.EINTR}

@@ -1,16 +1,21 @@
-"""A write or read that fails has stopped all of its chunk operations when it raises:
-none lands later, over the caller's next write (found with a remote store whose one
-refused upload left the others of the batch running)."""
+"""A write or read that fails, or is cancelled, has stopped all of its chunk operations
+when it raises: none lands later, over the caller's next write or in the array created
+next at its place (found with a remote store whose one refused upload left the others of
+the batch running, and with codec worker threads that went on storing the chunks of a
+cancelled write)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import asyncarr
+from asyncarr.config import ExecutorConfig
 from asyncarr.errors import PermissionDeniedError
+from asyncarr.runtime import set_executor
 from asyncarr.stores import MemoryStore
 
 
@@ -63,3 +68,36 @@ async def test_a_failed_read_stops_its_other_fetches_before_raising() -> None:
     with pytest.raises(PermissionDeniedError):
         await arr.read()
     assert _others() == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "where"), [("threads", "local"), ("threads", "memory"), ("processes", "local")]
+)
+async def test_a_cancelled_write_stores_nothing_after_it_returns(
+    tmp_path: Path, mode: str, where: str
+) -> None:
+    """Codec workers store the chunks they encode themselves (local files, memory): once
+    the cancelled write has raised, none of them stores another one, so the array
+    re-created at its place stays empty."""
+    set_executor(ExecutorConfig(mode=mode, max_workers=2))  # type: ignore[arg-type]
+    try:
+        target: object = str(tmp_path / "a") if where == "local" else MemoryStore()
+        kw: dict[str, object] = {"shape": (2048, 2048), "chunks": (32, 32), "dtype": "i4"}
+        arr = await asyncarr.create_array(target, **kw)  # type: ignore[arg-type]
+        await arr.write(np.full((64, 64), 7, "i4"), (slice(0, 64), slice(0, 64)))
+        write = asyncio.ensure_future(arr.write(np.ones((2048, 2048), "i4")))
+        while await arr.nchunks_initialized() < 8 and not write.done():
+            await asyncio.sleep(0.005)
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        fresh = await asyncarr.create_array(
+            arr.store if where == "memory" else target,  # type: ignore[arg-type]
+            overwrite=True,
+            **kw,  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.3)  # a chunk still being stored would have landed by now
+        assert await fresh.nchunks_initialized() == 0
+        assert not (await fresh.read()).any()
+    finally:
+        set_executor(None)

@@ -95,6 +95,13 @@ def slow_add(a: int, b: int) -> int:
     return a + b
 
 
+def mark_wait_mark(directory: str, name: str, seconds: float) -> None:
+    """Create ``<name>.started``, sleep, then create ``<name>.done``."""
+    open(os.path.join(directory, f"{name}.started"), "w").close()
+    time.sleep(seconds)
+    open(os.path.join(directory, f"{name}.done"), "w").close()
+
+
 def py_work(n: int) -> int:
     """Pure-Python loop: holds the GIL the whole time."""
     total = 0
@@ -422,6 +429,38 @@ async def test_crashing_worker_raises_and_pool_recovers(proc_executor: CodecExec
     assert await ex.run(add, 20, 22) == 42
     pids = {pid for pid, _ in await asyncio.gather(*(ex.run(whoami) for _ in range(4)))}
     assert first_pid not in pids  # a fresh pool
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+async def test_a_cancelled_caller_outlives_its_running_job(tmp_path: Any, mode: str) -> None:
+    """Cancelling the caller of a job a worker already runs waits for the job to end before
+    the CancelledError propagates (a cancelled write's chunks must not land after it was
+    reported cancelled); a job still queued is revoked and never runs."""
+    ex = CodecExecutor(ExecutorConfig(mode=mode, max_workers=1))  # type: ignore[arg-type]
+    try:
+        await ex.run(add, 1, 1)  # the pool is up
+        d = str(tmp_path)
+        running = asyncio.ensure_future(ex.run(mark_wait_mark, d, "running", 0.5))
+        queued = asyncio.ensure_future(ex.run(mark_wait_mark, d, "queued", 0.0))
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "running.started").exists():
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.01)
+        running.cancel()
+        queued.cancel()
+        for task in (running, queued):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert (tmp_path / "running.done").exists(), "the cancellation returned mid-job"
+        if mode == "threads":  # (a process pool may have handed the second job out already)
+            await asyncio.sleep(0.2)
+            assert not (tmp_path / "queued.started").exists()
+        assert await ex.run(add, 2, 3) == 5  # and the executor goes on
+    finally:
+        ex.shutdown()
 
 
 # --------------------------------------------------------------------------- several loops
