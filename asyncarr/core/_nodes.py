@@ -82,7 +82,10 @@ async def load_node(
     keys = metadata_keys(path)
     blobs = await gather_all(*(io.get(k) for k in keys))
     docs = [None if b is None else loads_json(b, key=k) for k, b in zip(keys, blobs, strict=True)]
-    return node_from_documents(path, *docs, zarr_format=zarr_format)
+    try:
+        return node_from_documents(path, *docs, zarr_format=zarr_format)
+    except NodeNotFoundError as exc:  # say where: the store (its root, bucket, URL, ...)
+        raise NodeNotFoundError(f"{exc} of {io.store}") from None
 
 
 async def save_array_metadata(io: ManagedStore, path: str, meta: ArrayMetadata) -> None:
