@@ -16,15 +16,22 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
 
-__all__ = ["AdaptiveLimiter", "EndpointRegistry", "limiter_for"]
+__all__ = [
+    "AdaptiveLimiter",
+    "EndpointRegistry",
+    "blocked_loop",
+    "limiter_for",
+    "running_loop_or_none",
+]
 
 T = TypeVar("T")
 
@@ -47,7 +54,7 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop_or_none() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -61,6 +68,12 @@ class AdaptiveLimiter:
     Waiting is FIFO-fair: a newcomer never overtakes a task already queued.
     A task cancelled while waiting (or just after being granted a slot) never
     leaks a slot.
+
+    Slots held by tasks of an event loop whose thread is blocked in a call of the sync
+    API (:func:`blocked_loop`; Jupyter, or a service calling ``asyncarr.sync`` from a
+    coroutine) do not count against the limit while it is blocked: they cannot be given
+    back before the blocking call returns, and that call's own requests need slots. The
+    limit is exceeded by at most those slots, until the blocked tasks release them.
 
     With ``limits.adaptive`` the limit follows AIMD: :meth:`on_throttle`
     multiplies it by ``limits.decrease_factor`` (not below
@@ -93,6 +106,8 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._limit = float(limits.max_concurrency)
         self._in_flight = 0
+        self._held: Counter[asyncio.AbstractEventLoop | None] = Counter()
+        """Slots held per event loop (for :func:`blocked_loop`)."""
         self._waiters: deque[_Waiter] = deque()
         self._last_decrease = -math.inf
         self._rtt: float | None = None
@@ -130,13 +145,25 @@ class AdaptiveLimiter:
     def _slots(self) -> int:
         return max(self.limits.min_concurrency, math.floor(self._limit + 1e-9))
 
+    def _counted(self) -> int:
+        """Slots held, less those of loops blocked in a sync call."""
+        blocked = _blocked  # (replaced, never changed in place: safe to read unlocked)
+        if not blocked:
+            return self._in_flight
+        return self._in_flight - sum(self._held[loop] for loop in blocked)
+
+    def _take_locked(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._in_flight += 1
+        self._held[loop] += 1
+
     async def acquire(self) -> None:
         """Take one slot, waiting (FIFO) until one is free."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if not self._waiters and self._in_flight < self._slots():
-                self._in_flight += 1
+            if not self._waiters and self._counted() < self._slots():
+                self._take_locked(loop)
                 return
-            waiter = _Waiter(asyncio.get_running_loop())
+            waiter = _Waiter(loop)
             self._waiters.append(waiter)
         try:
             await waiter.future
@@ -158,17 +185,22 @@ class AdaptiveLimiter:
 
     def _release_locked(self) -> None:
         self._in_flight -= 1
+        loop = running_loop_or_none()
+        if self._held[loop] <= 1:
+            del self._held[loop]
+        else:
+            self._held[loop] -= 1
         self._grant_locked()
 
     def _grant_locked(self) -> None:
         slots = self._slots()
-        here = _running_loop()
-        while self._waiters and self._in_flight < slots:
+        here = running_loop_or_none()
+        while self._waiters and self._counted() < slots:
             waiter = self._waiters.popleft()
             if waiter.future.done():  # cancelled, its task will clean up
                 continue
             waiter.granted = True
-            self._in_flight += 1
+            self._take_locked(waiter.loop)
             if waiter.loop is here:
                 _wake(waiter.future)
                 continue
@@ -177,6 +209,7 @@ class AdaptiveLimiter:
             except RuntimeError:  # that loop is closed: nobody will take the slot
                 waiter.granted = False
                 self._in_flight -= 1
+                self._held[waiter.loop] -= 1
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -228,7 +261,38 @@ class AdaptiveLimiter:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._held = Counter()
         self._waiters = deque()
+
+
+_blocked: frozenset[asyncio.AbstractEventLoop] = frozenset()
+"""Event loops whose thread waits in a blocking call of the sync API."""
+_blocked_lock = threading.Lock()
+
+
+@contextmanager
+def blocked_loop(loop: asyncio.AbstractEventLoop | None) -> Iterator[None]:
+    """Mark ``loop`` (the calling thread's running loop, if any) as blocked for the block:
+    its tasks' slots stop counting against every limiter, and tasks waiting for slots
+    those slots kept from them are woken (see :class:`AdaptiveLimiter`)."""
+    global _blocked
+    if loop is None:
+        yield
+        return
+    with _blocked_lock:
+        nested = loop in _blocked
+        _blocked = _blocked | {loop}
+    try:
+        if not nested:
+            for limiter in list(_all_limiters):
+                with limiter._lock:
+                    if limiter._waiters:
+                        limiter._grant_locked()
+        yield
+    finally:
+        if not nested:
+            with _blocked_lock:
+                _blocked = _blocked - {loop}
 
 
 _all_limiters: weakref.WeakSet[AdaptiveLimiter] = weakref.WeakSet()

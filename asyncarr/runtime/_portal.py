@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from asyncarr.errors import SyncFromLoopError
+from asyncarr.runtime._limiter import blocked_loop, running_loop_or_none
 
 __all__ = ["SyncPortal", "get_portal"]
 
@@ -236,7 +237,11 @@ class SyncPortal:
 
         runner.loop.call_soon_threadsafe(start)
         try:
-            return result.result()
+            # A thread running its own loop (Jupyter) blocks it here: slots that loop's
+            # tasks hold are not given back until we return, so they must not keep
+            # this call's requests waiting (see AdaptiveLimiter).
+            with blocked_loop(running_loop_or_none()):
+                return result.result()
         except KeyboardInterrupt:
             if result.done():
                 raise  # the coroutine itself raised it

@@ -96,6 +96,40 @@ async def test_call_from_the_test_loop_itself_works(portal: SyncPortal) -> None:
     assert portal.call(where, 5)[0] == 10
 
 
+def test_blocking_call_from_a_loop_whose_tasks_hold_the_endpoint_budget_completes() -> None:
+    """A coroutine starts an async write that holds the endpoint's only slot, then calls
+    the blocking API on the same endpoint (Jupyter, or a service calling asyncarr.sync):
+    the slot cannot come back while its loop is blocked, so the blocking call must not
+    wait for it (it hung forever)."""
+    import numpy as np
+
+    import asyncarr
+    import asyncarr.sync as az
+    from asyncarr.config import StoreLimits
+    from asyncarr.stores import FaultyStore, MemoryStore
+
+    outcome: list[object] = []
+
+    async def scenario() -> None:
+        limits = StoreLimits(max_concurrency=1, adaptive=False)
+        store = FaultyStore(MemoryStore(limits=limits), seed=1)
+        store.delay(ops="*", seconds=(0.2, 0.2))
+        arr = await asyncarr.create_array(store, shape=(10,), chunks=(5,), dtype="i4")
+        write = asyncio.create_task(arr.write(1))  # holds the one slot, then waits for more
+        await asyncio.sleep(0.05)
+        blocking = az.open_array(store, mode="r")  # the same endpoint, from this loop
+        outcome.append(blocking[:].shape)
+        blocking.close()
+        await write
+        outcome.append(np.asarray(await arr.read()).tolist())
+
+    thread = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the blocking call deadlocked"
+    assert outcome == [(10,), [1] * 10]
+
+
 def test_blocking_call_from_the_portal_thread_raises_instead_of_deadlocking(
     portal: SyncPortal,
 ) -> None:
