@@ -93,6 +93,8 @@ def _normalize_dim(sel: Any, n: int, axis: int, *, allow_arrays: bool) -> tuple[
             "or .oindex[...] for integer/boolean arrays"
         )
     arr = np.asarray(sel)
+    if arr.ndim == 1 and arr.size == 0 and not isinstance(sel, np.ndarray):
+        return np.empty(0, dtype=np.intp), False  # [] selects nothing, as in numpy
     if arr.dtype == bool:
         if arr.ndim != 1 or arr.shape[0] != n:
             raise SelectionError(

@@ -360,6 +360,22 @@ def test_zero_d_integer_arrays_index_like_integers() -> None:
     np.testing.assert_array_equal(arr[0], [7, 7, 7, 7])
 
 
+def test_empty_lists_select_nothing_as_in_numpy() -> None:
+    import asyncarr.sync as az
+
+    data = np.arange(40, dtype="i4").reshape(5, 8)
+    arr = az.create_array(MemoryStore(), shape=(5, 8), chunks=(2, 3), dtype="i4")
+    arr[:] = data
+    assert arr[[]].shape == data[[]].shape == (0, 8)
+    assert arr[:, []].shape == data[:, []].shape == (5, 0)
+    assert arr.oindex[[], [1, 2]].shape == (0, 2)
+    arr[[], 0:2] = 1
+    arr.oindex[[], []] = 5
+    np.testing.assert_array_equal(arr[:], data)  # the writes changed nothing
+    with pytest.raises(SelectionError):  # an empty *float* array is refused, as numpy does
+        arr[np.array([], dtype=float)]
+
+
 @pytest.mark.parametrize("fmt", [2, 3])
 async def test_consolidated_metadata_follows_the_groups_own_deletes_and_creates(
     fmt: int,
