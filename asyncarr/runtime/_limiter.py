@@ -156,15 +156,21 @@ class AdaptiveLimiter:
         self._in_flight += 1
         self._held[loop] += 1
 
-    async def acquire(self) -> None:
-        """Take one slot, waiting (FIFO) until one is free."""
+    async def acquire(self, *, first: bool = False) -> None:
+        """Take one slot, waiting (FIFO) until one is free; with ``first``, ahead of every
+        task already waiting (retries: their operation already had its turn, and on a
+        failing service it must reach its verdict before every other request's first
+        attempt has been made)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if not self._waiters and self._counted() < self._slots():
+            if (first or not self._waiters) and self._counted() < self._slots():
                 self._take_locked(loop)
                 return
             waiter = _Waiter(loop)
-            self._waiters.append(waiter)
+            if first:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
         try:
             await waiter.future
         except BaseException:

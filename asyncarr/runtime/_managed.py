@@ -115,47 +115,79 @@ class ManagedStore:
         first attempt gets a slot. ``feedback=False`` (listing steps) skips
         latency and AIMD growth.
         """
-        async with self._limiter:
-            start = time.monotonic()
-            budget.attempts += 1
-            timeout: float | None = None
-            by_deadline = False
-            if bounded:
-                if budget.start is None:
-                    budget.start = start
-                remaining = budget.start + self._retry.deadline - start
-                if remaining <= 0:
-                    raise deadline_exceeded(
-                        describe, self._retry.deadline, budget.attempts - 1, budget.last
-                    ) from budget.last
-                timeout = self._retry.request_timeout
-                if timeout is None or remaining < timeout:
-                    timeout, by_deadline = remaining, True
+        retry = budget.attempts > 0
+        if bounded and budget.start is not None:
+            # A retry waits for a slot ahead of first attempts, but still behind other
+            # retries and requests in flight: that wait counts against the deadline too,
+            # or on a dead or stalling service the error would take as long to surface as
+            # the attempts of every other chunk together.
+            remaining = budget.start + self._retry.deadline - time.monotonic()
             try:
-                async with attempt_timeout(timeout, describe):
-                    result = await fn()
-            except ThrottledError as exc:
-                budget.last = exc
-                self._recorder.add("throttled")
-                self._limiter.on_throttle(time.monotonic() - start)
-                raise
-            except TransientStoreError as exc:
-                budget.last = exc
-                if isinstance(exc, TruncatedReadError):  # ours or the adapter's length check
-                    self._recorder.add("truncated")
-                if isinstance(exc.__cause__, TimeoutError):
-                    self._recorder.add("timeouts")
-                    if by_deadline:
-                        raise deadline_exceeded(
-                            describe, self._retry.deadline, budget.attempts, exc
-                        ) from exc
-                raise
-            if not feedback:
-                return result
-            latency = time.monotonic() - start
-            self._limiter.on_success(latency)
-            self._recorder.record_latency(latency, read=read)
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await self._limiter.acquire(first=retry)
+            except TimeoutError:
+                raise deadline_exceeded(
+                    describe, self._retry.deadline, budget.attempts, budget.last
+                ) from budget.last
+        else:
+            await self._limiter.acquire(first=retry)
+        try:
+            return await self._attempt_holding_slot(
+                fn, describe, budget, read=read, bounded=bounded, feedback=feedback
+            )
+        finally:
+            self._limiter.release()
+
+    async def _attempt_holding_slot(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        describe: str,
+        budget: _Budget,
+        *,
+        read: bool,
+        bounded: bool,
+        feedback: bool,
+    ) -> T:
+        start = time.monotonic()
+        budget.attempts += 1
+        timeout: float | None = None
+        by_deadline = False
+        if bounded:
+            if budget.start is None:
+                budget.start = start
+            remaining = budget.start + self._retry.deadline - start
+            if remaining <= 0:
+                raise deadline_exceeded(
+                    describe, self._retry.deadline, budget.attempts - 1, budget.last
+                ) from budget.last
+            timeout = self._retry.request_timeout
+            if timeout is None or remaining < timeout:
+                timeout, by_deadline = remaining, True
+        try:
+            async with attempt_timeout(timeout, describe):
+                result = await fn()
+        except ThrottledError as exc:
+            budget.last = exc
+            self._recorder.add("throttled")
+            self._limiter.on_throttle(time.monotonic() - start)
+            raise
+        except TransientStoreError as exc:
+            budget.last = exc
+            if isinstance(exc, TruncatedReadError):  # ours or the adapter's length check
+                self._recorder.add("truncated")
+            if isinstance(exc.__cause__, TimeoutError):
+                self._recorder.add("timeouts")
+                if by_deadline:
+                    raise deadline_exceeded(
+                        describe, self._retry.deadline, budget.attempts, exc
+                    ) from exc
+            raise
+        if not feedback:
             return result
+        latency = time.monotonic() - start
+        self._limiter.on_success(latency)
+        self._recorder.record_latency(latency, read=read)
+        return result
 
     async def _run(
         self,

@@ -21,7 +21,7 @@ from asyncarr.errors import (
     TransientStoreError,
     TruncatedReadError,
 )
-from asyncarr.runtime import ManagedStore, limiter_for, managed, store_stats
+from asyncarr.runtime import ManagedStore, gather_all, limiter_for, managed, store_stats
 from asyncarr.stores import MemoryStore
 
 FAST_RETRY = RetryConfig(
@@ -258,6 +258,55 @@ async def test_time_queued_for_a_slot_does_not_count_against_the_deadline() -> N
         await asyncio.sleep(0.2)
         assert m.limiter.waiting == 1
     assert await task == b"v"
+
+
+async def test_on_a_failing_service_retries_go_first_so_the_verdict_comes_early() -> None:
+    """Every GET fails transiently: the first chunk to exhaust its attempts must fail the
+    whole fan-out long before every other chunk has had its first attempt (retries used to
+    queue behind all of them: the error took as long as 3 attempts of every chunk)."""
+    retry = FAST_RETRY.with_(max_attempts=3)
+    store = FlakyStore(limits=limits(max_concurrency=4, retry=retry))
+    store.faults["get"] = [TransientStoreError("down")] * 10_000
+    failing_get = store.get
+
+    async def slow_failing_get(key: str, byte_range: Any = None) -> Any:
+        await asyncio.sleep(0.005)  # a round trip: backoff ends before the next wave
+        return await failing_get(key, byte_range)
+
+    store.get = slow_failing_get  # type: ignore[method-assign]
+    m = ManagedStore(store)
+    with pytest.raises(TransientStoreError, match="after 3 attempts"):
+        await gather_all(*(m.get(f"c/{i}") for i in range(500)))
+    assert store.calls["get"] < 100  # not 3 x 500
+    assert m.limiter.in_flight == 0 and m.limiter.waiting == 0
+
+
+async def test_a_retry_waiting_for_a_slot_is_bounded_by_the_deadline() -> None:
+    """A retry's wait for a slot counts against the operation's deadline (a first attempt's
+    does not: see above): with the slot taken by someone else for good, the retry fails
+    at its deadline instead of waiting for ever."""
+    retry = FAST_RETRY.with_(deadline=0.3, request_timeout=0.3)
+    store = FlakyStore(limits=limits(max_concurrency=1, retry=retry))
+    store.faults["get"] = [TransientStoreError("down")]
+    m = ManagedStore(store)
+    real_get = store.get
+    holder_done = asyncio.Event()
+
+    async def grab_slot_after_first_failure(key: str, byte_range: Any = None) -> Any:
+        try:
+            return await real_get(key, byte_range)
+        finally:
+            if not holder_done.is_set():
+                holder_done.set()
+                asyncio.get_running_loop().create_task(hold())
+
+    async def hold() -> None:
+        async with m.limiter:
+            await asyncio.sleep(5)
+
+    store.get = grab_slot_after_first_failure  # type: ignore[method-assign]
+    with pytest.raises(DeadlineExceededError):
+        await asyncio.wait_for(m.get("k"), 3)
 
 
 async def test_throttling_shrinks_the_endpoint_limit() -> None:
