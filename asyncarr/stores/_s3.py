@@ -510,9 +510,13 @@ class S3Store(Store):
             route = lean.route(self._bucket)
             if route is not None:
                 return await self._lean_get(lean, route, key, byte_range)
-        got = await self._read_object(key, byte_range)
-        if lean is not None and got is not None:  # botocore just sent a GET: learn its route
-            lean.learn(self._bucket, self._full(key))
+        if lean is None:
+            got = await self._read_object(key, byte_range)
+        else:
+            with lean.watch() as sent:
+                got = await self._read_object(key, byte_range)
+            if got is not None:  # botocore just sent this GET: learn its route
+                lean.learn(self._bucket, self._full(key), sent)
         return None if got is None else got[0]
 
     async def _lean_get(

@@ -24,10 +24,13 @@ go through the same table (:meth:`S3Store._from_code`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import os
 import re
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -46,6 +49,14 @@ _SCOPE_RE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
 _CODE_RE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE_RE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_Sent = list[tuple[str, str | None]]
+"""``(url, Authorization header)`` of each GetObject request botocore sent."""
+_watching: contextvars.ContextVar[_Sent | None] = contextvars.ContextVar(
+    "asyncarr_s3_lean_watching", default=None
+)
+"""Where the ``before-send`` hook records the requests of the GetObject call the current
+task is making (botocore emits the event in the calling task, so in its context)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,6 @@ class LeanReader:
     ) -> None:
         self._client = client
         self._routes: dict[str, Route] = {}
-        self._seen: dict[str, tuple[str, str | None]] = {}
         self._connections = connections
         self._timeouts = (connect_timeout, read_timeout)
         self._session: Any = None
@@ -139,29 +149,45 @@ class LeanReader:
         client.meta.events.register("before-send.s3.GetObject", self._observe)
 
     # -- learning ---------------------------------------------------------------------
-    def _observe(self, request: Any, **_: Any) -> None:
-        """botocore's ``before-send`` hook: remember the URL and signature it sends."""
-        url = str(getattr(request, "url", ""))
+    @staticmethod
+    def _observe(request: Any, **_: Any) -> None:
+        """botocore's ``before-send`` hook: record the URL and signature it sends for the
+        GetObject call being watched (:meth:`watch`) in this task, if any."""
+        sent = _watching.get()
+        if sent is None:
+            return
         headers = getattr(request, "headers", {}) or {}
         auth = headers.get("Authorization")
-        path = urlsplit(url).path
-        self._seen[path] = (url, auth.decode() if isinstance(auth, bytes) else auth)
-        if len(self._seen) > 64:
-            self._seen.clear()
+        sent.append(
+            (str(getattr(request, "url", "")), auth.decode() if isinstance(auth, bytes) else auth)
+        )
 
-    def learn(self, bucket: str, full_key: str) -> None:
-        """After botocore sent ``GetObject(bucket, full_key)``: adopt its route for ``bucket``."""
-        if bucket in self._routes:
+    @staticmethod
+    @contextlib.contextmanager
+    def watch() -> Iterator[_Sent]:
+        """Record the requests botocore sends for the GetObject call made in this block
+        (pass them to :meth:`learn`). Only this call's: several buckets' reads may be in
+        flight on one client at once, and another bucket's URL can end with the same key
+        (its reads must never be sent there)."""
+        sent: _Sent = []
+        token = _watching.set(sent)
+        try:
+            yield sent
+        finally:
+            _watching.reset(token)
+
+    def learn(self, bucket: str, full_key: str, sent: _Sent) -> None:
+        """After botocore sent ``GetObject(bucket, full_key)`` as ``sent`` (:meth:`watch`;
+        the last request is the one that was answered, after any redirect): adopt its
+        route for ``bucket``."""
+        if bucket in self._routes or not sent:
             return
-        encoded = canonical_path(full_key)
-        for path, (url, auth) in list(self._seen.items()):
-            if path.endswith("/" + encoded):
-                route = _route_from(url, full_key, auth)
-                if route is not None and (route.region is None) == self._unsigned:
-                    if route.region is not None and self._credentials is None:
-                        return  # credentials botocore does not expose: keep botocore
-                    self._routes[bucket] = route
-                return
+        url, auth = sent[-1]
+        route = _route_from(url, full_key, auth)
+        if route is not None and (route.region is None) == self._unsigned:
+            if route.region is not None and self._credentials is None:
+                return  # credentials botocore does not expose: keep botocore
+            self._routes[bucket] = route
 
     def route(self, bucket: str) -> Route | None:
         return self._routes.get(bucket)

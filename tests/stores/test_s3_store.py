@@ -702,6 +702,34 @@ async def test_value_reads_leave_botocore_after_the_first_get(
         s3_server.delete_bucket(bucket)
 
 
+async def test_lean_reads_of_two_buckets_with_the_same_keys_never_mix(
+    s3_server: S3TestServer,
+) -> None:
+    """Two buckets of one endpoint share the client; each learns its own route, even when
+    the other bucket's URL ends with the same key (it used to be adopted: the second
+    bucket's reads went to the first bucket and returned its data)."""
+    buckets = [s3_server.create_bucket(), s3_server.create_bucket()]
+    try:
+        stores = [_store(s3_server, b, "run") for b in buckets]
+        try:
+            for i, s in enumerate(stores):
+                await s.set("c/0", b"bucket %d" % i)
+            for _ in range(2):  # learned by botocore's GET, then read over the lean path
+                for i, s in enumerate(stores):
+                    assert await s.get("c/0") == b"bucket %d" % i
+            for b, s in zip(buckets, stores, strict=True):
+                lean = (await s._clients()).lean
+                assert lean is not None
+                route = lean.route(b)
+                assert route is not None and b in route.path_prefix + route.host
+        finally:
+            for s in stores:
+                await s.aclose()
+    finally:
+        for b in buckets:
+            s3_server.delete_bucket(b)
+
+
 async def test_lean_reads_are_signed_and_refusals_are_permission_errors(
     seaweedfs_s3_server: S3TestServer, weed_bucket: str
 ) -> None:
