@@ -90,6 +90,7 @@ from asyncarr.stores._client_pool import Lease, LoopClientPool
 from asyncarr.stores._s3_lean import (
     LeanReader,
     Route,
+    checksum_mismatch,
     clean_endpoint,
     error_code,
 )
@@ -542,6 +543,11 @@ class S3Store(Store):
                     f"S3 body has {len(data)} bytes, expected {resp.content_length}",
                     store=self,
                     key=key,
+                )
+            mismatch = checksum_mismatch(resp)
+            if mismatch is not None:  # damaged on its way (botocore: FlexibleChecksumError)
+                raise TruncatedReadError(
+                    f"S3 body failed its checksum: {mismatch}", store=self, key=key
                 )
             if rng is not None and status == 200 and not resp.content_range:
                 data = data[range_to_slice(rng, len(data))]  # the service ignored Range

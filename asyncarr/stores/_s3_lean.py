@@ -24,16 +24,21 @@ go through the same table (:meth:`S3Store._from_code`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
+import hashlib
 import inspect
 import os
 import re
 import ssl
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import crc32c
 
 from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
 
@@ -41,6 +46,7 @@ __all__ = [
     "LeanReader",
     "LeanResponse",
     "Route",
+    "checksum_mismatch",
     "clean_endpoint",
     "error_code",
 ]
@@ -79,6 +85,46 @@ class LeanResponse:
     body: bytes
     content_length: int | None
     content_range: str | None
+    checksums: dict[str, str]
+    """``x-amz-checksum-<algorithm>`` response headers, by algorithm (lower case)."""
+    checksum_type: str | None = None
+
+
+_CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
+"""Asks the service for the checksum stored with the object (as botocore does by default),
+so that a body damaged on its way is caught here as it is by botocore's validation."""
+
+
+def _digest(fn: Callable[[bytes], bytes]) -> Callable[[bytes], str]:
+    return lambda body: base64.b64encode(fn(body)).decode("ascii")
+
+
+_CHECKSUMS: dict[str, Callable[[bytes], str]] = {
+    "crc32": _digest(lambda b: zlib.crc32(b).to_bytes(4, "big")),
+    "crc32c": _digest(lambda b: crc32c.crc32c(b).to_bytes(4, "big")),
+    "sha1": _digest(lambda b: hashlib.sha1(b).digest()),
+    "sha256": _digest(lambda b: hashlib.sha256(b).digest()),
+}
+"""The full-object checksums S3 may return that can be computed without extra packages
+(``crc64nvme`` needs ``awscrt``: a body with only that checksum goes unchecked here, as
+botocore leaves it unchecked without ``awscrt``)."""
+
+
+def checksum_mismatch(resp: LeanResponse) -> str | None:
+    """What is wrong with ``resp``'s body against the checksum the service sent with it
+    (``None``: it matches, or there is nothing to check it against: a range, a multipart
+    object's composite checksum, an algorithm not computable here)."""
+    if resp.status != 200 or (resp.checksum_type or "").upper() == "COMPOSITE":
+        return None
+    for algorithm, expected in resp.checksums.items():
+        compute = _CHECKSUMS.get(algorithm)
+        if compute is None or "-" in expected:  # composite ("<digest>-<parts>")
+            continue
+        actual = compute(resp.body)
+        if actual != expected:
+            return f"{algorithm} of the body is {actual}, the service sent {expected}"
+        return None
+    return None
 
 
 def _host(parts: SplitResult) -> str:
@@ -244,9 +290,15 @@ class LeanReader:
 
         path = route.path_prefix + canonical_path(full_key)
         if route.region is None:
-            headers = {"host": route.host}
+            headers = {"host": route.host, **_CHECKSUM_MODE}
         else:
-            headers = sign_get(route.host, path, await self._signing_credentials(), route.region)
+            headers = sign_get(
+                route.host,
+                path,
+                await self._signing_credentials(),
+                route.region,
+                signed=_CHECKSUM_MODE,
+            )
         if range_header is not None:
             headers["range"] = range_header
         url = yarl.URL(route.origin + path, encoded=True)
@@ -255,8 +307,19 @@ class LeanReader:
             url, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth
         ) as resp:
             body = await resp.read()
+            checksums = {
+                name[len("x-amz-checksum-") :].lower(): value
+                for name, value in resp.headers.items()
+                if name.lower().startswith("x-amz-checksum-")
+                and name.lower() not in ("x-amz-checksum-type", "x-amz-checksum-mode")
+            }
             return LeanResponse(
-                resp.status, body, resp.content_length, resp.headers.get("Content-Range")
+                resp.status,
+                body,
+                resp.content_length,
+                resp.headers.get("Content-Range"),
+                checksums,
+                resp.headers.get("x-amz-checksum-type"),
             )
 
     async def aclose(self) -> None:

@@ -70,16 +70,19 @@ def sign_get(
     *,
     now: _dt.datetime | None = None,
     service: str = "s3",
+    signed: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Headers that authenticate ``GET path`` on ``host`` (``host[:port]`` as sent).
 
-    ``path`` must already be canonical (see :func:`canonical_path`). Extra
-    unsigned headers (``Range``) may be added by the caller.
+    ``path`` must already be canonical (see :func:`canonical_path`). ``signed``: more
+    headers to send and sign (lower-case names; every ``x-amz-*`` header must be signed).
+    Extra unsigned headers (``Range``) may be added by the caller.
     """
     moment = (now or _dt.datetime.now(_dt.UTC)).astimezone(_dt.UTC)
     amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
     date = amz_date[:8]
     headers = {
+        **(signed or {}),
         "host": host,
         "x-amz-content-sha256": EMPTY_SHA256,
         "x-amz-date": amz_date,

@@ -27,6 +27,7 @@ from asyncarr.errors import (
     TruncatedReadError,
     UnsupportedOperationError,
 )
+from asyncarr.runtime import managed
 from asyncarr.stores import store_from_url
 from asyncarr.stores._s3 import S3Store, s3_store_from_url
 from asyncarr.testing import StoreTests
@@ -456,6 +457,7 @@ async def test_concurrent_first_use_opens_one_client(s3_location: StoreLocation)
 _NO_WARNINGS_SCRIPT = """
 import asyncio, gc, sys, warnings
 warnings.simplefilter("always")
+from asyncarr.runtime import managed
 from asyncarr.stores import store_from_url
 
 URL, OPTS = sys.argv[1], {k: v for k, v in (a.split("=", 1) for a in sys.argv[2:])}
@@ -728,6 +730,63 @@ async def test_lean_reads_of_two_buckets_with_the_same_keys_never_mix(
     finally:
         for b in buckets:
             s3_server.delete_bucket(b)
+
+
+def test_checksum_mismatch_checks_whole_bodies_against_what_the_service_sent() -> None:
+    import base64
+    import zlib
+
+    from asyncarr.stores._s3_lean import LeanResponse, checksum_mismatch
+
+    body = b"chunk bytes"
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+
+    def resp(status: int, data: bytes, sums: dict[str, str], kind: str | None = None) -> Any:
+        return LeanResponse(status, data, len(data), None, sums, kind)
+
+    assert checksum_mismatch(resp(200, body, {"crc32": crc})) is None
+    assert "crc32" in (checksum_mismatch(resp(200, b"chunk bytez", {"crc32": crc})) or "")
+    assert checksum_mismatch(resp(206, b"chunk", {"crc32": crc})) is None  # a range
+    assert checksum_mismatch(resp(200, b"x", {"crc32": crc}, "COMPOSITE")) is None
+    assert checksum_mismatch(resp(200, b"x", {"crc32": crc + "-3"})) is None  # multipart
+    assert checksum_mismatch(resp(200, b"x", {"crc64nvme": "AAAAAAAAAAA="})) is None
+    assert checksum_mismatch(resp(200, b"x", {})) is None
+
+
+async def test_a_lean_read_damaged_in_transit_fails_its_checksum_and_is_read_again(
+    s3_server: S3TestServer,
+) -> None:
+    """The lean path asks for the object's checksum, as botocore does, and checks it: a
+    body of the right length but wrong bytes is a transient fault (read again), never data."""
+    import dataclasses
+
+    bucket = s3_server.create_bucket()
+    try:
+        async with _store(s3_server, bucket) as s:
+            await s.set("c/0", b"the real chunk bytes")
+            assert await s.get("c/0") == b"the real chunk bytes"  # botocore: route learned
+            lean = (await s._clients()).lean
+            assert lean is not None and lean.route(bucket) is not None
+            real_get = lean.get
+            damaged: list[bool] = []
+
+            async def damage_once(*args: Any, **kw: Any) -> Any:
+                resp = await real_get(*args, **kw)
+                if not resp.checksums:
+                    pytest.skip("this service sends no checksum with GetObject")
+                if not damaged:
+                    damaged.append(True)
+                    return dataclasses.replace(resp, body=resp.body.replace(b"real", b"fake"))
+                return resp
+
+            lean.get = damage_once  # type: ignore[method-assign]
+            with pytest.raises(TruncatedReadError, match="checksum"):
+                await s.get("c/0")  # the store itself reports it; ManagedStore retries it
+            damaged.clear()
+            assert await managed(s).get("c/0") == b"the real chunk bytes"  # read again
+            assert damaged == [True]
+    finally:
+        s3_server.delete_bucket(bucket)
 
 
 async def test_lean_reads_are_signed_and_refusals_are_permission_errors(
