@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import secrets
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -347,8 +348,11 @@ class MongoDBStore(Store):
             raise translated from exc
 
     def _scrub(self, text: str) -> str:
+        """``text`` with the password masked where it stands as a whole token (a short
+        password replaced inside every word would garble the message and show itself by
+        the pattern of the gaps)."""
         for secret in self._secrets:
-            text = text.replace(secret, "***")
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
         return text
 
     async def _ensure_indexes(self) -> None:
@@ -736,6 +740,11 @@ def mongodb_store_from_url(
     scheme = parts.scheme.lower()
     if scheme not in ("mongodb", "mongodb+srv"):
         raise ConfigError(f"not a MongoDB URL: scheme {scheme!r}")
+    if "#" in url:
+        raise ConfigError(
+            "MongoDB URL has a fragment ('#'): it would cut the prefix short; "
+            "percent-encode a '#' in the prefix as %23"
+        )
     if not parts.netloc.rpartition("@")[2]:
         raise ConfigError("MongoDB URL needs a host, e.g. mongodb://127.0.0.1:27017/db/collection")
     segments = [unquote(s) for s in parts.path.split("/") if s]

@@ -70,6 +70,12 @@ async def test_repr_hides_credentials() -> None:
     assert "admin" not in text
     assert s._scrub(f"boom {secret} kw-pa55") == "boom *** ***"
     await s.aclose()
+    short = mongodb_store_from_url(
+        "mongodb://u:a@127.0.0.1:1/db/c", read_only=False, storage_options={}
+    )
+    # a short password is masked where it stands alone, not inside every word
+    assert short._scrub("KeyError: 'payload' (password a)") == "KeyError: 'payload' (password ***)"
+    await short.aclose()
 
 
 # -- GridFS specifics -----------------------------------------------------------------------
@@ -304,6 +310,7 @@ def test_url_parsing() -> None:
         ("mongodb://h/db/c", {"limits": 5}, "StoreLimits"),
         ("mongodb://h/db/c", {"client_kwargs": [1]}, "mapping"),
         ("mongodb://h/db/c/../x", {}, "'..'"),
+        ("mongodb://h/db/c/run#1", {}, "fragment"),
     ],
 )
 def test_bad_urls_and_options(url: str, options: dict[str, object], match: str) -> None:
