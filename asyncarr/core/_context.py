@@ -29,7 +29,14 @@ from asyncarr.runtime import (
     managed,
 )
 
-__all__ = ["ArrayContext", "PlannedChunk", "chunk_lock"]
+__all__ = ["SMALL_CHUNK_BYTES", "ArrayContext", "PlannedChunk", "chunk_lock"]
+
+SMALL_CHUNK_BYTES = 64 << 10
+"""Chunks up to this size, read from or written to local files in batches, are measured
+work in ``auto`` mode: per chunk, workers run about as much Python and as many system
+calls (open, read or write, close) as codec, so threads contend for the GIL however well
+the codec releases it. ``auto`` measures threads against worker processes by chunks per
+second and keeps the faster (see ``SMALL_READS`` and ``SMALL_WRITES``)."""
 
 PlannedChunk = tuple[str, tuple[slice, ...], tuple[slice, ...], bool, bool]
 """(key, selection in the chunk, selection in the output, whether the selection covers the

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from asyncarr.abc import NDArray, Store
-from asyncarr.core._context import ArrayContext, chunk_lock
+from asyncarr.core._context import SMALL_CHUNK_BYTES, ArrayContext, chunk_lock
 from asyncarr.core._indexing import Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
@@ -28,9 +28,6 @@ from asyncarr.runtime import bounded_for_each, gather_all
 __all__ = ["write_selection"]
 
 MAX_CAS_ATTEMPTS = 64
-SMALL_CHUNK_BYTES = 64 << 10
-"""Whole chunks up to this size, written to local files, are measured work in ``auto``
-mode (see :data:`SMALL_WRITES`)."""
 SMALL_WRITES = "whole small chunks to local files"
 """The executor profile of batches of small chunks that worker threads encode and write
 to local files. Per chunk they run more Python and system calls than codec, so two

@@ -8,7 +8,13 @@ runs on the :class:`SyncPortal`. CPU-bound codec work goes to the
 """
 
 from asyncarr.runtime._cache import CacheStats, ChunkCache, get_chunk_cache, set_chunk_cache
-from asyncarr.runtime._executor import CodecExecutor, ResolvedMode, get_executor, set_executor
+from asyncarr.runtime._executor import (
+    AutoDecision,
+    CodecExecutor,
+    ResolvedMode,
+    get_executor,
+    set_executor,
+)
 from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
 from asyncarr.runtime._managed import ManagedStore, managed
 from asyncarr.runtime._portal import SyncPortal, get_portal
@@ -18,6 +24,7 @@ from asyncarr.runtime._stats import StoreStats, store_stats
 
 __all__ = [
     "AdaptiveLimiter",
+    "AutoDecision",
     "CacheStats",
     "ChunkCache",
     "CodecExecutor",

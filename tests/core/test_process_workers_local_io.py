@@ -4,7 +4,7 @@ themselves: the event loop never fetches chunk bytes to ship them."""
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,8 @@ import pytest
 
 import asyncarr
 from asyncarr._types import RangeRequest
-from asyncarr.config import ExecutorConfig
-from asyncarr.runtime import set_executor
+from asyncarr.config import CacheConfig, ExecutorConfig
+from asyncarr.runtime import AutoDecision, set_executor
 from asyncarr.stores import LocalStore
 
 
@@ -90,33 +90,96 @@ async def test_worker_processes_encode_chunks_staged_in_shared_memory(
         assert ("c/0/0" in keys) is write_empty
 
 
+@pytest.fixture
+def auto_on_two_cpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from asyncarr.runtime import CodecExecutor, _executor
+
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: 2)  # on 1 CPU auto is inline
+    set_executor(CodecExecutor(ExecutorConfig(mode="auto", max_workers=2)))
+    try:
+        yield
+    finally:
+        set_executor(None)
+
+
+async def _until_settled(profile: str, step: Callable[[], Awaitable[None]]) -> AutoDecision:
+    """Run ``step`` until ``auto`` has decided where ``profile`` runs; its decision."""
+    from asyncarr.runtime import get_executor
+
+    decision = None
+    for _ in range(300):
+        await step()
+        decision = {d.profile: d for d in get_executor().decisions()}.get(repr(profile))
+        if decision is not None and decision.state in ("threads", "processes"):
+            assert decision.thread_throughput is not None
+            return decision
+    raise AssertionError(f"auto never settled {profile!r}: {decision}")
+
+
+@pytest.mark.usefixtures("auto_on_two_cpus")
 async def test_auto_measures_small_chunk_writes_and_keeps_the_faster_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """Writes of many small chunks to local files are measured work in ``auto`` mode:
     threads, then worker processes, judged by chunks per second. Whatever it decides,
     every write stores exactly the data."""
     from asyncarr.core._write import SMALL_WRITES
-    from asyncarr.runtime import CodecExecutor, _executor, get_executor
 
-    monkeypatch.setattr(_executor, "usable_cpus", lambda: 2)  # on 1 CPU auto is inline
-    set_executor(CodecExecutor(ExecutorConfig(mode="auto", max_workers=2)))
+    arr = await asyncarr.create_array(
+        str(tmp_path / "a"), shape=(512, 512), chunks=(16, 16), dtype="f4"
+    )
+    rng = np.random.default_rng(3)
+
+    async def write_and_check() -> None:
+        value = rng.standard_normal((512, 512)).astype("f4")
+        await arr.write(value)
+        np.testing.assert_array_equal(await arr.read(), value)
+
+    await _until_settled(SMALL_WRITES, write_and_check)
+
+
+@pytest.mark.usefixtures("auto_on_two_cpus")
+async def test_auto_measures_small_chunk_reads_and_keeps_the_faster_mode(
+    tmp_path: Path,
+) -> None:
+    """Reads of many small chunks from local files are measured work in ``auto`` mode, as
+    writes are: threads, then worker processes (which read the files themselves into a
+    shared-memory output), by chunks per second. Every read returns exactly the data,
+    during the measurements and after the decision, whole and in parts."""
+    from asyncarr.core._read import SMALL_READS
+
+    arr = await asyncarr.create_array(
+        str(tmp_path / "a"), shape=(500, 512), chunks=(16, 16), dtype="f4"
+    )
+    value = np.random.default_rng(4).standard_normal((500, 512)).astype("f4")
+    value[:64, :64] = 0  # missing chunks read as the fill value
+    await arr.write(value)
+
+    async def read_and_check() -> None:
+        np.testing.assert_array_equal(await arr.read(), value)
+
+    await _until_settled(SMALL_READS, read_and_check)
+    await read_and_check()
+    part = (slice(3, 497, 2), slice(100, 300))
+    np.testing.assert_array_equal(await arr.read(part), value[part])
+
+
+async def test_reads_with_a_chunk_cache_are_not_measured(tmp_path: Path) -> None:
+    """Worker processes cannot fill the chunk cache: cached reads stay on threads."""
+    from asyncarr.core._read import SMALL_READS
+    from asyncarr.runtime import get_executor
+
+    set_executor(ExecutorConfig(mode="auto", max_workers=2))
+    asyncarr.set_chunk_cache(CacheConfig(max_bytes=1 << 20))
     try:
         arr = await asyncarr.create_array(
-            str(tmp_path / "a"), shape=(512, 512), chunks=(16, 16), dtype="f4"
+            str(tmp_path / "a"), shape=(256, 256), chunks=(8, 8), dtype="f4"
         )
-        rng = np.random.default_rng(3)
-        state = ""
-        for _ in range(200):
-            value = rng.standard_normal((512, 512)).astype("f4")
-            await arr.write(value)
-            np.testing.assert_array_equal(await arr.read(), value)
-            decisions = {d.profile: d for d in get_executor().decisions()}
-            state = decisions[repr(SMALL_WRITES)].state
-            if state in ("threads", "processes"):
-                break
-        decision = decisions[repr(SMALL_WRITES)]
-        assert state in ("threads", "processes"), decision
-        assert decision.thread_throughput is not None
+        value = np.arange(256 * 256, dtype="f4").reshape(256, 256)
+        await arr.write(value)
+        np.testing.assert_array_equal(await arr.read(), value)
+        profiles = {d.profile for d in get_executor().decisions()}
+        assert repr(SMALL_READS) not in profiles
     finally:
+        asyncarr.set_chunk_cache(None)
         set_executor(None)
