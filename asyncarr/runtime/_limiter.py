@@ -191,12 +191,14 @@ class AdaptiveLimiter:
 
     def _release_locked(self) -> None:
         self._in_flight -= 1
-        loop = running_loop_or_none()
+        self._unhold_locked(running_loop_or_none())
+        self._grant_locked()
+
+    def _unhold_locked(self, loop: asyncio.AbstractEventLoop | None) -> None:
         if self._held[loop] <= 1:
-            del self._held[loop]
+            del self._held[loop]  # (no entry, no reference to the loop, once it holds none)
         else:
             self._held[loop] -= 1
-        self._grant_locked()
 
     def _grant_locked(self) -> None:
         slots = self._slots()
@@ -215,7 +217,7 @@ class AdaptiveLimiter:
             except RuntimeError:  # that loop is closed: nobody will take the slot
                 waiter.granted = False
                 self._in_flight -= 1
-                self._held[waiter.loop] -= 1
+                self._unhold_locked(waiter.loop)
 
     async def __aenter__(self) -> None:
         await self.acquire()
