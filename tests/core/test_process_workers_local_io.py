@@ -90,14 +90,16 @@ async def test_worker_processes_encode_chunks_staged_in_shared_memory(
         assert ("c/0/0" in keys) is write_empty
 
 
-@pytest.fixture
-def auto_on_two_cpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture(params=[2])
+def auto_on_cpus(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[int]:
+    """``auto`` executor on ``request.param`` CPUs (on 1 CPU auto is inline)."""
     from asyncarr.runtime import CodecExecutor, _executor
 
-    monkeypatch.setattr(_executor, "usable_cpus", lambda: 2)  # on 1 CPU auto is inline
-    set_executor(CodecExecutor(ExecutorConfig(mode="auto", max_workers=2)))
+    cpus: int = request.param
+    monkeypatch.setattr(_executor, "usable_cpus", lambda: cpus)
+    set_executor(CodecExecutor(ExecutorConfig(mode="auto", max_workers=cpus)))
     try:
-        yield
+        yield cpus
     finally:
         set_executor(None)
 
@@ -116,7 +118,7 @@ async def _until_settled(profile: str, step: Callable[[], Awaitable[None]]) -> A
     raise AssertionError(f"auto never settled {profile!r}: {decision}")
 
 
-@pytest.mark.usefixtures("auto_on_two_cpus")
+@pytest.mark.usefixtures("auto_on_cpus")
 async def test_auto_measures_small_chunk_writes_and_keeps_the_faster_mode(
     tmp_path: Path,
 ) -> None:
@@ -138,15 +140,17 @@ async def test_auto_measures_small_chunk_writes_and_keeps_the_faster_mode(
     await _until_settled(SMALL_WRITES, write_and_check)
 
 
-@pytest.mark.usefixtures("auto_on_two_cpus")
+@pytest.mark.parametrize("auto_on_cpus", [2, 4], indirect=True)
 async def test_auto_measures_small_chunk_reads_and_keeps_the_faster_mode(
-    tmp_path: Path,
+    tmp_path: Path, auto_on_cpus: int
 ) -> None:
-    """Reads of many small chunks from local files are measured work in ``auto`` mode, as
-    writes are: threads, then worker processes (which read the files themselves into a
-    shared-memory output), by chunks per second. Every read returns exactly the data,
-    during the measurements and after the decision, whole and in parts."""
-    from asyncarr.core._read import SMALL_READS
+    """Reads of many small chunks from local files are measured work in ``auto`` mode on
+    4 or more workers, as writes are: threads, then worker processes (which read the files
+    themselves into a shared-memory output), by chunks per second. On fewer they stay on
+    threads, unmeasured. Every read returns exactly the data, during the measurements and
+    after the decision, whole and in parts."""
+    from asyncarr.core._read import SMALL_READS, SMALL_READS_MIN_WORKERS
+    from asyncarr.runtime import get_executor
 
     arr = await asyncarr.create_array(
         str(tmp_path / "a"), shape=(500, 512), chunks=(16, 16), dtype="f4"
@@ -158,18 +162,24 @@ async def test_auto_measures_small_chunk_reads_and_keeps_the_faster_mode(
     async def read_and_check() -> None:
         np.testing.assert_array_equal(await arr.read(), value)
 
-    await _until_settled(SMALL_READS, read_and_check)
+    if auto_on_cpus >= SMALL_READS_MIN_WORKERS:
+        await _until_settled(SMALL_READS, read_and_check)
+    else:
+        for _ in range(5):
+            await read_and_check()
+        assert repr(SMALL_READS) not in {d.profile for d in get_executor().decisions()}
     await read_and_check()
     part = (slice(3, 497, 2), slice(100, 300))
     np.testing.assert_array_equal(await arr.read(part), value[part])
 
 
+@pytest.mark.parametrize("auto_on_cpus", [4], indirect=True)
+@pytest.mark.usefixtures("auto_on_cpus")
 async def test_reads_with_a_chunk_cache_are_not_measured(tmp_path: Path) -> None:
     """Worker processes cannot fill the chunk cache: cached reads stay on threads."""
     from asyncarr.core._read import SMALL_READS
     from asyncarr.runtime import get_executor
 
-    set_executor(ExecutorConfig(mode="auto", max_workers=2))
     asyncarr.set_chunk_cache(CacheConfig(max_bytes=1 << 20))
     try:
         arr = await asyncarr.create_array(
@@ -182,4 +192,3 @@ async def test_reads_with_a_chunk_cache_are_not_measured(tmp_path: Path) -> None
         assert repr(SMALL_READS) not in profiles
     finally:
         asyncarr.set_chunk_cache(None)
-        set_executor(None)
