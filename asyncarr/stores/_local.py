@@ -843,8 +843,9 @@ class LocalStore(Store):
         (a generator can encode the next chunk meanwhile); the keys of one
         directory share one directory descriptor, and once ``items`` is
         exhausted (or every :data:`_MAX_ANONYMOUS` new values) one ``flock`` per
-        directory covers all its links and renames (and unlinks, for ``None``). Same guarantees as one key at a time, with about
-        a third fewer system calls per small chunk (each one a GIL round trip).
+        directory covers all its links and renames (and unlinks, for ``None``). Same
+        guarantees as one key at a time, with about a third fewer system calls per small
+        chunk (each one a GIL round trip).
         """
         batch = _DirectoryBatch[None](self)
         try:

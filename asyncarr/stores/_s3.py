@@ -69,6 +69,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from asyncarr._tasks import gather_all
 from asyncarr._types import RangeRequest, Versioned, http_range_header, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.abc._store import normalize_prefix
@@ -562,14 +563,7 @@ class S3Store(Store):
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """Concurrent ranged GETs; ``None`` if the key is missing."""
         self._key(key)
-        tasks = [asyncio.ensure_future(self.get(key, rng)) for rng in ranges]
-        try:
-            parts = await asyncio.gather(*tasks)
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        parts = await gather_all(*(self.get(key, rng) for rng in ranges))
         if any(part is None for part in parts):
             return None
         return [part for part in parts if part is not None]
@@ -726,7 +720,7 @@ class S3Store(Store):
                     return await self._holds_values(full)
 
             ordered = sorted(prefixes)
-            alive = await asyncio.gather(*(live(full) for full in ordered))
+            alive = await gather_all(*(live(full) for full in ordered))
             prefixes = {full for full, ok in zip(ordered, alive, strict=True) if ok}
         children.update(full[cut:].rstrip("/") for full in prefixes)
         children.discard("")
