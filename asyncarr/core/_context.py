@@ -145,6 +145,16 @@ class ArrayContext:
     def workers(self) -> int:
         return max(1, self.executor.max_workers)
 
+    def small_local_chunks(self, *, writes: bool) -> bool:
+        """Whether the chunks are at most :data:`SMALL_CHUNK_BYTES` and the workers read
+        (or, with ``writes``, write) them as local files themselves: ``auto``'s measured
+        work where it is in batches."""
+        store = self.store
+        direct = store.supports_sync_writes if writes else store.supports_sync_reads
+        return (
+            store.supports_local_files and direct and self.pipeline.spec.nbytes <= SMALL_CHUNK_BYTES
+        )
+
     def batch_size(self, chunk_nbytes: int, total: int) -> int:
         """Chunks per executor call: about ``batch_bytes`` of decoded data, but at least
         ~4 calls per worker over the ``total`` chunks, so the pool stays busy."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from asyncarr._types import ByteRange
 from asyncarr.abc import NDArray, Store
-from asyncarr.core._context import SMALL_CHUNK_BYTES, ArrayContext
+from asyncarr.core._context import ArrayContext
 from asyncarr.core._indexing import (
     ChunkProjection,
     DimSelection,
@@ -186,19 +186,16 @@ def _measured(ctx: ArrayContext, selection: Selection) -> bool:
     small chunks from local files, in several batches (so that they run concurrently and
     their rate means something), with no chunk cache (worker processes cannot fill it),
     on enough workers for processes to win."""
-    store = ctx.store
-    nbytes = ctx.pipeline.spec.nbytes
     if (
         ctx.executor.config.mode != "auto"
         or ctx.workers() < SMALL_READS_MIN_WORKERS
         or ctx.sharding is not None
         or ctx.cache is not None
-        or nbytes > SMALL_CHUNK_BYTES
-        or not (store.supports_local_files and store.supports_sync_reads)
+        or not ctx.small_local_chunks(writes=False)
     ):
         return False
     total = count_chunks(selection, ctx.meta.chunk_shape)
-    return total > ctx.batch_size(nbytes, total)
+    return total > ctx.batch_size(ctx.pipeline.spec.nbytes, total)
 
 
 def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from asyncarr.abc import NDArray, Store
-from asyncarr.core._context import SMALL_CHUNK_BYTES, ArrayContext, chunk_lock
+from asyncarr.core._context import ArrayContext, chunk_lock
 from asyncarr.core._indexing import Selection, count_chunks, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
@@ -213,13 +213,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)
-    measured = (
-        releases
-        and not split_shards
-        and ctx.store.supports_local_files
-        and ctx.store.supports_sync_writes
-        and pipeline.spec.nbytes <= SMALL_CHUNK_BYTES
-    )
+    measured = releases and not split_shards and ctx.small_local_chunks(writes=True)
     # Whole chunks per executor call. Where workers store them, batches as large as
     # reads use (each call costs a hand-off to the pool, a GIL round trip and, for local
     # files, a directory open and lock: 16 KB chunks wrote 10-20% faster in batches of
