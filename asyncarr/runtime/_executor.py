@@ -807,8 +807,9 @@ class CodecExecutor:
         :data:`STAGING_KEEP` buffers (:data:`STAGING_KEEP_BYTES` in all) of at most
         :data:`STAGING_MAX_BYTES` each are kept for reuse, so their memory is not faulted
         in anew for every job. A buffer goes back for reuse only when the block ends
-        normally: after an error or a cancellation a worker process may still be reading
-        it.
+        normally; after an error or a cancellation it is dropped, as a precaution (the
+        job has ended by then: :meth:`run` waits for a job a worker took, even when
+        cancelled).
         """
         buf: NDArray | None = None
         with self._lock:
