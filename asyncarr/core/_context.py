@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import math
 import weakref
@@ -15,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from asyncarr.abc import Store
-from asyncarr.core._indexing import Selection, project_slice
+from asyncarr.core._indexing import Selection
 from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
+from asyncarr.core._slice_plan import PlannedChunk, SlicePlan
 from asyncarr.core._types_bridge import chunk_spec
 from asyncarr.runtime import (
     ChunkCache,
@@ -37,10 +37,6 @@ work in ``auto`` mode: per chunk, workers run about as much Python and as many s
 calls (open, read or write, close) as codec, so threads contend for the GIL however well
 the codec releases it. ``auto`` measures threads against worker processes by chunks per
 second and keeps the faster (see ``SMALL_READS`` and ``SMALL_WRITES``)."""
-
-PlannedChunk = tuple[str, tuple[slice, ...], tuple[slice, ...], bool, bool]
-"""(key, selection in the chunk, selection in the output, whether the selection covers the
-chunk's valid region, whether it covers the whole chunk: no edge padding either)."""
 
 
 @dataclass
@@ -89,37 +85,27 @@ class ArrayContext:
     def chunk_key(self, coords: tuple[int, ...]) -> str:
         return self.prefix + self.meta.chunk_key(coords)
 
-    def plan_slices(self, selection: Selection) -> Iterator[PlannedChunk]:
-        """The chunks an all-slice selection touches, in C order of their coordinates:
-        :func:`project` with the per-dimension work (key parts, slices, completeness)
-        done once per dimension instead of once per chunk (16,384 chunks: ~1.3 instead
-        of ~6 us each)."""
-        meta = self.meta
-        enc = meta.chunk_key_encoding
-        per_dim: list[list[tuple[str, slice, slice, bool, bool]]] = []
-        for d, n, c in zip(selection.dims, meta.shape, meta.chunk_shape, strict=True):
+    def slice_plan(self, selection: Selection) -> SlicePlan:
+        """The chunks an all-slice selection touches (:class:`SlicePlan`)."""
+        enc = self.meta.chunk_key_encoding
+        bounds = []
+        for d in selection.dims:
             assert isinstance(d, slice)
-            parts = []
-            for k, cs, osel, complete in project_slice(d, n, c):
-                assert isinstance(cs, slice) and isinstance(osel, slice)
-                parts.append((str(k), cs, osel, complete, complete and cs.stop - cs.start == c))
-            per_dim.append(parts)
-        if enc.kind == "default":
-            head = self.prefix + "c" + (enc.separator if per_dim else "")
-        else:
-            head = self.prefix
-        if not per_dim:  # 0-d
-            yield (head if enc.kind == "default" else head + "0", (), (), True, True)
-            return
-        sep = enc.separator
-        for combo in itertools.product(*per_dim):
-            yield (
-                head + sep.join([part[0] for part in combo]),
-                tuple([part[1] for part in combo]),
-                tuple([part[2] for part in combo]),
-                all([part[3] for part in combo]),
-                all([part[4] for part in combo]),
-            )
+            bounds.append((d.start, d.stop, d.step))
+        default = enc.kind == "default"
+        head = self.prefix + ("c" + (enc.separator if bounds else "") if default else "")
+        return SlicePlan(
+            tuple(bounds),
+            self.meta.shape,
+            self.meta.chunk_shape,
+            head,
+            enc.separator,
+            head if default else head + "0",
+        )
+
+    def plan_slices(self, selection: Selection) -> Iterator[PlannedChunk]:
+        """Every chunk an all-slice selection touches, in C order of their coordinates."""
+        return self.slice_plan(selection).chunks()
 
     def forget_cached(self, key: str) -> None:
         """Drop any cached decoded copy of the chunk at ``key`` (it was just changed)."""

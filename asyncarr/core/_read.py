@@ -22,8 +22,15 @@ from asyncarr.core._indexing import (
 )
 from asyncarr.core._pipeline import CodecPipeline, thread_buffer
 from asyncarr.core._sharding import MISSING, ShardingCodec
+from asyncarr.core._slice_plan import SlicePlan
 from asyncarr.errors import CodecError, SelectionError, StoreError
-from asyncarr.runtime import ChunkCache, ResolvedMode, bounded_for_each, gather_all
+from asyncarr.runtime import (
+    ChunkCache,
+    ResolvedMode,
+    bounded_for_each,
+    gather_all,
+    populate_shared,
+)
 
 __all__ = ["DecodeJob", "decode_jobs", "read_selection"]
 
@@ -114,6 +121,7 @@ def decode_jobs(
             cache.put((cache_prefix, job.key), chunk)
         out[job.out_sel] = chunk[job.chunk_sel]
     if batch:
+        populate_shared(places[0], places[-1])
         pipeline.decode_many_into(batch, places, keys)
     return decoded
 
@@ -281,13 +289,63 @@ async def _read_chunks(
             mode=mode,
         )
 
+    if local and cache is None and not selection.is_orthogonal_array:
+        # Workers expand their own batches from the plan (no per-chunk work here).
+        plan = ctx.slice_plan(selection)
+
+        async def run_span(span: range) -> None:
+            await executor.run(
+                decode_planned,
+                ctx.pipeline,
+                ctx.store,
+                plan,
+                span.start,
+                span.stop,
+                out,
+                ctx.fill,
+                releases_gil=ctx.pipeline.releases_gil and not measured,
+                profile=SMALL_READS if measured else None,
+                units=len(span) if measured else None,
+                mode=mode,
+            )
+
+        spans = (range(i, min(i + size, total)) for i in range(0, total, size))
+        if total <= size:
+            await run_span(range(total))
+            return
+        await bounded_for_each(run_span, spans, limit=_batch_limit(ctx, total, size))
+        return
     if total <= size:  # one batch (a random single-chunk read): no scheduler machinery
         await run_batch(list(jobs()))
         return
+    await bounded_for_each(run_batch, _batched(jobs(), size), limit=_batch_limit(ctx, total, size))
+
+
+def _batch_limit(ctx: ArrayContext, total: int, size: int) -> int:
+    """Batches of ``size`` chunks in flight at once: enough to keep every worker (and the
+    store's concurrency) busy, never more than there are batches."""
     limit = min(
         max(2 * ctx.workers(), math.ceil(ctx.io_concurrency() / size)), math.ceil(total / size)
     )
-    await bounded_for_each(run_batch, _batched(jobs(), size), limit=max(1, limit))
+    return max(1, limit)
+
+
+def decode_planned(
+    pipeline: CodecPipeline,
+    store: Store,
+    plan: SlicePlan,
+    start: int,
+    stop: int,
+    out: NDArray,
+    fill: Any,
+) -> int:
+    """:func:`decode_jobs` for chunks ``start..stop`` of ``plan``, read from ``store`` by
+    the worker that runs this (threads, or processes for local files)."""
+    jobs = [
+        DecodeJob(key, store, chunk_sel, out_sel, complete, whole=whole)
+        for key, chunk_sel, out_sel, complete, whole in plan.chunks(start, stop)
+    ]
+    return decode_jobs(pipeline, jobs, out, fill)
 
 
 # -- sharded arrays ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from asyncarr.runtime._managed import ManagedStore, managed
 from asyncarr.runtime._portal import SyncPortal, get_portal
 from asyncarr.runtime._retry import attempt_timeout, backoff_delay, call_with_retry
 from asyncarr.runtime._scheduler import bounded_for_each, bounded_map, gather_all
+from asyncarr.runtime._shm import populate as populate_shared
 from asyncarr.runtime._stats import StoreStats, store_stats
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "get_portal",
     "limiter_for",
     "managed",
+    "populate_shared",
     "set_chunk_cache",
     "set_executor",
     "store_stats",

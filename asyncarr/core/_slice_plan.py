@@ -1,0 +1,94 @@
+"""The chunks of an all-slice selection as a small, picklable plan.
+
+A full or slab read of many small chunks hands its work to the codec executor in
+batches. Spelled out chunk by chunk (a key and two tuples of slices each), a batch
+costs the event loop more to plan and to pickle for a worker process than the worker
+spends reading the chunks: 16,384 chunks of 16 KB took ~0.38 s of the event loop's CPU
+per read on 2 cores, against ~1.4 s in the workers. A batch is instead ``(plan, start,
+stop)``: the worker expands chunks ``start..stop`` of the plan itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from asyncarr.core._indexing import project_slice
+
+__all__ = ["PlannedChunk", "SlicePlan"]
+
+PlannedChunk = tuple[str, tuple[slice, ...], tuple[slice, ...], bool, bool]
+"""(key, selection in the chunk, selection in the output, whether the selection covers the
+chunk's valid region, whether it covers the whole chunk: no edge padding either)."""
+
+_DimEntry = tuple[str, slice, slice, bool, bool]
+"""One chunk index along one dimension: (key part, chunk slice, output slice, complete,
+whole)."""
+
+_Bounds = tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePlan:
+    """Every chunk that an all-slice selection touches, in C order of their coordinates.
+
+    ``bounds`` holds the selection's normalised slices as ``(start, stop, step)``;
+    ``head`` and ``sep`` spell the keys (``head + sep.join(indices)``; a 0-d array's
+    single key is ``zero_d_key``). The per-dimension work (key parts, slices,
+    completeness) is done once per dimension, not per chunk, and kept per process for
+    the plans used last, so the batches of one read that reach a worker share it.
+    """
+
+    bounds: _Bounds
+    shape: tuple[int, ...]
+    chunk_shape: tuple[int, ...]
+    head: str
+    sep: str
+    zero_d_key: str
+
+    def __len__(self) -> int:
+        """The number of chunks the selection touches."""
+        return math.prod(len(dim) for dim in _per_dim(self))
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[PlannedChunk]:
+        """Chunks ``start`` (inclusive) to ``stop`` (exclusive) of the plan."""
+        per_dim = _per_dim(self)
+        total = math.prod(len(dim) for dim in per_dim)
+        stop = total if stop is None else min(stop, total)
+        if start >= stop:
+            return
+        if not per_dim:  # 0-d: one chunk
+            yield (self.zero_d_key, (), (), True, True)
+            return
+        first, rest = per_dim[0], per_dim[1:]
+        inner = math.prod(len(dim) for dim in rest)
+        head, sep = self.head, self.sep
+        for i in range(start // inner, -(-stop // inner)):
+            lead = first[i]
+            lo = max(start - i * inner, 0)
+            hi = min(stop - i * inner, inner)
+            for tail in itertools.islice(itertools.product(*rest), lo, hi):
+                combo = (lead, *tail)
+                yield (
+                    head + sep.join([part[0] for part in combo]),
+                    tuple([part[1] for part in combo]),
+                    tuple([part[2] for part in combo]),
+                    all([part[3] for part in combo]),
+                    all([part[4] for part in combo]),
+                )
+
+
+@functools.lru_cache(maxsize=8)
+def _per_dim(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
+    """Each dimension's chunk entries (cached: every batch of a read asks again)."""
+    per_dim = []
+    for (start, stop, step), n, c in zip(plan.bounds, plan.shape, plan.chunk_shape, strict=True):
+        entries: list[_DimEntry] = []
+        for k, cs, osel, complete in project_slice(slice(start, stop, step), n, c):
+            assert isinstance(cs, slice) and isinstance(osel, slice)
+            entries.append((str(k), cs, osel, complete, complete and cs.stop - cs.start == c))
+        per_dim.append(entries)
+    return tuple(per_dim)
