@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rss: list[dict[str, Any]] = []
     if not args.no_rss:
-        _log("\nmeasuring peak RSS of full reads (subprocesses) ...")
+        _log("\nmeasuring peak memory (PSS) of full reads (subprocesses) ...")
         rss = _rss(args.quick)
 
     targets = check_targets(runner.results, rss)

@@ -173,7 +173,7 @@ def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Targ
         if doc.get("tool") == "asyncarr" and "ratio" in doc:
             out.append(
                 Target(
-                    f"peak RSS of a full read of {doc['dataset']} ≤ 1.3× array size",
+                    f"peak memory of a full read of {doc['dataset']} ≤ 1.3× array size",
                     doc["ratio"],
                     1.3,
                     f"{doc['delta'] / 1e6:.0f} MB more for a {doc['nbytes'] / 1e6:.0f} MB array",
@@ -198,7 +198,10 @@ def print_rss(rss: list[dict[str, Any]], out: Callable[[str], None] = print) -> 
     if not rss:
         return
     out("")
-    out("Peak RSS increase of one full read (fresh subprocess per tool):")
+    out(
+        "Peak memory increase of one full read (fresh subprocess per tool; PSS of the "
+        "process tree, sum of the processes' RSS in brackets):"
+    )
     for d in rss:
         if "error" in d:
             out(f"  {d['tool']:<12} {d['dataset']:<24} ERROR {d['error']}")
@@ -206,6 +209,7 @@ def print_rss(rss: list[dict[str, Any]], out: Callable[[str], None] = print) -> 
         out(
             f"  {d['tool']:<12} {d['dataset']:<24} {d['delta'] / 1e6:8.1f} MB for a "
             f"{d['nbytes'] / 1e6:.0f} MB array = {d['ratio']:.2f}×"
+            + (f"  (RSS sum {d['rss_sum_ratio']:.2f}×)" if "rss_sum_ratio" in d else "")
         )
 
 

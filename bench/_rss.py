@@ -1,12 +1,20 @@
 """Peak memory of one full read, measured in a fresh subprocess per tool.
 
-The child imports the tool, opens the array, records its resident set size
-(RSS), then reads the whole array while a sampler thread polls the RSS of the
-process and its children (codec worker processes) every 2 ms; the kernel's
-high-water mark (``ru_maxrss``) is used as well when it rose during the
-read. The figure reported is the peak *increase* over the RSS just before
-the read, so the interpreter and libraries are not counted; the result
-array itself is (a full read has to hold it).
+The child imports the tool, opens the array, records the memory of its process
+tree (itself and any codec worker processes), then reads the whole array while
+a sampler thread polls that memory every 5 ms. The figure reported is the peak
+*increase* over the memory just before the read, so the interpreter and
+libraries are not counted; the result array itself is (a full read has to hold
+it).
+
+Memory is the tree's proportional set size (PSS, Linux): each page counts once
+in all, split among the processes that map it. A plain sum of the processes'
+RSS counts a shared page once per process: worker processes fork from a
+forkserver and share its interpreter, libraries and preloaded modules, so a sum
+of RSS overstates a pool's memory (for asyncarr's 2 workers by about twice).
+That sum is reported too (``rss_sum_delta``, with the kernel's high-water mark
+``ru_maxrss`` of the main process where it rose during the read); where PSS is
+not available (not Linux) it is the figure.
 
 Run as ``python -m bench._rss TOOL DATASET``; prints one JSON line.
 """
@@ -28,14 +36,20 @@ __all__ = ["RSS_TOOLS", "measure_rss"]
 RSS_TOOLS = ("asyncarr", "zarr", "tensorstore")
 
 
-def _tree_rss(proc: Any) -> int:
-    total = 0
+def _tree_memory(proc: Any) -> tuple[int, int | None]:
+    """(sum of RSS, sum of PSS or ``None`` where unavailable) over ``proc`` and its
+    descendants."""
+    rss = 0
+    pss: int | None = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            info = p.memory_full_info()
         except Exception:
             continue
-    return int(total)
+        rss += info.rss
+        value = getattr(info, "pss", None)
+        pss = None if pss is None or value is None else pss + value
+    return int(rss), pss
 
 
 def _read(tool: str, path: str) -> Any:
@@ -77,23 +91,45 @@ class _Sampler:
         self.proc = psutil.Process()
         self.peak = 0
         self.stop = threading.Event()
-        self.before = _tree_rss(self.proc)
+        self.before_rss, self.before_pss = _tree_memory(self.proc)
+        self.peak_rss, self.peak_pss = self.before_rss, self.before_pss
         self.maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
+    def _sample(self) -> None:
+        rss, pss = _tree_memory(self.proc)
+        self.peak_rss = max(self.peak_rss, rss)
+        if pss is not None and self.peak_pss is not None:
+            self.peak_pss = max(self.peak_pss, pss)
+
     def _loop(self) -> None:
         while not self.stop.is_set():
-            self.peak = max(self.peak, _tree_rss(self.proc))
-            time.sleep(0.002)
+            self._sample()
+            time.sleep(0.005)
 
-    def finish(self) -> dict[str, int]:
-        self.peak = max(self.peak, _tree_rss(self.proc))
+    def finish(self) -> dict[str, Any]:
+        self._sample()
         self.stop.set()
         self.thread.join()
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        peak = max(self.peak, maxrss if maxrss > self.maxrss_before else 0)
-        return {"before": self.before, "peak": peak, "delta": peak - self.before}
+        peak_rss = max(self.peak_rss, maxrss if maxrss > self.maxrss_before else 0)
+        doc: dict[str, Any] = {
+            "rss_sum_before": self.before_rss,
+            "rss_sum_peak": peak_rss,
+            "rss_sum_delta": peak_rss - self.before_rss,
+        }
+        if self.peak_pss is not None and self.before_pss is not None:
+            doc.update(
+                measure="pss",
+                before=self.before_pss,
+                peak=self.peak_pss,
+                delta=self.peak_pss - self.before_pss,
+            )
+        else:
+            doc.update(measure="rss-sum", before=self.before_rss, peak=peak_rss)
+            doc["delta"] = peak_rss - self.before_rss
+        return doc
 
 
 _SAMPLER: list[_Sampler] = []
@@ -116,7 +152,7 @@ def _child(tool: str, path: str) -> None:
 
 
 def measure_rss(tool: str, path: Path, timeout: float = 300) -> dict[str, Any]:
-    """Peak RSS increase of a full read of ``path`` by ``tool`` (in a subprocess)."""
+    """Peak memory increase of a full read of ``path`` by ``tool`` (in a subprocess)."""
     root = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
@@ -135,6 +171,7 @@ def measure_rss(tool: str, path: Path, timeout: float = 300) -> dict[str, Any]:
         raise RuntimeError(f"rss child for {tool} failed: {' | '.join(tail)}")
     doc: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     doc["ratio"] = doc["delta"] / doc["nbytes"]
+    doc["rss_sum_ratio"] = doc["rss_sum_delta"] / doc["nbytes"]
     return doc
 
 

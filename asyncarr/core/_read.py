@@ -49,12 +49,15 @@ GIL; worker processes each have their own (on 16 cores, 16,384 chunks of 16 KB r
 processes by chunks per second and keeps the faster, where there are at least
 :data:`SMALL_READS_MIN_WORKERS` codec workers."""
 
-SMALL_READS_MIN_WORKERS = 4
-"""Fewer workers than this, and small-chunk reads stay on threads unmeasured. With 2 (on
-the 16-core machine) processes read 663 MB/s against threads' 559, short of what ``auto``
-requires to switch; from 4 on they were 2.8-4.5x faster. Measuring costs the process pool
-(its workers' memory counts in a script's peak RSS: 1.54x the array's size against 1.10x
-on 2 CPUs) and the slower probe batches, which only pays where processes can win."""
+SMALL_READS_MIN_WORKERS = 2
+"""Fewer workers than this (one), and small-chunk reads stay where ``auto`` puts them
+unmeasured (inline or one thread). On 2 CPUs, since workers expand their own batches
+(:class:`~asyncarr.core._slice_plan.SlicePlan`) and pre-fault their shared output, 2
+processes read 16,384 chunks of 16 KB at ~380 MB/s against threads' ~290 (auto measured
+14,092 vs 9,151 chunks/s); before that, processes gained too little for their pool (and
+the gate was 4). The pool's worker processes share most of their memory with the
+forkserver they fork from: a one-shot read's peak grows by ~0.23x that array's size in
+proportional set size (PSS), ~0.45x in a plain sum of the processes' RSS."""
 
 
 @dataclass(slots=True)
