@@ -50,6 +50,8 @@ class ArrayContext:
     io: ManagedStore = field(init=False)
     pipeline: CodecPipeline = field(init=False)
     sharding: ShardingCodec | None = field(init=False)
+    _key_parts: tuple[str, str, str] = field(init=False, repr=False)
+    """How chunk keys are spelled: (head, separator, the key of a 0-d array's chunk)."""
     cache_namespace: str = field(init=False)
     """The array's identity in the chunk cache: the store's (:func:`store_cache_prefix`)
     and a digest of the array's metadata but its shape and attributes, so an array
@@ -69,6 +71,16 @@ class ArrayContext:
             json.dumps(document, sort_keys=True, default=str).encode(), digest_size=8
         ).hexdigest()
         self.cache_namespace = f"{store_cache_prefix(self.store)}{digest}"
+        enc = self.meta.chunk_key_encoding
+        if enc.kind == "default":
+            head = self.prefix + "c"
+            self._key_parts = (
+                head + enc.separator if self.meta.shape else head,
+                enc.separator,
+                head,
+            )
+        else:
+            self._key_parts = (self.prefix, enc.separator, self.prefix + "0")
 
     @property
     def executor(self) -> CodecExecutor:
@@ -87,20 +99,13 @@ class ArrayContext:
 
     def slice_plan(self, selection: Selection) -> SlicePlan:
         """The chunks an all-slice selection touches (:class:`SlicePlan`)."""
-        enc = self.meta.chunk_key_encoding
         bounds = []
         for d in selection.dims:
             assert isinstance(d, slice)
             bounds.append((d.start, d.stop, d.step))
-        default = enc.kind == "default"
-        head = self.prefix + ("c" + (enc.separator if bounds else "") if default else "")
+        head, sep, zero_d_key = self._key_parts
         return SlicePlan(
-            tuple(bounds),
-            self.meta.shape,
-            self.meta.chunk_shape,
-            head,
-            enc.separator,
-            head if default else head + "0",
+            tuple(bounds), self.meta.shape, self.meta.chunk_shape, head, sep, zero_d_key
         )
 
     def plan_slices(self, selection: Selection) -> Iterator[PlannedChunk]:

@@ -164,7 +164,8 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     # Shared memory only when worker processes will decode into the output.
     # One routing decision per read: every job below is pinned to ``mode``, so a buffer
     # allocated as private (no process will write into it) stays private.
-    measured = _measured(ctx, selection)
+    total = count_chunks(selection, ctx.meta.chunk_shape)
+    measured = _measured(ctx, total)
     mode = (
         executor.mode_for(False, profile=SMALL_READS)
         if measured
@@ -184,7 +185,7 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
             if ctx.sharding is not None:
                 await _read_sharded(ctx, selection, out, mode)
             else:
-                await _read_chunks(ctx, selection, out, mode, measured=measured)
+                await _read_chunks(ctx, selection, out, mode, total, measured=measured)
     finally:
         out = executor.finalize(out)
     if selection.drop_axes:
@@ -192,20 +193,20 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     return out
 
 
-def _measured(ctx: ArrayContext, selection: Selection) -> bool:
-    """Whether the batches of this read are ``auto``'s measured work (:data:`SMALL_READS`):
-    small chunks from local files, in several batches (so that they run concurrently and
-    their rate means something), with no chunk cache (worker processes cannot fill it),
-    on enough workers for processes to win."""
+def _measured(ctx: ArrayContext, total: int) -> bool:
+    """Whether the batches of a read of ``total`` chunks are ``auto``'s measured work
+    (:data:`SMALL_READS`): small chunks from local files, in several batches (so that they
+    run concurrently and their rate means something), with no chunk cache (worker
+    processes cannot fill it), on enough workers for processes to win."""
     if (
-        ctx.executor.config.mode != "auto"
+        total == 1  # a random single-chunk read: the usual case, decided first
+        or ctx.executor.config.mode != "auto"
         or ctx.workers() < SMALL_READS_MIN_WORKERS
         or ctx.sharding is not None
         or ctx.cache is not None
         or not ctx.small_local_chunks(writes=False)
     ):
         return False
-    total = count_chunks(selection, ctx.meta.chunk_shape)
     return total > ctx.batch_size(ctx.pipeline.spec.nbytes, total)
 
 
@@ -232,10 +233,10 @@ async def _read_chunks(
     selection: Selection,
     out: NDArray,
     mode: ResolvedMode,
+    total: int,
     *,
     measured: bool = False,
 ) -> None:
-    total = count_chunks(selection, ctx.meta.chunk_shape)
     size = ctx.batch_size(ctx.pipeline.spec.nbytes, total)
     executor = ctx.executor
     cache = ctx.cache
@@ -292,7 +293,7 @@ async def _read_chunks(
             mode=mode,
         )
 
-    if local and cache is None and not selection.is_orthogonal_array:
+    if local and cache is None and total > size and not selection.is_orthogonal_array:
         # Workers expand their own batches from the plan (no per-chunk work here).
         plan = ctx.slice_plan(selection)
 
@@ -313,9 +314,6 @@ async def _read_chunks(
             )
 
         spans = (range(i, min(i + size, total)) for i in range(0, total, size))
-        if total <= size:
-            await run_span(range(total))
-            return
         await bounded_for_each(run_span, spans, limit=_batch_limit(ctx, total, size))
         return
     if total <= size:  # one batch (a random single-chunk read): no scheduler machinery

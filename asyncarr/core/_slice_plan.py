@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from asyncarr.core._indexing import project_slice
@@ -31,7 +31,7 @@ whole)."""
 _Bounds = tuple[tuple[int, int, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SlicePlan:
     """Every chunk that an all-slice selection touches, in C order of their coordinates.
 
@@ -40,6 +40,8 @@ class SlicePlan:
     single key is ``zero_d_key``). The per-dimension work (key parts, slices,
     completeness) is done once per dimension, not per chunk, and kept per process for
     the plans used last, so the batches of one read that reach a worker share it.
+    Treat it as immutable (it is hashed); it is not frozen only because a frozen
+    dataclass takes several times longer to build, once per random read.
     """
 
     bounds: _Bounds
@@ -56,34 +58,61 @@ class SlicePlan:
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[PlannedChunk]:
         """Chunks ``start`` (inclusive) to ``stop`` (exclusive) of the plan."""
         per_dim = _per_dim(self)
-        total = math.prod(len(dim) for dim in per_dim)
+        total = 1
+        for dim in per_dim:
+            total *= len(dim)
         stop = total if stop is None else min(stop, total)
         if start >= stop:
             return
+        head, sep = self.head, self.sep
         if not per_dim:  # 0-d: one chunk
             yield (self.zero_d_key, (), (), True, True)
             return
-        first, rest = per_dim[0], per_dim[1:]
-        inner = math.prod(len(dim) for dim in rest)
-        head, sep = self.head, self.sep
-        for i in range(start // inner, -(-stop // inner)):
-            lead = first[i]
-            lo = max(start - i * inner, 0)
-            hi = min(stop - i * inner, inner)
-            for tail in itertools.islice(itertools.product(*rest), lo, hi):
-                combo = (lead, *tail)
-                yield (
-                    head + sep.join([part[0] for part in combo]),
-                    tuple([part[1] for part in combo]),
-                    tuple([part[2] for part in combo]),
-                    all([part[3] for part in combo]),
-                    all([part[4] for part in combo]),
-                )
+        combos: Iterable[tuple[_DimEntry, ...]]
+        if total == 1:  # one chunk (a random read): no iterator machinery
+            combos = (tuple([dim[0] for dim in per_dim]),)
+        else:
+            combos = _combos(per_dim, start, stop, total)
+        for combo in combos:
+            yield (
+                head + sep.join([part[0] for part in combo]),
+                tuple([part[1] for part in combo]),
+                tuple([part[2] for part in combo]),
+                all([part[3] for part in combo]),
+                all([part[4] for part in combo]),
+            )
+
+
+def _combos(
+    per_dim: tuple[list[_DimEntry], ...], start: int, stop: int, total: int
+) -> Iterator[tuple[_DimEntry, ...]]:
+    """The per-dimension entries of chunks ``start..stop`` (of ``total``), in C order."""
+    first, rest = per_dim[0], per_dim[1:]
+    inner = total // len(first)
+    for i in range(start // inner, -(-stop // inner)):
+        lead = (first[i],)
+        lo = max(start - i * inner, 0)
+        hi = min(stop - i * inner, inner)
+        for tail in itertools.islice(itertools.product(*rest), lo, hi):
+            yield lead + tail
+
+
+def _per_dim(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
+    """Each dimension's chunk entries; cached where the plan has more than one chunk
+    (every batch of a read asks again), worked out afresh for a single chunk (a random
+    read: cheaper than a cache lookup, and it would only evict the plans that matter)."""
+    for (start, stop, _step), c in zip(plan.bounds, plan.chunk_shape, strict=True):
+        if stop > start and start // c != (stop - 1) // c:
+            return _per_dim_cached(plan)
+    return _dim_entries(plan)
 
 
 @functools.lru_cache(maxsize=8)
-def _per_dim(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
-    """Each dimension's chunk entries (cached: every batch of a read asks again)."""
+def _per_dim_cached(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
+    return _dim_entries(plan)
+
+
+def _dim_entries(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
     per_dim = []
     for (start, stop, step), n, c in zip(plan.bounds, plan.shape, plan.chunk_shape, strict=True):
         entries: list[_DimEntry] = []

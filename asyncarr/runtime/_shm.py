@@ -255,9 +255,10 @@ _PAGE = mmap.PAGESIZE
 
 
 def populate(first: NDArray, last: NDArray) -> None:
-    """Fault in, for writing, the shared-memory pages from the start of ``first`` to the
-    end of ``last`` (two views of one segment), if they lie in a segment this process
-    has mapped; otherwise, or where the kernel cannot, do nothing.
+    """In a worker process's job: fault in, for writing, the shared-memory pages from the
+    start of ``first`` to the end of ``last`` (two views of one segment mapped for the
+    job). Anywhere else (the main process, threads), for private memory, or where the
+    kernel cannot, do nothing.
 
     A worker that is about to decode a batch of chunks into shared memory calls this:
     one ``madvise`` instead of a page fault per 4 KiB page (shared memory gets no huge
@@ -265,8 +266,8 @@ def populate(first: NDArray, last: NDArray) -> None:
     2 CPUs, 16,384 chunks of 16 KB: ~10 % less worker CPU per read.
     """
     advice = _MADV_POPULATE_WRITE
-    if advice is None:
-        return
+    if advice is None or _job.attached is None:
+        return  # not in a worker job: the cheap test first (random reads pass here)
     lo = _extent(first)[0]
     hi = _extent(last)[1]
     if hi <= lo:
@@ -411,8 +412,14 @@ def _unlink_all() -> None:
 
 # --------------------------------------------------------------------------- transport
 
-_job = threading.local()
-"""Per-thread table of the segments mapped while one worker job runs."""
+
+class _JobState(threading.local):
+    attached: dict[str, _Region] | None = None
+    """The segments mapped while one worker job runs in this thread; ``None`` outside one
+    (a class default: no exception to catch per lookup on the hot path)."""
+
+
+_job = _JobState()
 
 
 def _attach(name: str) -> _Region:
@@ -433,7 +440,7 @@ def _resolve(name: str) -> mmap.mmap:
     mm = region.mapping() if region is not None else None
     if mm is not None:
         return mm
-    attached: dict[str, _Region] | None = getattr(_job, "attached", None)
+    attached = _job.attached
     region = _attach(name)
     if attached is not None:
         attached[name] = region
