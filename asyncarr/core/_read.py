@@ -165,6 +165,8 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     # One routing decision per read: every job below is pinned to ``mode``, so a buffer
     # allocated as private (no process will write into it) stays private.
     total = count_chunks(selection, ctx.meta.chunk_shape)
+    if total == 1 and _one_local_chunk_inline(ctx, selection):
+        return _read_one_local_chunk(ctx, selection)
     measured = _measured(ctx, total)
     mode = (
         executor.mode_for(False, profile=SMALL_READS)
@@ -191,6 +193,30 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     if selection.drop_axes:
         out = out.reshape(selection.result_shape)
     return out
+
+
+def _one_local_chunk_inline(ctx: ArrayContext, selection: Selection) -> bool:
+    """Whether a read of one chunk (slices only) runs here and now, with no scheduler or
+    executor call: a small chunk (``auto`` decodes it inline), not sharded, from a store
+    that reads synchronously (local files, memory). The random-read latency path."""
+    return (
+        ctx.sharding is None
+        and ctx.store.supports_sync_reads
+        and ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES
+        and ctx.executor.config.mode == "auto"
+        and not selection.is_orthogonal_array
+    )
+
+
+def _read_one_local_chunk(ctx: ArrayContext, selection: Selection) -> NDArray:
+    out: NDArray = np.empty(selection.out_shape, ctx.dtype)
+    if out.size:
+        key, chunk_sel, out_sel, complete, whole = next(ctx.plan_slices(selection))
+        job = DecodeJob(key, ctx.store, chunk_sel, out_sel, complete, whole=whole)
+        cache = ctx.cache
+        if cache is None or not _cache_lookup(ctx, job, out):
+            decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_namespace)
+    return out.reshape(selection.result_shape) if selection.drop_axes else out
 
 
 def _measured(ctx: ArrayContext, total: int) -> bool:
