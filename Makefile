@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck layers pytest bench bench-quick bench-scaling install install-test clean
+.PHONY: demo test check lint typecheck layers pytest bench bench-quick bench-scaling bench-floor install install-test clean
 
 $(PY):
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: $(STAMP)-bench
 
 bench-quick: $(STAMP)-bench
 	$(PY) -m bench --quick
+
+# A full read on asyncarr's libraries with no engine: threads and processes (see bench/floor.py).
+bench-floor: $(STAMP)-bench
+	$(PY) -m bench.floor
 
 # Codec-executor scaling, W = 1..16 workers (at most 200 s); see docs/benchmarks.md.
 bench-scaling: $(STAMP)-bench

@@ -93,7 +93,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="TOOL",
         help="run only these tools besides asyncarr (repeatable or comma-separated keys: "
-        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw; "
+        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw, floor; "
         "none: asyncarr alone), to see one peer's effect on the next",
     )
     p.add_argument("--list", action="store_true", help="list the workloads and exit")

@@ -9,7 +9,11 @@ drift in the machine's load affects them alike:
 * ``limit-zstd-ctx`` - the same decode with one reused ``zstandard``
   decompression context per thread (zstd datasets only);
 * ``limit-raw`` - every chunk (or shard) file read into memory on a thread
-  pool (from the page cache: the data was just written or read).
+  pool (from the page cache: the data was just written or read);
+* ``floor`` - a full read on asyncarr's libraries with no engine (``bench/floor.py``):
+  one thread per core loops over its chunk files, reading, decoding and copying each
+  into place. Not a limit of the machine but of the stack: what a Python engine on
+  these libraries can reach at best (unsharded local datasets).
 
 All figures are uncompressed MB/s of the whole array, so they compare
 directly with the tools' throughput.
@@ -28,7 +32,14 @@ import numpy as np
 from bench._data import Dataset, chunk_files
 from bench._tools import Handle, Target, Tool
 
-__all__ = ["DecodeLimit", "RawReadLimit", "ZstdContextLimit", "limit_tools", "stored_chunks"]
+__all__ = [
+    "DecodeLimit",
+    "RawReadLimit",
+    "StackFloor",
+    "ZstdContextLimit",
+    "limit_tools",
+    "stored_chunks",
+]
 
 _MISSING = 2**64 - 1
 
@@ -196,6 +207,43 @@ class RawReadLimit(Tool):
         return _RawHandle(target.path, target.ds, max(4, os.cpu_count() or 1))
 
 
+class _FloorHandle(Handle):
+    def __init__(self, root: Any, ds: Dataset, threads: int) -> None:
+        self.root = root
+        self.ds = ds
+        self.threads = threads
+
+    def read_full(self) -> np.ndarray[Any, Any]:
+        from bench.floor import read_on_threads
+
+        read_on_threads(self.ds, self.root, self.threads)
+        return np.empty(0)
+
+    def read_many(self, sels: Sequence[tuple[slice, slice]]) -> np.ndarray[Any, Any]:
+        raise NotImplementedError("the floor is measured for full reads only")
+
+
+class StackFloor(Tool):
+    """A full read with the least Python on asyncarr's libraries (``bench/floor.py``)."""
+
+    key = "floor"
+    ops = ("read",)
+    checkable = False
+    is_limit = True
+
+    def __init__(self) -> None:
+        self.threads = os.cpu_count() or 1
+        self.label = f"  stack floor: Python loop, {self.threads} threads"
+
+    def unsupported(self, target: Target) -> str | None:
+        if target.kind != "local" or target.ds.shards is not None:
+            return "the floor: unsharded local datasets only"
+        return None
+
+    def open(self, target: Target, *, write: bool) -> Handle:
+        return _FloorHandle(target.path, target.ds, self.threads)
+
+
 def limit_tools() -> list[Tool]:
     """The limit pseudo-tools, in report order."""
-    return [DecodeLimit(), ZstdContextLimit(), RawReadLimit()]
+    return [DecodeLimit(), ZstdContextLimit(), RawReadLimit(), StackFloor()]
