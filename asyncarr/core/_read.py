@@ -305,17 +305,19 @@ async def _read_chunks(
             payloads = await gather_all(*(ctx.io.get(j.key) for j in batch))
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
+        await decode(
+            decode_jobs, len(batch), batch, out, ctx.fill, worker_cache, ctx.cache_namespace
+        )
+
+    async def decode(fn: Callable[..., int], chunks: int, *args: Any) -> None:
+        """``fn(pipeline, *args)`` for ``chunks`` chunks, in the read's executor mode."""
         await executor.run(
-            decode_jobs,
+            fn,
             ctx.pipeline,
-            batch,
-            out,
-            ctx.fill,
-            worker_cache,
-            ctx.cache_namespace,
+            *args,
             releases_gil=ctx.pipeline.releases_gil and not measured,
             profile=SMALL_READS if measured else None,
-            units=len(batch) if measured else None,
+            units=chunks if measured else None,
             mode=mode,
         )
 
@@ -324,19 +326,8 @@ async def _read_chunks(
         plan = ctx.slice_plan(selection)
 
         async def run_span(span: range) -> None:
-            await executor.run(
-                decode_planned,
-                ctx.pipeline,
-                ctx.store,
-                plan,
-                span.start,
-                span.stop,
-                out,
-                ctx.fill,
-                releases_gil=ctx.pipeline.releases_gil and not measured,
-                profile=SMALL_READS if measured else None,
-                units=len(span) if measured else None,
-                mode=mode,
+            await decode(
+                decode_planned, len(span), ctx.store, plan, span.start, span.stop, out, ctx.fill
             )
 
         spans = (range(i, min(i + size, total)) for i in range(0, total, size))
