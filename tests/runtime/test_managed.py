@@ -290,23 +290,27 @@ async def test_a_retry_waiting_for_a_slot_is_bounded_by_the_deadline() -> None:
     store.faults["get"] = [TransientStoreError("down")]
     m = ManagedStore(store)
     real_get = store.get
-    holder_done = asyncio.Event()
+    holders: list[asyncio.Task[None]] = []
 
     async def grab_slot_after_first_failure(key: str, byte_range: Any = None) -> Any:
         try:
             return await real_get(key, byte_range)
         finally:
-            if not holder_done.is_set():
-                holder_done.set()
-                asyncio.get_running_loop().create_task(hold())
+            if not holders:
+                holders.append(asyncio.get_running_loop().create_task(hold()))
 
     async def hold() -> None:
         async with m.limiter:
             await asyncio.sleep(5)
 
     store.get = grab_slot_after_first_failure  # type: ignore[method-assign]
-    with pytest.raises(DeadlineExceededError):
-        await asyncio.wait_for(m.get("k"), 3)
+    try:
+        with pytest.raises(DeadlineExceededError):
+            await asyncio.wait_for(m.get("k"), 3)
+    finally:  # the holder must not outlive the test (the loop is shared with later ones)
+        for task in holders:
+            task.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
 
 
 async def test_throttling_shrinks_the_endpoint_limit() -> None:
