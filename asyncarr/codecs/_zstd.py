@@ -258,6 +258,10 @@ class ZstdCodec(BytesBytesCodec):
     codec_name: ClassVar[str] = "zstd"
     releases_gil: ClassVar[bool] = True
     supports_decode_into: ClassVar[bool] = True
+    decode_exact_below: ClassVar[int] = _LARGE
+    """:meth:`decode_exact` pays off for chunks smaller than this; larger ones decode
+    fastest through :meth:`decode_into` into a buffer the caller reuses (no fresh
+    allocation per chunk: above glibc's mmap threshold each one is new pages)."""
 
     def __init__(self, *, level: int = 0, checksum: bool = False) -> None:
         self.level = _parse_level(level)

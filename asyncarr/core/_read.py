@@ -94,14 +94,17 @@ def decode_jobs(
 ) -> int:
     """Decode ``jobs`` into ``out``; runs in the codec executor (threads or processes).
 
-    Whole chunks (no cache) are decoded straight into their place in ``out``,
-    as one batch where the codec can (see :meth:`CodecPipeline.decode_many_into`).
+    Whole chunks (no cache) are decoded straight into their place in ``out``: small ones
+    as one batch where the codec can (see :meth:`CodecPipeline.decode_many_into`), others
+    each as soon as it is read (so its encoded bytes are freed, and their memory reused,
+    before the next chunk is read).
     """
     decoded = 0
     batch: list[bytes | memoryview] = []
     places: list[NDArray] = []
     keys: list[str] = []
     nbytes = pipeline.spec.nbytes
+    in_batches = pipeline.decodes_in_batches
     # Small chunks: read each file with one call, no size query first (a decoded size plus
     # headroom holds the usual encoded chunk; a bigger one is still read whole).
     hint = nbytes + 1024 if nbytes <= READ_HINT_MAX_BYTES else None
@@ -115,8 +118,12 @@ def decode_jobs(
         decoded += 1
         if cache is None and job.whole:
             # (..., Ellipsis) keeps a view even for 0-d arrays
+            place = out[(*job.out_sel, Ellipsis)]
+            if not in_batches:
+                pipeline.decode_into(payload, place, key=job.key)
+                continue
             batch.append(payload)
-            places.append(out[(*job.out_sel, Ellipsis)])
+            places.append(place)
             keys.append(job.key)
             continue
         chunk = pipeline.decode(payload, key=job.key)
