@@ -89,7 +89,6 @@ class _Sampler:
         import psutil
 
         self.proc = psutil.Process()
-        self.peak = 0
         self.stop = threading.Event()
         self.before_rss, self.before_pss = _tree_memory(self.proc)
         self.peak_rss, self.peak_pss = self.before_rss, self.before_pss
