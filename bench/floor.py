@@ -4,11 +4,11 @@
 ``bench/_data.py`` with as little Python as possible: W threads (or W worker processes
 writing into one shared-memory output), each looping over its share of the chunk files:
 open, read, close; decode with the library asyncarr uses for that chunk (numcodecs'
-blosc; zstandard's reused context for zstd chunks up to 64 KiB, numcodecs' zstd above)
-into a reused buffer; copy into place in the output. No selection, scheduling, store
-abstraction, checks or error handling. What asyncarr does beyond this is its cost;
-what this loop cannot reach, asyncarr cannot either on these libraries in Python,
-whereas zarrs and tensorstore do the same steps in native code without the GIL.
+blosc; for zstd, zstandard's reused context below ``ZstdCodec.decode_exact_below`` and
+numcodecs above) into a reused buffer; copy into place in the output. No selection,
+scheduling, store abstraction, checks or error handling. What asyncarr does beyond this
+is its cost; what this loop cannot reach, asyncarr cannot either on these libraries in
+Python, whereas zarrs and tensorstore do the same steps in native code without the GIL.
 
 Needs the datasets (``make bench`` writes them). Prints median MB/s of 5 runs per row.
 ``make bench`` times the thread variant too, beside the tools (``floor``).
@@ -36,9 +36,6 @@ Array = np.ndarray[Any, Any]
 Task = tuple[int, int, str]
 """(chunk row, chunk column, file path)."""
 
-SMALL_ZSTD = 64 << 10
-"""asyncarr decodes zstd chunks up to this size with zstandard's reused context."""
-
 
 def _decoder(ds: Dataset) -> Callable[[bytes, Array], None]:
     """Decode one chunk's bytes into ``buf`` (a reused, contiguous chunk buffer)."""
@@ -46,7 +43,9 @@ def _decoder(ds: Dataset) -> Callable[[bytes, Array], None]:
         from numcodecs import blosc
 
         return lambda data, buf: blosc.decompress(data, buf)
-    if ds.chunks[0] * ds.chunks[1] * 4 <= SMALL_ZSTD:
+    from asyncarr.codecs import ZstdCodec
+
+    if ds.chunks[0] * ds.chunks[1] * 4 < ZstdCodec.decode_exact_below:
         import zstandard
 
         local = threading.local()

@@ -22,7 +22,7 @@ from asyncarr.core._indexing import (
 )
 from asyncarr.core._pipeline import CodecPipeline, thread_buffer
 from asyncarr.core._sharding import MISSING, ShardingCodec
-from asyncarr.core._slice_plan import SlicePlan
+from asyncarr.core._slice_plan import PlannedChunk, SlicePlan
 from asyncarr.errors import CodecError, SelectionError, StoreError
 from asyncarr.runtime import (
     ChunkCache,
@@ -209,17 +209,21 @@ def _one_local_chunk_inline(ctx: ArrayContext, selection: Selection) -> bool:
     return (
         ctx.sharding is None
         and ctx.store.supports_sync_reads
-        and ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES
-        and ctx.executor.config.mode == "auto"
+        and _one_chunk_inline(ctx)
         and not selection.is_orthogonal_array
     )
+
+
+def _one_chunk_inline(ctx: ArrayContext) -> bool:
+    """Whether ``auto`` decodes a read of one chunk on the event loop (a small chunk: a
+    thread hand-off would cost more than it saves)."""
+    return ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES and ctx.executor.config.mode == "auto"
 
 
 def _read_one_local_chunk(ctx: ArrayContext, selection: Selection) -> NDArray:
     out: NDArray = np.empty(selection.out_shape, ctx.dtype)
     if out.size:
-        key, chunk_sel, out_sel, complete, whole = next(ctx.plan_slices(selection))
-        job = DecodeJob(key, ctx.store, chunk_sel, out_sel, complete, whole=whole)
+        job = next(_planned_jobs(ctx.plan_slices(selection), ctx.store))
         cache = ctx.cache
         if cache is None or not _cache_lookup(ctx, job, out):
             decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_namespace)
@@ -256,9 +260,10 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
     return True
 
 
-def _slice_jobs(ctx: ArrayContext, selection: Selection) -> Iterator[DecodeJob]:
-    for key, chunk_sel, out_sel, complete, whole in ctx.plan_slices(selection):
-        yield DecodeJob(key, None, chunk_sel, out_sel, complete, whole=whole)
+def _planned_jobs(chunks: Iterable[PlannedChunk], payload: Store | None) -> Iterator[DecodeJob]:
+    """A :class:`DecodeJob` for each planned chunk (see :class:`SlicePlan`)."""
+    for key, chunk_sel, out_sel, complete, whole in chunks:
+        yield DecodeJob(key, payload, chunk_sel, out_sel, complete, whole=whole)
 
 
 async def _read_chunks(
@@ -273,12 +278,8 @@ async def _read_chunks(
     size = ctx.batch_size(ctx.pipeline.spec.nbytes, total)
     executor = ctx.executor
     cache = ctx.cache
-    if (
-        total == 1
-        and ctx.pipeline.spec.nbytes <= INLINE_MAX_BYTES
-        and executor.config.mode == "auto"
-    ):
-        mode = "inline"  # one small chunk: a thread hand-off would cost more than it saves
+    if total == 1 and _one_chunk_inline(ctx):
+        mode = "inline"
     # Workers read chunks themselves: threads from local files and memory, worker processes
     # from local files (the store travels to them by value: its root and options). Otherwise
     # the bytes are fetched here and shipped.
@@ -291,7 +292,7 @@ async def _read_chunks(
 
     def jobs() -> Iterator[DecodeJob]:
         if not selection.is_orthogonal_array:
-            yield from _slice_jobs(ctx, selection)
+            yield from _planned_jobs(ctx.plan_slices(selection), None)
             return
         for p in project(selection, chunk_shape):
             chunk_sel, out_sel = p.index_pair()
@@ -366,11 +367,7 @@ def decode_planned(
 ) -> int:
     """:func:`decode_jobs` for chunks ``start..stop`` of ``plan``, read from ``store`` by
     the worker that runs this (threads, or processes for local files)."""
-    jobs = [
-        DecodeJob(key, store, chunk_sel, out_sel, complete, whole=whole)
-        for key, chunk_sel, out_sel, complete, whole in plan.chunks(start, stop)
-    ]
-    return decode_jobs(pipeline, jobs, out, fill)
+    return decode_jobs(pipeline, list(_planned_jobs(plan.chunks(start, stop), store)), out, fill)
 
 
 # -- sharded arrays ---------------------------------------------------------------------
