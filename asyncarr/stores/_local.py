@@ -485,7 +485,7 @@ class LocalStore(Store):
 
     def _read_file(self, key: str, read: Callable[[int, int], R]) -> R | None:
         """``read(fd, size)`` on the key's regular file; ``None`` if there is none."""
-        fd = self._open_key(key, os.O_RDONLY)
+        fd = self._open_for_read(key)
         if fd is None:
             return None
         try:
@@ -564,10 +564,8 @@ class LocalStore(Store):
         """
         key = self._norm(key)
         try:
-            if key.rpartition("/")[0] not in self._safe_dirs:
-                self._check_parent_dir(key)
             try:
-                fd = os.open(f"{self._root}/{key}", _READ_FLAGS)
+                fd = os.open(self._checked_path(key), _READ_FLAGS)
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError as exc:
@@ -593,6 +591,26 @@ class LocalStore(Store):
             raise
         except OSError as exc:
             raise translate_os_error(exc, store=self, key=key, action="read") from exc
+
+    def _checked_path(self, key: str) -> str:
+        """The file path of ``key``, its directory checked (once per store) to resolve
+        inside the root; open it with ``O_NOFOLLOW`` (see :meth:`read_local`)."""
+        if key.rpartition("/")[0] not in self._safe_dirs:
+            self._check_parent_dir(key)
+        return f"{self._root}/{key}"
+
+    def _open_for_read(self, key: str) -> int | None:
+        """A descriptor of ``key``'s file for reading (``None``: no such file), opened the
+        lean way of :meth:`read_local`; a symlinked file takes the careful way of
+        :meth:`_open_key` (followed only if it resolves inside the root)."""
+        try:
+            return os.open(self._checked_path(key), _READ_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+        return self._open_key(key, os.O_RDONLY)
 
     def _check_parent_dir(self, key: str) -> None:
         """Check once per store that ``key``'s directory resolves inside the root."""

@@ -454,11 +454,21 @@ def _set(row: int, col: int, value: int) -> Callable[[np.ndarray], None]:
     return change
 
 
+def _both(row: int, offset: int, nbytes: int) -> Callable[[np.ndarray], None]:
+    def change(index: np.ndarray) -> None:
+        index[row] = (offset, nbytes)
+
+    return change
+
+
 SHARD_DAMAGE: list[Any] = [
     pytest.param(lambda s: s[:-10] + bytes([s[-10] ^ 0xFF]) + s[-9:], "crc32c", id="index crc"),
     pytest.param(lambda s: with_index(s, _set(0, 0, 2**64 - 1)), "half-missing", id="half-missing"),
     pytest.param(lambda s: with_index(s, _set(0, 0, 10**9)), "corrupt shard index", id="offset"),
     pytest.param(lambda s: with_index(s, _set(0, 1, 2**40)), "corrupt shard index", id="size"),
+    pytest.param(
+        lambda s: with_index(s, _both(0, 2**63, 2**63)), "overflows 64 bits", id="end overflows"
+    ),
     pytest.param(lambda s: s[-100:], "shorter than its", id="short shard"),
     pytest.param(lambda s: b"", "shard is 0 bytes", id="empty shard"),
     pytest.param(lambda s: with_index(s, _set(0, 1, 3)), "zstd", id="inner chunk cut"),

@@ -88,6 +88,8 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
             store.local_path(key)
         with pytest.raises(InvalidKeyError, match="outside the store root"):
             store.read_local(key)  # the codec workers' fast path checks the same
+        with pytest.raises(InvalidKeyError, match="outside the store root"):
+            store.read_local_ranges(key, [ByteRange(0, 2)])  # so do the ranged ones
     with pytest.raises(InvalidKeyError):
         await store.set("dirlink/new", b"x")
     with pytest.raises(InvalidKeyError):
@@ -103,6 +105,7 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
     for read in (store.read_local, store.get):  # a file link that stays inside is followed
         got = read("inner/filelink")
         assert (await got if asyncio.iscoroutine(got) else got) == b"inside"
+    assert store.read_local_ranges("inner/filelink", [ByteRange(1, 3)]) == [b"ns"]
 
 
 async def test_reserved_names_never_listed(tmp_path: Path) -> None:
