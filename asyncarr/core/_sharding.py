@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal, Self
 
@@ -24,6 +25,10 @@ from asyncarr.errors import CodecError, MetadataError
 __all__ = ["MISSING", "ShardingCodec"]
 
 MISSING = np.uint64(2**64 - 1)
+
+INDEX_MEMO_BYTES = 16 << 20
+"""Most memory one sharded array's memo of decoded shard indexes holds (raw and decoded
+bytes together); the oldest entries go first. See :meth:`ShardingCodec.decode_index`."""
 
 
 def _codec_list(value: object, what: str) -> list[Codec]:
@@ -74,6 +79,19 @@ class ShardingCodec(ArrayBytesCodec):
         self._index: CodecPipeline | None = None
         self._index_size: int | None = None
         self._shard_shape: tuple[int, ...] | None = None
+        self._memo: dict[bytes, tuple[NDArray, int]] = {}
+        self._memo_bytes = 0
+        self._memo_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to worker processes) without the index memo or its lock."""
+        state = self.__dict__.copy()
+        state.update(_memo={}, _memo_bytes=0, _memo_lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memo_lock = threading.Lock()
 
     # -- metadata ---------------------------------------------------------------------------
     @classmethod
@@ -163,15 +181,38 @@ class ShardingCodec(ArrayBytesCodec):
     def decode_index(
         self, data: bytes | memoryview, *, shard_size: int | None = None, key: str | None = None
     ) -> NDArray:
-        """Decode and validate a shard index; corrupt indexes raise CodecError."""
-        assert self._index is not None
+        """Decode and validate a shard index (read-only); corrupt indexes raise CodecError.
+
+        Decoded indexes are remembered by their raw bytes (up to :data:`INDEX_MEMO_BYTES`
+        per array), so reading many inner chunks of the same shards, one at a time, checks
+        each index once. Keyed by content, a memo entry can never be stale.
+        """
         if len(data) != self.index_size:
             raise CodecError(
                 f"shard index is {len(data)} bytes, expected {self.index_size}",
                 key=key,
                 codec="sharding_indexed",
             )
-        index = self._index.decode(data, key=key)
+        raw = bytes(data)
+        found = self._memo.get(raw)
+        if found is None:
+            found = self._decode_index(raw, key)
+            self._remember(raw, found)
+        index, end = found
+        if shard_size is not None and end > shard_size:
+            raise CodecError(
+                f"corrupt shard index: an inner chunk ends at byte {end} of a "
+                f"{shard_size}-byte shard",
+                key=key,
+                codec="sharding_indexed",
+            )
+        return index
+
+    def _decode_index(self, raw: bytes, key: str | None) -> tuple[NDArray, int]:
+        """The decoded index and where its last inner chunk ends."""
+        assert self._index is not None
+        index = self._index.decode(raw, key=key)
+        index.flags.writeable = False
         flat = index.reshape(-1, 2)
         offsets, sizes = flat[:, 0], flat[:, 1]
         absent = offsets == MISSING
@@ -191,15 +232,21 @@ class ShardingCodec(ArrayBytesCodec):
                 key=key,
                 codec="sharding_indexed",
             )
-        end = int(ends.max()) if ends.size else 0
-        if shard_size is not None and end > shard_size:
-            raise CodecError(
-                f"corrupt shard index: an inner chunk ends at byte {end} of a "
-                f"{shard_size}-byte shard",
-                key=key,
-                codec="sharding_indexed",
-            )
-        return index
+        return index, int(ends.max()) if ends.size else 0
+
+    def _remember(self, raw: bytes, entry: tuple[NDArray, int]) -> None:
+        cost = len(raw) + entry[0].nbytes
+        if cost > INDEX_MEMO_BYTES // 4:
+            return
+        with self._memo_lock:
+            if raw in self._memo:
+                return
+            while self._memo and self._memo_bytes + cost > INDEX_MEMO_BYTES:
+                old_raw, (old, _end) = next(iter(self._memo.items()))
+                del self._memo[old_raw]
+                self._memo_bytes -= len(old_raw) + old.nbytes
+            self._memo[raw] = entry
+            self._memo_bytes += cost
 
     # -- whole-shard encode/decode -------------------------------------------------------
     def encode(self, chunk: NDArray, spec: ChunkSpec) -> bytes:
