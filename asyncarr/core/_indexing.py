@@ -126,6 +126,10 @@ def normalize_selection(
     A mapping selects by dimension name: ``{"time": slice(0, 31)}``.
     """
     ndim = len(shape)
+    if type(selection) is tuple and len(selection) == ndim:
+        fast = _unit_slices(selection, shape)
+        if fast is not None:
+            return fast
     if isinstance(selection, Mapping):
         if dimension_names is None:
             raise SelectionError("selection by dimension name needs an array with dimension_names")
@@ -167,6 +171,22 @@ def normalize_selection(
         if dropped:
             drop.append(axis)
     return Selection(tuple(dims), tuple(shape), tuple(drop))
+
+
+def _unit_slices(selection: tuple[Any, ...], shape: tuple[int, ...]) -> Selection | None:
+    """The usual selection (one slice of step 1 per axis, e.g. a chunk-aligned block)
+    normalised without the general path's checks; ``None`` for anything else (the general
+    path handles it, errors included)."""
+    dims: list[DimSelection] = []
+    for sel, n in zip(selection, shape, strict=True):
+        if type(sel) is not slice or sel.step not in (None, 1):
+            return None
+        try:
+            start, stop, _ = sel.indices(n)
+        except (TypeError, ValueError):
+            return None
+        dims.append(slice(start, max(start, stop), 1))
+    return Selection(tuple(dims), tuple(shape), ())
 
 
 @dataclass(frozen=True, slots=True)
