@@ -115,6 +115,19 @@ def test_zstd_reads_numcodecs_frames_and_vice_versa() -> None:
     assert bytes(numcodecs.Zstd().decode(ours)) == RAW
 
 
+@pytest.mark.parametrize("checksum", [False, True])
+def test_zstd_large_chunks_encode_as_zarr_python_does(checksum: bool) -> None:
+    """From 128 KiB on, chunks are compressed by numcodecs (faster there): the same frame
+    zarr-python writes, content size included; smaller ones by a reused zstandard context."""
+    big = (np.arange(64 * 1024, dtype="<f4") % 977 / 3).tobytes()  # 256 KiB
+    codec = ZstdCodec(level=3, checksum=checksum)
+    for data in (big, big[: 32 * 1024]):
+        ours = codec.encode(data, SPEC)
+        assert zstandard.frame_content_size(ours) == len(data)
+        assert bytes(numcodecs.Zstd().decode(ours)) == data
+    assert codec.encode(big, SPEC) == numcodecs.Zstd(level=3, checksum=checksum).encode(big)
+
+
 def test_zstd_level_validation() -> None:
     for bad in (23, "3", 1.5, True):
         with pytest.raises(CodecConfigError):
