@@ -165,6 +165,16 @@ class Store(ABC):
         """
         raise UnsupportedOperationError("this store has no local files", store=self, key=key)
 
+    def read_local_into(self, key: str, buffer: memoryview) -> bytes | memoryview | None:
+        """:meth:`read_local` into ``buffer``, a writable byte buffer the caller reuses.
+
+        Returns the part of ``buffer`` the value filled, or, for a value that does not
+        fit, the whole value as new bytes; ``None`` if the key is missing. Stores with
+        local files read straight into the buffer (no fresh memory to fault in for every
+        large chunk, no size query first); the default returns :meth:`read_local`.
+        """
+        return self.read_local(key)
+
     def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """:meth:`get_ranges`, synchronously in the calling thread (``None`` if missing).
 

@@ -108,10 +108,15 @@ def decode_jobs(
     # Small chunks: read each file with one call, no size query first (a decoded size plus
     # headroom holds the usual encoded chunk; a bigger one is still read whole).
     hint = nbytes + 1024 if nbytes <= READ_HINT_MAX_BYTES else None
+    # Large chunks decoded at once into ``out``: read into this thread's reused buffer.
+    direct = cache is None and not in_batches
     for job in jobs:
         payload = job.payload
         if isinstance(payload, Store):
-            payload = payload.read_local(job.key, hint)
+            if direct and job.whole:
+                payload = payload.read_local_into(job.key, _read_buffer(nbytes))
+            else:
+                payload = payload.read_local(job.key, hint)
         if payload is None:
             out[job.out_sel] = fill
             continue
@@ -134,6 +139,23 @@ def decode_jobs(
         populate_shared(places[0], places[-1])
         pipeline.decode_many_into(batch, places, keys)
     return decoded
+
+
+READ_BUFFER_MAX = 16 << 20
+"""Largest per-thread buffer kept for reading whole large chunks (see :func:`_read_buffer`);
+bigger chunks get a buffer of their own, freed after."""
+
+
+def _read_buffer(nbytes: int) -> memoryview:
+    """This thread's buffer for reading one encoded chunk of ``nbytes`` decoded bytes,
+    decoded before the next is read: encoded chunks rarely exceed their decoded size by
+    more than a few headers (one that does is still read, into fresh memory).
+
+    Reused, it has no fresh memory to fault in per chunk, and the read needs no ``fstat``
+    first. A/B on full reads of 256 KiB chunks (2 threads): blosc and v2 blosc ~3 % less
+    CPU (85-88 vs 89-94 ms a read), zstd unchanged.
+    """
+    return thread_buffer("read", nbytes + nbytes // 64 + 4096, keep_up_to=READ_BUFFER_MAX)
 
 
 def _is_whole(p: ChunkProjection, chunk_shape: tuple[int, ...]) -> bool:

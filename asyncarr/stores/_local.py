@@ -228,6 +228,25 @@ def _fd_realpath(fd: int, fallback: str) -> str:
     return os.path.realpath(fallback)
 
 
+def _read_whole(fd: int, size_hint: int | None) -> bytes:
+    """The whole file; with ``size_hint``, one read with no ``fstat`` where it fits."""
+    if size_hint is not None:  # one read, no fstat: the usual chunk fits
+        head = os.read(fd, size_hint + 1)
+        if len(head) <= size_hint:  # short: the end of the (regular) file
+            return head
+        return head + _read_exact(fd, len(head), os.fstat(fd).st_size - len(head))
+    return _read_exact(fd, 0, os.fstat(fd).st_size)
+
+
+def _read_whole_into(fd: int, buffer: memoryview) -> bytes | memoryview:
+    """The whole file: in ``buffer`` where it fits (one ``readv``: a short read is the
+    end of a regular file), else as new bytes."""
+    n = os.readv(fd, [buffer])
+    if n < len(buffer):
+        return buffer[:n]
+    return _read_exact(fd, 0, os.fstat(fd).st_size)
+
+
 def _read_exact(fd: int, offset: int, length: int) -> bytes:
     """``length`` bytes at ``offset`` (fewer only if the file is shorter)."""
     parts: list[bytes] = []
@@ -562,6 +581,15 @@ class LocalStore(Store):
         checked path of :meth:`get` instead (followed if it resolves inside the
         root, else :class:`InvalidKeyError`).
         """
+        return self._read_local_fd(key, lambda fd: _read_whole(fd, size_hint))
+
+    def read_local_into(self, key: str, buffer: memoryview) -> bytes | memoryview | None:
+        """:meth:`read_local` straight into ``buffer`` (one ``readv``, no ``fstat``);
+        a value longer than ``buffer`` comes back whole, as new bytes."""
+        return self._read_local_fd(key, lambda fd: _read_whole_into(fd, buffer))
+
+    def _read_local_fd(self, key: str, read: Callable[[int], R]) -> R | bytes | None:
+        """``read(fd)`` on the key's file, opened the lean way (see :meth:`read_local`)."""
         key = self._norm(key)
         try:
             try:
@@ -576,13 +604,7 @@ class LocalStore(Store):
                     return None
                 raise
             try:
-                if size_hint is not None:  # one read, no fstat: the usual chunk fits
-                    head = os.read(fd, size_hint + 1)
-                    if len(head) <= size_hint:  # short: the end of the (regular) file
-                        return head
-                    rest = _read_exact(fd, len(head), os.fstat(fd).st_size - len(head))
-                    return head + rest
-                return _read_exact(fd, 0, os.fstat(fd).st_size)
+                return read(fd)
             except IsADirectoryError:
                 return None
             finally:

@@ -326,6 +326,25 @@ class StoreTests:
         assert store.read_local_ranges_into("r/missing", ranges, buffer) is None
         assert asked == [11]
 
+    async def test_read_local_into(self, store: Store) -> None:
+        """Where the store has synchronous reads: a whole value through the caller's
+        buffer: what fits is exactly the value (a view of the buffer, for stores that read
+        into it), what does not fit still comes back whole; a missing key is ``None``."""
+        if not store.supports_sync_reads:
+            pytest.skip("no synchronous reads")
+        await store.set("w/v", PAYLOAD)
+        await store.set("w/empty", b"")
+        n = len(PAYLOAD)
+        for size in (n - 1, n, n + 1, 2 * n):
+            buffer = memoryview(bytearray(size))
+            got = store.read_local_into("w/v", buffer)
+            assert got is not None and bytes(got) == PAYLOAD, size
+            if isinstance(got, memoryview) and got.obj is buffer.obj:
+                assert size > n  # a value that fills the buffer exactly is re-read whole
+            empty = store.read_local_into("w/empty", buffer)
+            assert empty is not None and bytes(empty) == b""
+        assert store.read_local_into("w/missing", memoryview(bytearray(8))) is None
+
     # -- key validation -------------------------------------------------------------------
     @pytest.mark.parametrize(
         "bad_key",

@@ -90,6 +90,8 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
             store.read_local(key)  # the codec workers' fast path checks the same
         with pytest.raises(InvalidKeyError, match="outside the store root"):
             store.read_local_ranges(key, [ByteRange(0, 2)])  # so do the ranged ones
+        with pytest.raises(InvalidKeyError, match="outside the store root"):
+            store.read_local_into(key, memoryview(bytearray(64)))
     with pytest.raises(InvalidKeyError):
         await store.set("dirlink/new", b"x")
     with pytest.raises(InvalidKeyError):
@@ -106,6 +108,7 @@ async def test_symlink_escape_refused(tmp_path: Path) -> None:
         got = read("inner/filelink")
         assert (await got if asyncio.iscoroutine(got) else got) == b"inside"
     assert store.read_local_ranges("inner/filelink", [ByteRange(1, 3)]) == [b"ns"]
+    assert store.read_local_into("inner/filelink", memoryview(bytearray(64))) == b"inside"
 
 
 async def test_reserved_names_never_listed(tmp_path: Path) -> None:
