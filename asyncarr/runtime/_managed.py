@@ -75,6 +75,9 @@ class ManagedStore:
         # Timeouts and the deadline are applied inside the limiter slot (see _attempt), so
         # time spent queueing for a slot never counts; the retry loop only counts attempts.
         self._loop_config = self._retry.with_(request_timeout=None, deadline=math.inf)
+        # Named in every operation's description (for its errors): worked out once, not
+        # per request (an S3 store parses its endpoint URL for it, ~10 us a GET).
+        self._endpoint_key = store.endpoint_key
 
     def __repr__(self) -> str:
         return f"ManagedStore({self.store!r})"
@@ -92,7 +95,7 @@ class ManagedStore:
     # -- machinery -------------------------------------------------------------------------
     def _describe(self, op: str, key: str | None) -> str:
         where = f" {key!r}" if key is not None else ""
-        return f"{op}{where} on {self.store.endpoint_key}"
+        return f"{op}{where} on {self._endpoint_key}"
 
     def _on_retry(self, error: BaseException, attempt: int) -> None:
         self._recorder.add("retries")

@@ -110,6 +110,15 @@ _CHECKSUMS: dict[str, Callable[[bytes], str]] = {
 botocore leaves it unchecked without ``awscrt``)."""
 
 
+_CHECKSUM_HEADERS = tuple(
+    (algorithm, f"x-amz-checksum-{algorithm}")
+    for algorithm in ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+)
+"""The full-object checksum headers S3 sends (``crc64nvme`` is read, and left unchecked
+without ``awscrt``, as botocore does). Looked up by name: scanning every response header
+for the prefix cost more per GET."""
+
+
 def checksum_mismatch(resp: LeanResponse) -> str | None:
     """What is wrong with ``resp``'s body against the checksum the service sent with it
     (``None``: it matches, or there is nothing to check it against: a range, a multipart
@@ -307,19 +316,19 @@ class LeanReader:
             url, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth
         ) as resp:
             body = await resp.read()
+            found = resp.headers
             checksums = {
-                name[len("x-amz-checksum-") :].lower(): value
-                for name, value in resp.headers.items()
-                if name.lower().startswith("x-amz-checksum-")
-                and name.lower() not in ("x-amz-checksum-type", "x-amz-checksum-mode")
+                algorithm: value
+                for algorithm, header in _CHECKSUM_HEADERS
+                if (value := found.get(header)) is not None
             }
             return LeanResponse(
                 resp.status,
                 body,
                 resp.content_length,
-                resp.headers.get("Content-Range"),
+                found.get("Content-Range"),
                 checksums,
-                resp.headers.get("x-amz-checksum-type"),
+                found.get("x-amz-checksum-type"),
             )
 
     async def aclose(self) -> None:

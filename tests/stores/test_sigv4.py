@@ -51,3 +51,15 @@ def test_signature_matches_botocore(host: str, key: str, token: str | None) -> N
 def test_credentials_never_show_in_repr() -> None:
     creds = SigningCredentials("AKIDEXAMPLE", "secret-value", "token-value")
     assert "secret-value" not in repr(creds) and "token-value" not in repr(creds)
+
+
+def test_signing_now_uses_the_current_second() -> None:
+    """Without ``now`` the date comes from the clock (formatted once per second): the
+    same headers as signing at that moment explicitly."""
+    creds = SigningCredentials("AKIDEXAMPLE", "secret", None)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    headers = sign_get("127.0.0.1:9000", "/b/k", creds, "us-east-1")
+    after = dt.datetime.now(dt.UTC)
+    stamp = dt.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= after
+    assert headers == sign_get("127.0.0.1:9000", "/b/k", creds, "us-east-1", now=stamp)
