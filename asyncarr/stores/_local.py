@@ -37,6 +37,12 @@ Guarantees (POSIX local filesystems such as ext4, xfs, btrfs, tmpfs, APFS):
   actually opened must resolve (through any symlinks) to a path under the
   root; otherwise :class:`InvalidKeyError` is raised. The check uses the
   opened descriptor itself (``/proc/self/fd``), so it is race-free on Linux.
+  The synchronous reads of codec workers (``read_local``, ``read_local_into``,
+  ``read_local_ranges``, ``read_local_ranges_into``: one per chunk, the hot
+  path) check each directory once per store instead and open the file itself
+  with ``O_NOFOLLOW`` (a symlinked chunk file takes the checked way): a
+  directory swapped for a symlink out of the root *after* its first check is
+  not noticed there.
 - File names ending in ``.asyncarr.tmp`` or ``.asyncarr.lock`` are reserved:
   such keys are refused and such files are never listed.
 
@@ -52,6 +58,7 @@ import builtins
 import ctypes
 import errno
 import fcntl
+import functools
 import itertools
 import os
 import stat
@@ -495,16 +502,24 @@ class LocalStore(Store):
         return cur
 
     # -- reads ------------------------------------------------------------------------
-    def _read(self, key: str, ranges: Sequence[RangeRequest | None]) -> list[bytes] | None:
+    def _read(
+        self, key: str, ranges: Sequence[RangeRequest | None], *, lean: bool = False
+    ) -> list[bytes] | None:
         def read(fd: int, size: int) -> list[bytes]:
             slices = (range_to_slice(rng, size) for rng in ranges)
             return [_read_exact(fd, sl.start, sl.stop - sl.start) for sl in slices]
 
-        return self._read_file(key, read)
+        return self._read_file(key, read, lean=lean)
 
-    def _read_file(self, key: str, read: Callable[[int, int], R]) -> R | None:
-        """``read(fd, size)`` on the key's regular file; ``None`` if there is none."""
-        fd = self._open_for_read(key)
+    def _read_file(
+        self, key: str, read: Callable[[int, int], R], *, lean: bool = False
+    ) -> R | None:
+        """``read(fd, size)`` on the key's regular file; ``None`` if there is none.
+
+        The file is opened the careful way (the opened descriptor is checked to lie
+        under the root, race-free), or with ``lean`` the way of :meth:`read_local`.
+        """
+        fd = self._open_for_read(key) if lean else self._open_key(key, os.O_RDONLY)
         if fd is None:
             return None
         try:
@@ -538,9 +553,10 @@ class LocalStore(Store):
             raise translate_os_error(exc, store=self, key=key, action=action) from exc
 
     def read_local_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
-        """Several ranges of a value, read in the calling thread (one open, one ``pread`` each)."""
+        """Several ranges of a value, read in the calling thread (one open, one ``pread``
+        each; opened as :meth:`read_local` opens files)."""
         key = self._norm(key)
-        return self._read_local(key, self._read, key, list(ranges))
+        return self._read_local(key, functools.partial(self._read, lean=True), key, list(ranges))
 
     def read_local_ranges_into(
         self, key: str, ranges: Sequence[ByteRange], buffer: Callable[[int], memoryview]
@@ -560,7 +576,7 @@ class LocalStore(Store):
             return views
 
         key = self._norm(key)
-        return self._read_local(key, self._read_file, key, read)
+        return self._read_local(key, functools.partial(self._read_file, lean=True), key, read)
 
     def _read_local(self, key: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the calling thread, OS errors translated for ``key``."""
