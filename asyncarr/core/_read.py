@@ -245,7 +245,9 @@ def _one_chunk_inline(ctx: ArrayContext) -> bool:
 def _read_one_local_chunk(ctx: ArrayContext, selection: Selection) -> NDArray:
     out: NDArray = np.empty(selection.out_shape, ctx.dtype)
     if out.size:
-        job = next(_planned_jobs(ctx.plan_slices(selection), ctx.store))
+        plan = ctx.slice_plan(selection)
+        only = plan.only_chunk()
+        job = next(_planned_jobs([only] if only is not None else plan.chunks(), ctx.store))
         cache = ctx.cache
         if cache is None or not _cache_lookup(ctx, job, out):
             decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_namespace)

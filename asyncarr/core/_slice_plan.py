@@ -82,6 +82,33 @@ class SlicePlan:
                 all([part[4] for part in combo]),
             )
 
+    def only_chunk(self) -> PlannedChunk | None:
+        """The plan's one chunk, worked out directly where the selection is one unit-step
+        slice per axis within one chunk (a random read of a chunk or part of one);
+        ``None`` otherwise (use :meth:`chunks`). The same tuple :meth:`chunks` yields,
+        without building the per-dimension entries."""
+        if not self.bounds:
+            return None
+        parts: list[str] = []
+        chunk_sel: list[slice] = []
+        out_sel: list[slice] = []
+        complete = whole = True
+        for (start, stop, step), n, c in zip(
+            self.bounds, self.shape, self.chunk_shape, strict=True
+        ):
+            if step != 1 or stop <= start or start // c != (stop - 1) // c:
+                return None
+            k = start // c
+            lo = k * c
+            a = start - lo
+            parts.append(str(k))
+            chunk_sel.append(slice(a, stop - lo, 1))
+            out_sel.append(slice(0, stop - start, 1))
+            full = a == 0 and stop == min(lo + c, n)
+            complete = complete and full
+            whole = whole and full and stop - lo == c
+        return (self.head + self.sep.join(parts), tuple(chunk_sel), tuple(out_sel), complete, whole)
+
 
 def _combos(
     per_dim: tuple[list[_DimEntry], ...], start: int, stop: int, total: int

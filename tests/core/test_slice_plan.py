@@ -61,6 +61,12 @@ def test_any_span_of_the_plan_is_that_span_of_the_projection(
     expected = _expected(selection, chunks, v2)
     assert len(plan) == len(expected)
     assert list(plan.chunks()) == expected
+    # a random read's shortcut: the one chunk of unit-step slices, or None
+    only = plan.only_chunk()
+    if only is not None:
+        assert [only] == expected
+    if len(expected) == 1 and shape and all(d.step == 1 for d in selection.dims):
+        assert only is not None
     start = data.draw(st.integers(0, len(expected)))
     stop = data.draw(st.integers(start, len(expected) + 2))
     assert list(plan.chunks(start, stop)) == expected[start:stop]
