@@ -604,21 +604,13 @@ class LocalStore(Store):
         a value longer than ``buffer`` comes back whole, as new bytes."""
         return self._read_local_fd(key, lambda fd: _read_whole_into(fd, buffer))
 
-    def _read_local_fd(self, key: str, read: Callable[[int], R]) -> R | bytes | None:
+    def _read_local_fd(self, key: str, read: Callable[[int], R]) -> R | None:
         """``read(fd)`` on the key's file, opened the lean way (see :meth:`read_local`)."""
         key = self._norm(key)
         try:
-            try:
-                fd = os.open(self._checked_path(key), _READ_FLAGS)
-            except (FileNotFoundError, NotADirectoryError):
+            fd = self._open_for_read(key)
+            if fd is None:
                 return None
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:  # a symlink: resolve it the careful way
-                    found = self._read(key, [None])
-                    return None if found is None else found[0]
-                if exc.errno == errno.EISDIR:
-                    return None
-                raise
             try:
                 return read(fd)
             except IsADirectoryError:
@@ -640,15 +632,22 @@ class LocalStore(Store):
     def _open_for_read(self, key: str) -> int | None:
         """A descriptor of ``key``'s file for reading (``None``: no such file), opened the
         lean way of :meth:`read_local`; a symlinked file takes the careful way of
-        :meth:`_open_key` (followed only if it resolves inside the root)."""
+        :meth:`_open_key` (followed only if it resolves inside the root, and only to a
+        regular file)."""
         try:
             return os.open(self._checked_path(key), _READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
+            if exc.errno == errno.EISDIR:
+                return None
             if exc.errno != errno.ELOOP:
                 raise
-        return self._open_key(key, os.O_RDONLY)
+        fd = self._open_key(key, os.O_RDONLY)
+        if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
 
     def _check_parent_dir(self, key: str) -> None:
         """Check once per store that ``key``'s directory resolves inside the root."""
