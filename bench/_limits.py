@@ -121,16 +121,25 @@ class _DecodeHandle(_PoolHandle):
         _drain(self.pool, lambda b: codec.encode(np.ascontiguousarray(b)), blocks)
 
 
-class DecodeLimit(Tool):
-    """numcodecs decode (reads) / encode (writes) of every chunk on all cores."""
+class _Limit(Tool):
+    """A limit pseudo-tool: nothing to check, run on all cores (``threads``)."""
 
-    key = "limit"
-    ops = ("read", "write")
+    ops = ("read",)
     checkable = False
     is_limit = True
 
     def __init__(self) -> None:
         self.threads = os.cpu_count() or 1
+
+
+class DecodeLimit(_Limit):
+    """numcodecs decode (reads) / encode (writes) of every chunk on all cores."""
+
+    key = "limit"
+    ops = ("read", "write")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.label = f"limit: numcodecs on {self.threads} threads"
 
     def unsupported(self, target: Target) -> str | None:
@@ -140,17 +149,11 @@ class DecodeLimit(Tool):
         return _DecodeHandle(target.ds, _codec(target.ds).decode, self.threads)
 
 
-class ZstdContextLimit(Tool):
+class ZstdContextLimit(_Limit):
     """zstd decode of every chunk with one reused ``zstandard`` context per thread."""
 
     key = "limit-zstd-ctx"
-    ops = ("read",)
-    checkable = False
-    is_limit = True
-
-    def __init__(self) -> None:
-        self.threads = os.cpu_count() or 1
-        self.label = "  zstd decode, reused context"
+    label = "  zstd decode, reused context"
 
     def unsupported(self, target: Target) -> str | None:
         try:
@@ -191,20 +194,18 @@ class _RawHandle(_PoolHandle):
         return np.empty(0)
 
 
-class RawReadLimit(Tool):
-    """Every chunk/shard file read into memory (page cache), no decoding."""
+class RawReadLimit(_Limit):
+    """Every chunk/shard file read into memory (page cache), no decoding (on at least 4
+    threads: file reads wait on I/O, not on cores)."""
 
     key = "limit-raw"
-    ops = ("read",)
-    checkable = False
-    is_limit = True
     label = "  raw file read (page cache)"
 
     def unsupported(self, target: Target) -> str | None:
         return None if target.kind == "local" else "raw file reads: local stores only"
 
     def open(self, target: Target, *, write: bool) -> Handle:
-        return _RawHandle(target.path, target.ds, max(4, os.cpu_count() or 1))
+        return _RawHandle(target.path, target.ds, max(4, self.threads))
 
 
 class _FloorHandle(Handle):
@@ -223,16 +224,13 @@ class _FloorHandle(Handle):
         raise NotImplementedError("the floor is measured for full reads only")
 
 
-class StackFloor(Tool):
+class StackFloor(_Limit):
     """A full read with the least Python on asyncarr's libraries (``bench/floor.py``)."""
 
     key = "floor"
-    ops = ("read",)
-    checkable = False
-    is_limit = True
 
     def __init__(self) -> None:
-        self.threads = os.cpu_count() or 1
+        super().__init__()
         self.label = f"  stack floor: Python loop, {self.threads} threads"
 
     def unsupported(self, target: Target) -> str | None:
