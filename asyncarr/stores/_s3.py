@@ -88,6 +88,7 @@ from asyncarr.errors import (
     UnsupportedOperationError,
 )
 from asyncarr.stores._client_pool import Lease, LoopClientPool
+from asyncarr.stores._http1 import IncompleteBodyError
 from asyncarr.stores._s3_lean import (
     LeanReader,
     Route,
@@ -532,7 +533,8 @@ class S3Store(Store):
         try:
             resp = await lean.get(route, full, header)
         except Exception as exc:
-            if isinstance(exc, _sdk().aiohttp.ClientPayloadError):  # broke mid-body
+            if isinstance(exc, IncompleteBodyError | _sdk().aiohttp.ClientPayloadError):
+                # broke mid-body
                 what = f"S3 body read failed: {type(exc).__name__}: {exc}"
                 raise TruncatedReadError(what, store=self, key=key) from exc
             raise self._translate(exc, key) from exc
