@@ -50,6 +50,13 @@ class ArrayContext:
     io: ManagedStore = field(init=False)
     pipeline: CodecPipeline = field(init=False)
     sharding: ShardingCodec | None = field(init=False)
+    """The sharding codec of a sharded array (its inner chunks are the array's chunks)."""
+    partial_shards: ShardingCodec | None = field(init=False)
+    """:attr:`sharding` where shards can be read and written inner chunk by inner chunk:
+    nothing but the sharding codec in the chain. An array->array codec before it (e.g.
+    ``transpose``) or a bytes->bytes one after it (e.g. ``zstd`` over the whole shard, as
+    zarr-python writes by default for a sharding "serializer") makes every shard one
+    chunk for the whole codec chain: read whole, decoded through every codec."""
     _key_parts: tuple[str, str, str] = field(init=False, repr=False)
     """How chunk keys are spelled: (head, separator, the key of a 0-d array's chunk)."""
     cache_namespace: str = field(init=False)
@@ -64,6 +71,8 @@ class ArrayContext:
         self.pipeline = CodecPipeline(self.meta.codecs, chunk_spec(self.meta))
         ab = self.pipeline.ab
         self.sharding = ab if isinstance(ab, ShardingCodec) else None
+        whole_chain = not self.pipeline.aa and not self.pipeline.bb
+        self.partial_shards = self.sharding if whole_chain else None
         document = {
             k: v for k, v in self.meta.to_json().items() if k not in ("attributes", "shape")
         }

@@ -189,7 +189,7 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     """Read ``selection`` into a new array of ``selection.result_shape``."""
     executor = ctx.executor
-    pipeline = ctx.sharding.inner if ctx.sharding is not None else ctx.pipeline
+    pipeline = ctx.partial_shards.inner if ctx.partial_shards is not None else ctx.pipeline
     # Shared memory only when worker processes will decode into the output.
     # One routing decision per read: every job below is pinned to ``mode``, so a buffer
     # allocated as private (no process will write into it) stays private.
@@ -213,7 +213,7 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
         ) from exc
     try:
         if math.prod(selection.out_shape) > 0:
-            if ctx.sharding is not None:
+            if ctx.partial_shards is not None:
                 await _read_sharded(ctx, selection, out, mode)
             else:
                 await _read_chunks(ctx, selection, out, mode, total, measured=measured)
@@ -229,7 +229,7 @@ def _one_local_chunk_inline(ctx: ArrayContext, selection: Selection) -> bool:
     executor call: a small chunk (``auto`` decodes it inline), not sharded, from a store
     that reads synchronously (local files, memory). The random-read latency path."""
     return (
-        ctx.sharding is None
+        ctx.partial_shards is None
         and ctx.store.supports_sync_reads
         and _one_chunk_inline(ctx)
         and not selection.is_orthogonal_array
@@ -263,7 +263,7 @@ def _measured(ctx: ArrayContext, total: int) -> bool:
         total == 1  # a random single-chunk read: the usual case, decided first
         or ctx.executor.config.mode != "auto"
         or ctx.workers() < SMALL_READS_MIN_WORKERS
-        or ctx.sharding is not None
+        or ctx.partial_shards is not None
         or ctx.cache is not None
         or not ctx.small_local_chunks(writes=False)
     ):
@@ -463,7 +463,7 @@ def _split_shard(
 async def _read_sharded(
     ctx: ArrayContext, selection: Selection, out: NDArray, mode: ResolvedMode
 ) -> None:
-    codec = ctx.sharding
+    codec = ctx.partial_shards
     assert codec is not None
     executor = ctx.executor
     inner = codec.inner

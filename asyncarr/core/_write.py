@@ -199,17 +199,11 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
     mode = executor.mode_for(releases)
     in_processes = mode == "processes"
-    codec = ctx.sharding
+    codec = ctx.partial_shards
     # Fewer whole shards than workers: spread each one's inner chunks over the workers
     # (threads share the value; worker processes would be sent the whole shard each time).
     n_chunks = count_chunks(selection, ctx.meta.chunk_shape)
-    split_shards = (
-        codec is not None
-        and not pipeline.aa
-        and not pipeline.bb
-        and mode == "threads"
-        and n_chunks < workers
-    )
+    split_shards = codec is not None and mode == "threads" and n_chunks < workers
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
     local = ctx.store.supports_sync_writes and (not in_processes or ctx.store.supports_local_files)

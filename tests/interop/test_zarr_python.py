@@ -255,6 +255,104 @@ async def test_sharding_both_ways(tmp_path: Path, index_location: str, compresso
     np.testing.assert_array_equal(await back.read((slice(7, 9), slice(3, 4))), data[7:9, 3:4])
 
 
+def _sharding(chunk_shape: list[int]) -> dict[str, Any]:
+    return {
+        "name": "sharding_indexed",
+        "configuration": {
+            "chunk_shape": chunk_shape,
+            "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+            "index_codecs": [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "crc32c"},
+            ],
+        },
+    }
+
+
+OUTER_CHAINS: dict[str, list[dict[str, Any]]] = {
+    "sharding+zstd": [_sharding([3, 5]), {"name": "zstd", "configuration": {"level": 1}}],
+    "sharding+gzip+crc32c": [
+        _sharding([4, 5]),
+        {"name": "gzip", "configuration": {"level": 1}},
+        {"name": "crc32c"},
+    ],
+    "transpose+sharding": [
+        {"name": "transpose", "configuration": {"order": [1, 0]}},
+        # shards are 10 x 12 once transposed; zarr-python checks the inner chunk shape
+        # against the untransposed 12 x 10 as well: 2 x 2 divides both
+        _sharding([2, 2]),
+    ],
+}
+
+
+@pytest.mark.parametrize("chain", list(OUTER_CHAINS), ids=str)
+async def test_codecs_around_sharding_both_ways(tmp_path: Path, chain: str) -> None:
+    """A codec before or after ``sharding_indexed`` applies to whole shards: shards are
+    then read whole through every codec (reading inner chunks straight from the stored
+    bytes gave wrong data for ``transpose`` and failed for ``zstd``)."""
+    data = _data("int32", (24, 20))
+    ours = str(tmp_path / "ours.zarr")
+    arr = await asyncarr.create_array(
+        ours, shape=data.shape, chunks=(12, 10), dtype="int32", codecs=OUTER_CHAINS[chain]
+    )
+    await arr.write(data)
+    await arr.write(np.full((3, 4), -7, "int32"), (slice(10, 13), slice(8, 12)))  # 4 shards
+    data[10:13, 8:12] = -7
+    np.testing.assert_array_equal(zarr.open_array(ours, mode="r")[:], data)
+    back = await asyncarr.open_array(ours)
+    np.testing.assert_array_equal(await back.read(), data)
+    np.testing.assert_array_equal(await back.read((slice(4, 13), 5)), data[4:13, 5])
+
+    theirs = str(tmp_path / "theirs.zarr")
+    z = zarr.create_array(
+        theirs, shape=data.shape, chunks=(12, 10), dtype="int32", **_zarr_chain(chain)
+    )
+    z[:] = data
+    assert [c["name"] for c in z.metadata.to_dict()["codecs"]] == [
+        c["name"] for c in OUTER_CHAINS[chain]
+    ]
+    back = await asyncarr.open_array(theirs)
+    assert back.shards == (12, 10)
+    np.testing.assert_array_equal(await back.read(), data)
+    np.testing.assert_array_equal(await back.read((slice(3, 17), slice(2, 3))), data[3:17, 2:3])
+
+
+def _zarr_chain(name: str) -> dict[str, Any]:
+    """zarr-python ``create_array`` arguments for one of :data:`OUTER_CHAINS`."""
+    chain = OUTER_CHAINS[name]
+    from zarr.codecs import ShardingCodec
+    from zarr.registry import get_codec_class
+
+    def build(spec: dict[str, Any]) -> Any:
+        return get_codec_class(spec["name"]).from_dict(spec)
+
+    names = [c["name"] for c in chain]
+    at = names.index("sharding_indexed")
+    sharding = build(chain[at])
+    assert isinstance(sharding, ShardingCodec)
+    return {
+        "filters": [build(c) for c in chain[:at]],
+        "serializer": sharding,
+        "compressors": [build(c) for c in chain[at + 1 :]],
+    }
+
+
+def test_zarr_python_default_sharding_serializer_is_read(tmp_path: Path) -> None:
+    """zarr-python's default for ``serializer=ShardingCodec(...)``: zstd over the shard."""
+    from zarr.codecs import ShardingCodec
+
+    import asyncarr.sync as az
+
+    url = str(tmp_path / "a.zarr")
+    z = zarr.create_array(
+        url, shape=(8,), chunks=(8,), dtype="i4", serializer=ShardingCodec(chunk_shape=(2,))
+    )
+    z[:] = np.arange(8)
+    names = [c["name"] for c in zarr.open_array(url).metadata.to_dict()["codecs"]]
+    assert names[0] == "sharding_indexed" and len(names) > 1
+    np.testing.assert_array_equal(az.open_array(url)[:], np.arange(8))
+
+
 @pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf, 0.0, -1.5])
 @pytest.mark.parametrize("zarr_format", [2, 3])
 async def test_fill_values_both_ways(tmp_path: Path, fill: float, zarr_format: int) -> None:
