@@ -39,6 +39,34 @@ def _codec_list(value: object, what: str) -> list[Codec]:
     return [v if isinstance(v, Codec) else codec_from_metadata(v) for v in value]
 
 
+INDEX_PROBE_MAX_BYTES = 64 * 1024 * 1024
+"""Largest shard index sized by encoding an empty one (index codecs other than ``bytes``
+and ``crc32c``, whose size is known without encoding)."""
+
+
+def _encoded_index_size(index: CodecPipeline) -> int:
+    """The encoded size of a shard index (the spec requires index codecs of fixed size).
+
+    ``bytes`` plus any number of ``crc32c`` (what every implementation writes) is worked
+    out: 16 bytes per inner chunk, 4 per checksum. That needs no memory, so an array with
+    millions of inner chunks per shard opens at once. Other chains encode an empty index,
+    up to :data:`INDEX_PROBE_MAX_BYTES`."""
+    spec = index.spec
+    fixed = index.ab.codec_name == "bytes" and not index.aa
+    if fixed and all(c.codec_name == "crc32c" for c, _ in index.bb):
+        return spec.nbytes + 4 * len(index.bb)
+    if spec.nbytes > INDEX_PROBE_MAX_BYTES:
+        codecs = [c.codec_name for c, _ in index.aa] + [index.ab.codec_name]
+        codecs += [c.codec_name for c, _ in index.bb]
+        raise MetadataError(
+            f"a shard index of {spec.nbytes} bytes with index codecs {codecs}: its encoded "
+            f"size is only worked out for 'bytes' and 'crc32c' (other chains are sized by "
+            f"encoding an empty index, up to {INDEX_PROBE_MAX_BYTES} bytes)"
+        )
+    probe = np.full(spec.shape, MISSING, dtype=np.uint64)
+    return len(index.encode(probe))
+
+
 class ShardingCodec(ArrayBytesCodec):
     """Zarr v3 ``sharding_indexed``."""
 
@@ -154,8 +182,7 @@ class ShardingCodec(ArrayBytesCodec):
         grid = self.inner_grid
         index_spec = ChunkSpec((*grid, 2), np.dtype("uint64"), MISSING)
         self._index = CodecPipeline(self.index_codecs, index_spec)
-        probe = np.full(index_spec.shape, MISSING, dtype=np.uint64)
-        self._index_size = len(self._index.encode(probe))
+        self._index_size = _encoded_index_size(self._index)
 
     # -- geometry ------------------------------------------------------------------------------
     @property
@@ -275,11 +302,21 @@ class ShardingCodec(ArrayBytesCodec):
             parts[coords] = self.inner.encode(sub)  # strided is fine: serialising copies once
         return parts
 
-    def encode_parts(self, parts: Mapping[tuple[int, ...], bytes | memoryview]) -> bytes:
+    def encode_parts(
+        self, parts: Mapping[tuple[int, ...], bytes | memoryview], *, key: str | None = None
+    ) -> bytes:
         """Assemble a shard from encoded inner chunks (C order), index included."""
         assert self._index is not None
         grid = self.inner_grid
-        index = np.full((*grid, 2), MISSING, dtype=np.uint64)
+        try:
+            index = np.full((*grid, 2), MISSING, dtype=np.uint64)
+        except MemoryError as exc:
+            raise CodecError(
+                f"the index of a shard of {math.prod(grid)} inner chunks "
+                f"({self._index.spec.nbytes} bytes) cannot be allocated: {exc}",
+                key=key,
+                codec="sharding_indexed",
+            ) from exc
         base = self.index_size if self.index_location == "start" else 0
         chunks: list[bytes | memoryview] = []
         offset = base

@@ -107,7 +107,7 @@ def store_shard(
 ) -> bytes | None:
     """Assemble a whole shard from its encoded inner chunks (``None`` where it has none
     and empty chunks are skipped); with ``store`` (a local store) store it right here."""
-    data = codec.encode_parts(parts) if parts or write_empty else None
+    data = codec.encode_parts(parts, key=key) if parts or write_empty else None
     if store is None:
         return data
     store.write_local(key, data)
@@ -174,7 +174,7 @@ def _merge_shard(
             parts[p.coords] = inner.encode(chunk, key=key)
     if not parts and not write_empty:
         return None
-    return codec.encode_parts(parts)
+    return codec.encode_parts(parts, key=key)
 
 
 def chunk_from_value(pipeline: CodecPipeline, value: NDArray, out_sel: Any) -> NDArray:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import crc32c
 import numpy as np
@@ -99,3 +103,90 @@ async def test_rewritten_shards_read_their_new_index() -> None:
         for c in range(2):
             block = (slice(4 * r, 4 * r + 4), slice(4 * c, 4 * c + 4))
             np.testing.assert_array_equal(await arr.read(block), expected[block])
+
+
+@pytest.mark.parametrize(
+    "index_codecs",
+    [
+        [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+        [{"name": "bytes", "configuration": {"endian": "big"}}],
+        [  # two checksums, as odd as it is allowed
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "crc32c"},
+            {"name": "crc32c"},
+        ],
+    ],
+    ids=["bytes+crc32c", "bytes-big", "bytes+crc32c+crc32c"],
+)
+def test_index_size_is_worked_out_as_encoding_gives_it(index_codecs: list[object]) -> None:
+    spec = asyncarr.ChunkSpec((12, 10), np.dtype("int32"), 0)
+    config = {"chunk_shape": [3, 5], "index_codecs": index_codecs}
+    codec = ShardingCodec.from_config(config).evolve(spec)
+    probe = np.full((4, 2, 2), MISSING, dtype=np.uint64)
+    assert (
+        codec.index_size == len(codec._index.encode(probe)) == 16 * 8 + 4 * (len(index_codecs) - 1)
+    )
+
+
+HUGE_SHARD = {
+    "zarr_format": 3,
+    "node_type": "array",
+    "shape": [65536, 65536],
+    "data_type": "uint8",
+    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [65536, 65536]}},
+    "chunk_key_encoding": {"name": "default"},
+    "fill_value": 0,
+    "codecs": [
+        {
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [1, 1],
+                "codecs": [{"name": "bytes"}],
+                "index_codecs": [
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    {"name": "crc32c"},
+                ],
+            },
+        }
+    ],
+}
+"""A shard of 2**32 inner chunks: its index alone would be 64 GiB."""
+
+
+def test_a_shard_with_billions_of_inner_chunks_opens_without_building_its_index(
+    tmp_path: Path,
+) -> None:
+    import asyncarr.sync as az
+
+    (tmp_path / "zarr.json").write_text(json.dumps(HUGE_SHARD))
+    arr = az.open_array(str(tmp_path))  # used to encode an empty 64 GiB index to size it
+    assert arr.shards == (65536, 65536) and arr.chunks == (1, 1)
+    sharding = arr.async_array._ctx.sharding
+    assert sharding is not None and sharding.index_size == 2**32 * 16 + 4
+    assert arr[5, 7:9].tolist() == [0, 0]  # no shard stored: fill
+
+
+_WRITE_HUGE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+import asyncarr.sync as az
+from asyncarr.errors import CodecError
+arr = az.open_array(sys.argv[1], mode="r+")
+try:
+    arr[0, 0] = 3
+except CodecError as exc:
+    print("CodecError:", exc)
+"""
+
+
+def test_a_shard_index_too_large_to_allocate_is_a_codec_error(tmp_path: Path) -> None:
+    (tmp_path / "zarr.json").write_text(json.dumps(HUGE_SHARD))
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_HUGE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "CodecError: the index of a shard of 4294967296 inner chunks" in done.stdout
+    assert "cannot be allocated" in done.stdout and "c/0/0" in done.stdout
