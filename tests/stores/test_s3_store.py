@@ -677,10 +677,17 @@ def _count_botocore_gets(store: S3Store, client: Any) -> list[int]:
     return sent
 
 
-@pytest.mark.parametrize("lean", [True, False], ids=["lean", "botocore only"])
+@pytest.mark.parametrize(
+    ("lean", "direct"),
+    [(True, True), (True, False), (False, True)],
+    ids=["lean over asyncarr's HTTP client", "lean over aiohttp", "botocore only"],
+)
 async def test_value_reads_leave_botocore_after_the_first_get(
-    s3_server: S3TestServer, lean: bool
+    s3_server: S3TestServer, lean: bool, direct: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from asyncarr.stores._s3_lean import LeanReader
+
+    monkeypatch.setattr(LeanReader, "direct", direct)  # aiohttp: what proxies go through
     bucket = s3_server.create_bucket()
     try:
         async with _store(s3_server, bucket, "p r/é", lean_reads=lean) as s:
