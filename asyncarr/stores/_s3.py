@@ -19,7 +19,8 @@ Lean reads
     Value reads (``get``/``get_ranges``) leave botocore's per-request
     pipeline once its first ``GetObject`` of a bucket has shown the URL and
     signing region: later GETs are signed with :mod:`._sigv4` and sent over
-    aiohttp (:mod:`._s3_lean`), several times cheaper in CPU. Errors map
+    asyncarr's HTTP/1.1 client (:mod:`._s3_lean`, :mod:`._http1`; aiohttp behind a
+    proxy), several times cheaper in CPU. Errors map
     exactly as botocore's do. ``lean_reads=False`` keeps every call on
     botocore.
 
