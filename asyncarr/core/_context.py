@@ -60,11 +60,13 @@ class ArrayContext:
     _key_parts: tuple[str, str, str] = field(init=False, repr=False)
     """How chunk keys are spelled: (head, separator, the key of a 0-d array's chunk)."""
     cache_namespace: str = field(init=False)
-    """The array's identity in the chunk cache: the store's (:func:`store_cache_prefix`)
-    and a digest of the array's metadata but its shape and attributes, so an array
-    re-created at the same place with another dtype, fill value or codecs never sees the
-    old one's decoded chunks (a resize keeps the namespace).
-    Computed once: reads pass it per batch."""
+    """A digest of the array's metadata but its shape and attributes: an array re-created
+    at the same place with another dtype, fill value or codecs never sees the old one's
+    decoded chunks (a resize keeps the namespace). The other half of a chunk-cache key is
+    the chunk's place, :attr:`cache_root` plus its store key (:meth:`cache_key`)."""
+    cache_root: str = field(init=False)
+    """Where the store's keys are, as the chunk cache names them
+    (:func:`store_cache_root`)."""
 
     def __post_init__(self) -> None:
         self.io = managed(self.store)
@@ -79,7 +81,8 @@ class ArrayContext:
         digest = hashlib.blake2b(
             json.dumps(document, sort_keys=True, default=str).encode(), digest_size=8
         ).hexdigest()
-        self.cache_namespace = f"{store_cache_prefix(self.store)}{digest}"
+        self.cache_namespace = digest
+        self.cache_root = store_cache_root(self.store)
         enc = self.meta.chunk_key_encoding
         if enc.kind == "default":
             head = self.prefix + "c"
@@ -128,8 +131,15 @@ class ArrayContext:
             cache.invalidate(self.cache_key(key))
 
     def cache_key(self, key: str) -> tuple[str, str]:
-        """The chunk-cache key of ``key``: :attr:`cache_namespace` plus the key."""
-        return (self.cache_namespace, key)
+        """The chunk-cache key of the chunk at ``key``: :attr:`cache_namespace` and where
+        the chunk is (:attr:`cache_root` + ``key``)."""
+        return (self.cache_namespace, self.cache_root + key)
+
+    @property
+    def cache_scope(self) -> tuple[str, str]:
+        """``(cache_namespace, cache_root)``: what a codec worker needs to make
+        :meth:`cache_key` for the chunks it caches."""
+        return (self.cache_namespace, self.cache_root)
 
     @property
     def fill(self) -> Any:
@@ -163,26 +173,31 @@ class ArrayContext:
         return max(1, min(per_batch, spread))
 
 
-def store_cache_prefix(store: Store) -> str:
-    """How every chunk-cache namespace of arrays in ``store`` starts: the store's repr
-    names the bucket, root or data it holds (its endpoint_key would not)."""
-    return f"{type(store).__name__}:{store!r}:"
+def store_cache_root(store: Store) -> str:
+    """The store's root as chunk-cache keys spell it: its canonical :attr:`Store.location`
+    (symbolic links resolved, read-only or not), so every handle on the same data shares
+    cached chunks and their invalidation, whichever store object, path spelling or group
+    it was opened through (a group's store root plus ``x/c/0`` is the array ``x``'s store
+    root plus ``c/0``). A store with no known location is its own place."""
+    location = store.location
+    if location is None:
+        location = f"{type(store).__name__}@{id(store):x}"
+    return location.rstrip("/") + "/"
 
 
 def forget_cached_prefix(store: Store, prefix: str) -> None:
-    """Drop every cached decoded chunk of ``store`` whose key starts with ``prefix`` (a
-    node and everything below it was deleted or overwritten)."""
+    """Drop every cached decoded chunk under ``prefix`` of ``store`` (a node and everything
+    below it was deleted or overwritten), whichever handle cached it."""
     cache = get_chunk_cache()
     if cache is None:
         return
-    start = store_cache_prefix(store)
+    start = store_cache_root(store) + prefix
     cache.invalidate_where(
         lambda k: (
             isinstance(k, tuple)
             and len(k) == 2
-            and isinstance(k[0], str)
-            and k[0].startswith(start)
-            and str(k[1]).startswith(prefix)
+            and isinstance(k[1], str)
+            and k[1].startswith(start)
         )
     )
 

@@ -90,7 +90,7 @@ def decode_jobs(
     out: NDArray,
     fill: Any,
     cache: ChunkCache | None = None,
-    cache_prefix: str = "",
+    cache_scope: tuple[str, str] = ("", ""),
 ) -> int:
     """Decode ``jobs`` into ``out``; runs in the codec executor (threads or processes).
 
@@ -133,7 +133,8 @@ def decode_jobs(
             continue
         chunk = pipeline.decode(payload, key=job.key)
         if cache is not None:
-            cache.put((cache_prefix, job.key), chunk)
+            namespace, root = cache_scope  # as ArrayContext.cache_key makes them
+            cache.put((namespace, root + job.key), chunk)
         out[job.out_sel] = chunk[job.chunk_sel]
     if batch:
         populate_shared(places[0], places[-1])
@@ -250,7 +251,7 @@ def _read_one_local_chunk(ctx: ArrayContext, selection: Selection) -> NDArray:
         job = next(_planned_jobs([only] if only is not None else plan.chunks(), ctx.store))
         cache = ctx.cache
         if cache is None or not _cache_lookup(ctx, job, out):
-            decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_namespace)
+            decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_scope)
     return out.reshape(selection.result_shape) if selection.drop_axes else out
 
 
@@ -337,9 +338,7 @@ async def _read_chunks(
             payloads = await gather_all(*(ctx.io.get(j.key) for j in batch))
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
-        await decode(
-            decode_jobs, len(batch), batch, out, ctx.fill, worker_cache, ctx.cache_namespace
-        )
+        await decode(decode_jobs, len(batch), batch, out, ctx.fill, worker_cache, ctx.cache_scope)
 
     async def decode(fn: Callable[..., int], chunks: int, *args: Any) -> None:
         """``fn(pipeline, *args)`` for ``chunks`` chunks, in the read's executor mode."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,50 @@ async def test_resize_drops_the_cached_chunks_it_changes(tmp_path: object) -> No
     await arr.resize((3,))  # clears element 3 of chunk 0, deletes chunk 1
     await arr.resize((6,))
     np.testing.assert_array_equal(await arr.read(), [1, 2, 3, 0, 0, 0])
+
+
+@pytest.mark.usefixtures("restore_global_cache")
+@pytest.mark.parametrize(
+    "reader",
+    ["read-only handle", "another store object", "through its group", "through a symlink"],
+)
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_every_handle_on_an_array_sees_writes_made_through_another(
+    tmp_path: Path, reader: str, where: str
+) -> None:
+    """Cached chunks belong to the data, not to a handle: a write through any handle
+    invalidates them for every other one, however it was opened (each one used to cache
+    under its own store's repr, so a read-only handle kept serving old data)."""
+    import numpy as np
+
+    import asyncarr.sync as az
+    from asyncarr.stores import LocalStore, MemoryStore
+
+    set_chunk_cache(CacheConfig(max_bytes=1 << 20))
+    if where == "memory" and reader == "through a symlink":
+        pytest.skip("no symlinks in memory")
+    if where == "local":
+        base: object = str(tmp_path / "g.zarr")
+        again: object = LocalStore(str(tmp_path / "g.zarr"), read_only=True)
+        linked = tmp_path / "link"
+        linked.symlink_to(tmp_path / "g.zarr")
+    else:
+        base = MemoryStore()
+        assert isinstance(base, MemoryStore)
+        again = base.with_read_only(True)
+    group = az.create_group(base)
+    writer = group.create_array("x", shape=(4,), chunks=(4,), dtype="i4")
+    writer[:] = 1
+    if reader == "read-only handle":
+        other = az.open_array(base, path="x", mode="r")
+    elif reader == "another store object":
+        other = az.open_array(again, path="x")
+    elif reader == "through its group":
+        other = az.open_group(base, mode="r")["x"]
+    else:
+        other = az.open_array(str(tmp_path / "link" / "x"), mode="r")
+    assert other[:].tolist() == [1, 1, 1, 1]  # now cached
+    writer[:] = 2
+    assert other[:].tolist() == [2, 2, 2, 2]
+    writer.write(np.array([3], "i4"), (slice(0, 1),))  # a partial write (read-modify-write)
+    assert other[:].tolist() == [3, 2, 2, 2]
