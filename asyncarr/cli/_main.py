@@ -77,17 +77,26 @@ async def _tree(args: argparse.Namespace) -> int:
 async def _copy(args: argparse.Namespace) -> int:
     from asyncarr.ingest import copy_array
 
-    report = await copy_array(
-        args.source,
-        args.dest,
-        source_options=_storage_options(args.source_option),
-        dest_options=_storage_options(args.dest_option),
-        zarr_format=args.zarr_format,
-        compressor=args.compressor,
-        overwrite=args.overwrite,
-    )
+    try:
+        report = await copy_array(
+            args.source,
+            args.dest,
+            source_options=_storage_options(args.source_option),
+            dest_options=_storage_options(args.dest_option),
+            zarr_format=args.zarr_format,
+            compressor=args.compressor,
+            overwrite=args.overwrite,
+        )
+    except asyncio.CancelledError as exc:  # Ctrl-C: say what was left behind
+        _print_notes(exc)
+        raise
     print(report)
     return 0
+
+
+def _print_notes(exc: BaseException) -> None:
+    for note in getattr(exc, "__notes__", ()):
+        print(f"asyncarr: {note}", file=sys.stderr)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -159,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except (AsyncarrError, OSError) as exc:  # (OSError: local paths the CLI itself touches)
         print(f"asyncarr: error: {exc}", file=sys.stderr)
+        _print_notes(exc)
         return 1
     except KeyboardInterrupt:
+        print("asyncarr: interrupted", file=sys.stderr)
         return 130

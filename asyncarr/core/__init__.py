@@ -11,9 +11,10 @@ from asyncarr.core._api import (
     open_array,
     open_group,
     resolve_store,
+    staged_array,
 )
 from asyncarr.core._array import AsyncArray
-from asyncarr.core._create import DEFAULT_COMPRESSOR
+from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup
 from asyncarr.core._info import ArrayInfo
 from asyncarr.core._metadata import ArrayMetadata, GroupMetadata
@@ -30,6 +31,7 @@ __all__ = [
     "AsyncGroup",
     "GroupMetadata",
     "ShardingCodec",
+    "build_array_metadata",
     "consolidate_metadata",
     "create_array",
     "create_group",
@@ -37,4 +39,5 @@ __all__ = [
     "open_array",
     "open_group",
     "resolve_store",
+    "staged_array",
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 from asyncarr.abc import Store
@@ -37,6 +38,7 @@ __all__ = [
     "open_array",
     "open_group",
     "resolve_store",
+    "staged_array",
 ]
 
 AccessMode = Literal["r", "r+", "a", "w", "w-"]
@@ -112,25 +114,70 @@ async def _create_node(
 ) -> None:
     """Write a new node's metadata atomically (its first document with
     ``set_if_not_exists``, so two concurrent creators cannot both win)."""
-    is_array = isinstance(meta, ArrayMetadata)
     try:
-        await _prepare_location(st, path, overwrite)
-        await _ensure_parents(st, path, meta.zarr_format)
-        io = managed(st)
-        name = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if is_array else ZGROUP)
-        if not await io.set_if_not_exists(join_path(path, name), dumps_json(meta.to_json())):
-            error = ContainsArrayError if is_array else ContainsGroupError
-            raise error(
-                f"another writer created a node at {path or 'the store root'!r} concurrently"
-            )
-        if meta.zarr_format == 2 and meta.attributes:  # v2 keeps attributes in .zattrs
-            if isinstance(meta, ArrayMetadata):
-                await save_array_metadata(io, path, meta)
-            else:
-                await save_group_metadata(io, path, meta)
+        await _prepare_node(st, path, meta, overwrite)
+        await _publish_node(st, path, meta)
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
+
+
+async def _prepare_node(
+    st: Store, path: str, meta: ArrayMetadata | GroupMetadata, overwrite: bool
+) -> None:
+    """Make room for a new node at ``path`` (or refuse) and create its missing parents."""
+    await _prepare_location(st, path, overwrite)
+    await _ensure_parents(st, path, meta.zarr_format)
+
+
+async def _publish_node(st: Store, path: str, meta: ArrayMetadata | GroupMetadata) -> None:
+    """Store a new node's metadata: from then on it exists."""
+    is_array = isinstance(meta, ArrayMetadata)
+    io = managed(st)
+    name = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if is_array else ZGROUP)
+    if not await io.set_if_not_exists(join_path(path, name), dumps_json(meta.to_json())):
+        error = ContainsArrayError if is_array else ContainsGroupError
+        raise error(f"another writer created a node at {path or 'the store root'!r} concurrently")
+    if meta.zarr_format == 2 and meta.attributes:  # v2 keeps attributes in .zattrs
+        if isinstance(meta, ArrayMetadata):
+            await save_array_metadata(io, path, meta)
+        else:
+            await save_group_metadata(io, path, meta)
+
+
+@contextlib.asynccontextmanager
+async def staged_array(
+    store: str | Store,
+    meta: ArrayMetadata,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    path: str = "",
+    write_empty_chunks: bool = False,
+) -> AsyncIterator[AsyncArray]:
+    """Create the array ``meta`` describes (see :func:`build_array_metadata`) with its
+    metadata stored last: ``async with staged_array(...) as arr`` yields a handle to write
+    the data through, and the array comes into existence (its metadata document is
+    stored) only when the block ends without an error. The handle is closed then.
+
+    If the block raises or is cancelled, nothing at ``path`` claims to be an array: no
+    reader can mistake a half-written array for a complete one. The chunks written by
+    then stay in the store as plain keys (the caller knows which;
+    :func:`asyncarr.ingest.copy_array` removes them).
+    """
+    st, owns = resolve_store(store, read_only=False, storage_options=storage_options)
+    path = join_path(path)
+    try:
+        await _prepare_node(st, path, meta, overwrite)
+    except BaseException as exc:
+        await _close_on_error(st, owns, exc)
+        raise
+    arr = AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
+    try:
+        yield arr
+        await _publish_node(st, path, meta)
+    finally:
+        await arr.aclose()
 
 
 async def _close_on_error(store: Store, owns: bool, exc: BaseException) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
@@ -10,9 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncarr.abc import Store
-from asyncarr.core import AsyncArray, create_array, open_array, resolve_store
-from asyncarr.errors import ConfigError
-from asyncarr.runtime import bounded_for_each
+from asyncarr.core import (
+    DEFAULT_COMPRESSOR,
+    ArrayMetadata,
+    AsyncArray,
+    build_array_metadata,
+    open_array,
+    resolve_store,
+    staged_array,
+)
+from asyncarr.errors import ConfigError, ContainsArrayError, ContainsGroupError
+from asyncarr.runtime import bounded_for_each, managed
 
 __all__ = ["CopyReport", "copy_array"]
 
@@ -79,48 +88,111 @@ async def copy_array(
     try:
         dest_store, owns_dest = resolve_store(dest, read_only=False, storage_options=dest_options)
         _refuse_overlap(src.store, src.path, dest_store, source, dest)
-        fmt = zarr_format or src.zarr_format
-        kwargs: dict[str, Any] = {
-            "shape": src.shape,
-            "chunks": src.chunks,
-            "dtype": src.dtype,
-            "zarr_format": fmt,
-            "fill_value": src.fill_value,
-            "dimension_names": src.dimension_names,
-            "attributes": dict(src.attrs),
-            "overwrite": overwrite,
-        }
-        if fmt == 3 and src.shards is not None:
-            kwargs["shards"] = src.shards
-        if compressor is not None:
-            kwargs["compressor"] = compressor
-        elif fmt == src.zarr_format == 3 and src.shards is None:
-            kwargs["codecs"] = [c for c in src.codecs]
-        elif fmt == src.zarr_format == 2:
-            kwargs["compressor"] = src.metadata.v2_compressor
-            kwargs["filters"] = src.metadata.v2_filters
-        dst = await create_array(dest_store, **kwargs)
+        meta = _dest_metadata(src, zarr_format or src.zarr_format, compressor)
+        start = time.perf_counter()
+        count = 0
+        started: list[tuple[slice, ...]] = []
         try:
-            start = time.perf_counter()
-            count = 0
+            # The metadata goes in last: until every block is written, nothing at the
+            # destination claims to be an array (an interrupted copy is never mistaken for
+            # a complete one).
+            async with staged_array(dest_store, meta, overwrite=overwrite) as dst:
 
-            async def move(block: tuple[slice, ...]) -> None:
-                nonlocal count
-                await dst.write(await src.read(block), block)
-                count += 1
+                async def move(block: tuple[slice, ...]) -> None:
+                    nonlocal count
+                    started.append(block)
+                    await dst.write(await src.read(block), block)
+                    count += 1
 
-            await bounded_for_each(move, _blocks(src, block_bytes), limit=concurrency)
-            return CopyReport(
-                str(source), str(dest), src.nbytes, count, time.perf_counter() - start
-            )
-        finally:
-            await dst.aclose()
+                await bounded_for_each(move, _blocks(src, block_bytes), limit=concurrency)
+        except (ContainsArrayError, ContainsGroupError):
+            raise  # someone else's node is there: its chunks are not ours to remove
+        except BaseException as exc:
+            await _remove_written(dest_store, meta, started, exc, dest)
+            raise
+        return CopyReport(str(source), str(dest), src.nbytes, count, time.perf_counter() - start)
     finally:
         try:
             if owns_dest and dest_store is not None:
                 await dest_store.aclose()
         finally:
             await src.aclose()
+
+
+def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
+    """The destination's metadata: the source's, in format ``fmt``, with ``compressor``
+    if one is given (codecs are kept otherwise, where the format allows)."""
+    codecs: Any = None
+    filters: Any = None
+    chosen: Any = DEFAULT_COMPRESSOR if compressor is None else compressor
+    if compressor is None and fmt == src.zarr_format == 3 and src.shards is None:
+        codecs = list(src.codecs)
+    elif compressor is None and fmt == src.zarr_format == 2:
+        chosen = src.metadata.v2_compressor
+        filters = src.metadata.v2_filters
+    return build_array_metadata(
+        shape=src.shape,
+        chunks=src.chunks,
+        dtype=src.dtype,
+        zarr_format=fmt,
+        fill_value=src.fill_value,
+        compressor=chosen,
+        filters=filters,
+        codecs=codecs,
+        shards=src.shards if fmt == 3 else None,
+        order="C",
+        dimension_names=src.dimension_names,
+        attributes=dict(src.attrs),
+        chunk_key_encoding=None,
+    )
+
+
+REMOVE_WRITTEN_SECONDS = 30.0
+"""How long a failed or interrupted copy spends removing the chunks it wrote."""
+
+
+async def _remove_written(
+    store: Store,
+    meta: ArrayMetadata,
+    blocks: list[tuple[slice, ...]],
+    exc: BaseException,
+    dest: object,
+) -> None:
+    """Remove the chunk objects of the ``blocks`` a failed copy started writing (there is
+    no array there: its metadata was never stored), for at most
+    :data:`REMOVE_WRITTEN_SECONDS`; what could not be removed is noted on ``exc``."""
+    grid = meta.chunk_shape
+    keys = sorted(
+        {
+            meta.chunk_key(coords)
+            for block in blocks
+            for coords in itertools.product(
+                *(range(b.start // c, -(-b.stop // c)) for b, c in zip(block, grid, strict=True))
+            )
+        }
+    )
+    if not keys:
+        return
+    io = managed(store)
+    removed = 0
+
+    async def remove(key: str) -> None:
+        nonlocal removed
+        await io.delete(key)
+        removed += 1
+
+    try:
+        async with asyncio.timeout(REMOVE_WRITTEN_SECONDS):
+            await bounded_for_each(remove, keys, limit=16)
+    except (Exception, asyncio.CancelledError) as cleanup:
+        exc.add_note(
+            f"the copy to {dest} stopped: no array was created there, but {len(keys) - removed} "
+            f"of the {len(keys)} chunk objects it may have written could not be removed "
+            f"({type(cleanup).__name__}); they belong to no array, and copying again "
+            "replaces them"
+        )
+        return
+    exc.add_note(f"the copy to {dest} stopped: no array was created there")
 
 
 def _refuse_overlap(
