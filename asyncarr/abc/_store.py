@@ -133,6 +133,13 @@ class Store(ABC):
         return True
 
     @property
+    def lists_every_key(self) -> bool:
+        """Whether listing names every stored key, chunks included (``False``: metadata
+        documents only, as an HTTP store listing from consolidated metadata). Counting
+        or sizing stored chunks needs it."""
+        return self.supports_listing
+
+    @property
     def supports_conditional_writes(self) -> bool:
         """Whether :meth:`get_versioned` / :meth:`set_if_version` are implemented."""
         return False

@@ -17,7 +17,7 @@ from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import save_array_metadata
 from asyncarr.core._read import read_selection
 from asyncarr.core._write import write_selection
-from asyncarr.errors import ConfigError, DTypeError, SelectionError
+from asyncarr.errors import ConfigError, DTypeError, SelectionError, UnsupportedOperationError
 from asyncarr.runtime import bounded_for_each, bounded_map
 
 __all__ = ["AsyncArray"]
@@ -299,6 +299,13 @@ class AsyncArray(NodeBase):
     # -- inspection ----------------------------------------------------------------------
     async def _iter_stored_chunks(self) -> Any:
         """Coordinates of every chunk object present in the store (by listing)."""
+        store = self._ctx.store
+        if not store.lists_every_key:
+            raise UnsupportedOperationError(
+                f"cannot count or size the stored chunks of {self._path or 'the root array'!r}"
+                f": {store} cannot list them (at most metadata documents)",
+                store=store,
+            )
         meta = self.metadata
         enc = meta.chunk_key_encoding
         prefix = self._ctx.prefix

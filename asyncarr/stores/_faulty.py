@@ -324,6 +324,10 @@ class FaultyStore(Store):
         return self._inner.supports_listing
 
     @property
+    def lists_every_key(self) -> bool:
+        return self._inner.lists_every_key
+
+    @property
     def supports_conditional_writes(self) -> bool:
         return self._inner.supports_conditional_writes
 

@@ -200,6 +200,11 @@ class HTTPStore(Store):
         return bool(self._listing_known)
 
     @property
+    def lists_every_key(self) -> bool:
+        """Never: a listing from consolidated metadata names metadata documents only."""
+        return False
+
+    @property
     def url(self) -> str:
         """The root URL, without credentials or query."""
         return self._base

@@ -6,9 +6,11 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
 
+import numpy as np
 import pytest
 from aiohttp import web
 
+import asyncarr
 from asyncarr._types import ByteRange, OffsetRange, SuffixRange
 from asyncarr.errors import (
     ConfigError,
@@ -192,6 +194,15 @@ async def test_listing_from_consolidated_metadata(
     assert {"b", "g"} <= set(await http_store.list_dir(""))
     with pytest.raises(InvalidKeyError):
         [k async for k in http_store.list_prefix("../")]
+    # such a listing never names chunks: counting them is refused, not answered with 0
+    assert not http_store.lists_every_key
+    zarr.open_array(str(http_location.local_dir), path="b", mode="r+")[:] = 1.5
+    b = await (await asyncarr.open_group(http_store)).get("b")
+    np.testing.assert_array_equal(await b.read(), [1.5, 1.5])
+    with pytest.raises(UnsupportedOperationError, match="cannot count or size"):
+        await b.nchunks_initialized()
+    with pytest.raises(UnsupportedOperationError, match="cannot count or size"):
+        await b.info_complete()
 
 
 # -- misbehaving and failing servers ------------------------------------------------------------
