@@ -71,8 +71,7 @@ class _Leased:
 
     def __init__(self) -> None:
         portal = get_portal()
-        portal.acquire()
-        self._finalizer = weakref.finalize(self, portal.release)
+        self._finalizer = weakref.finalize(self, portal.release, portal.acquire())
 
     def _release_lease(self) -> None:
         self._finalizer()

@@ -106,6 +106,8 @@ class SyncPortal:
         self._name = name
         self._lock = threading.Lock()
         self._leases = 0
+        self._generation = 0
+        """Bumped in a forked child: leases taken before the fork are not held there."""
         self._runner: _LoopThread | None = None
         _all_portals.add(self)
 
@@ -131,20 +133,26 @@ class SyncPortal:
         runner = self._runner
         return runner.thread if runner is not None else None
 
-    def acquire(self) -> None:
-        """Take a lease, starting the loop thread if this is the first one."""
+    def acquire(self) -> int:
+        """Take a lease, starting the loop thread if this is the first one. Returns the
+        lease's token for :meth:`release`."""
         with self._lock:
             if self._runner is None:
                 self._runner = _LoopThread(self._name)
             self._leases += 1
+            return self._generation
 
-    def release(self) -> None:
+    def release(self, token: int | None = None) -> None:
         """Give back a lease; the last one stops the thread once its pending work is done.
 
-        Called from outside the portal thread, it waits (boundedly) for the
-        thread to exit.
+        ``token`` (from :meth:`acquire`): a lease taken before this process was forked
+        from its parent is not held here, and giving it back does nothing (objects
+        inherited by a child close quietly). Called from outside the portal thread, it
+        waits (boundedly) for the thread to exit.
         """
         with self._lock:
+            if token is not None and token != self._generation:
+                return
             if self._leases <= 0:
                 raise RuntimeError("SyncPortal.release() without a matching acquire()")
             self._leases -= 1
@@ -275,6 +283,7 @@ def _after_fork_in_child() -> None:
     for portal in list(_all_portals):  # their threads do not exist in the child
         portal._lock = threading.Lock()
         portal._leases = 0
+        portal._generation += 1
         portal._runner = None
 
 

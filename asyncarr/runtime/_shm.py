@@ -393,10 +393,46 @@ def live_segment_names() -> list[str]:
 
 def _after_fork_in_child() -> None:
     """A forked child shares the parent's segments but does not own them: its exit must
-    not unlink them (the parent's worker processes still attach to them by name)."""
+    not unlink them (the parent's worker processes still attach to them by name). Nor is
+    the parent's forkserver its child: see :func:`_forget_parents_forkserver`."""
     for fin in list(_OWNED.values()):
         fin.detach()
     _OWNED.clear()
+    _forget_parents_forkserver()
+
+
+def _forget_parents_forkserver() -> None:
+    """In a child forked by ``os.fork``: forget the forkserver the parent started.
+
+    multiprocessing checks that its forkserver still runs with ``waitpid``, which fails
+    (``ChildProcessError``) in any process but the one that started it, so a forked child
+    could not start worker processes at all. The child starts a forkserver of its own
+    when it needs one; its copy of the parent's "alive" pipe is closed, so the parent's
+    forkserver still ends with the parent. (The attributes are CPython's, unchanged from
+    3.8 to 3.13; where they are missing there is nothing to do.) A child that leaves
+    with ``os._exit`` skips every exit handler: worker processes it started are then
+    left waiting, as for any multiprocessing pool; leave with ``sys.exit`` (or close the
+    executor first)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is None or getattr(server, "_forkserver_pid", None) is None:
+        return
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive, int):
+        with contextlib.suppress(OSError):
+            os.close(alive)
+    server._forkserver_pid = None
+    server._forkserver_address = None
+    server._forkserver_alive_fd = None
+    # The parent's worker processes are not this process's children either: at exit,
+    # multiprocessing would try to join them ("can only join a child process").
+    from multiprocessing import process
+
+    children = getattr(process, "_children", None)
+    if isinstance(children, set):
+        me = os.getpid()
+        children -= {p for p in children if getattr(p, "_parent_pid", me) != me}
 
 
 if hasattr(os, "register_at_fork"):

@@ -810,6 +810,22 @@ async def _many_adds(ex: CodecExecutor) -> list[int]:
     return list(await asyncio.gather(*(ex.run(add, i, 1) for i in range(20))))
 
 
+def test_forked_child_starts_worker_processes_of_its_own(proc_executor: CodecExecutor) -> None:
+    """The parent's forkserver is not the child's: multiprocessing's check that it still
+    runs failed there with a raw ChildProcessError, so a forked child could not use
+    worker processes at all."""
+    assert asyncio.run(proc_executor.run(add, 1, 2, releases_gil=False)) == 3
+
+    def child() -> bool:
+        try:
+            return asyncio.run(proc_executor.run(add, 20, 22, releases_gil=False)) == 42
+        finally:
+            proc_executor.shutdown()  # os._exit skips exit handlers: stop its workers
+
+    assert _in_forked_child(child) == 0
+    assert asyncio.run(proc_executor.run(add, 2, 3, releases_gil=False)) == 5  # still works
+
+
 def test_forked_child_never_unlinks_the_parents_segments(proc_executor: CodecExecutor) -> None:
     """A child that lets go of a shared buffer it inherited must not unlink the segment:
     the parent's worker processes still attach to it by name."""
