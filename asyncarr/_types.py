@@ -7,6 +7,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from asyncarr.errors import ConfigError
+
 __all__ = [
     "ByteRange",
     "ChunkCoords",
@@ -31,7 +33,7 @@ class ByteRange:
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end < self.start:
-            raise ValueError(f"invalid byte range [{self.start}, {self.end})")
+            raise ConfigError(f"invalid byte range [{self.start}, {self.end})")
 
     @property
     def length(self) -> int:
@@ -46,7 +48,7 @@ class OffsetRange:
 
     def __post_init__(self) -> None:
         if self.offset < 0:
-            raise ValueError(f"invalid offset {self.offset}")
+            raise ConfigError(f"invalid offset {self.offset}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class SuffixRange:
 
     def __post_init__(self) -> None:
         if self.length < 0:
-            raise ValueError(f"invalid suffix length {self.length}")
+            raise ConfigError(f"invalid suffix length {self.length}")
 
 
 RangeRequest: TypeAlias = ByteRange | OffsetRange | SuffixRange

@@ -5,7 +5,10 @@ All tunables live here so that every layer reads the same definitions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from asyncarr.errors import ConfigError
@@ -16,14 +19,26 @@ __all__ = [
     "ExecutorMode",
     "RetryConfig",
     "StoreLimits",
+    "store_limits",
 ]
 
 ExecutorMode = Literal["inline", "threads", "processes", "auto"]
 
 
-def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+def _positive(name: str, value: float, *, allow_zero: bool = False, integer: bool = False) -> None:
+    """``value`` must be a number (an integer with ``integer``; never a bool or NaN)
+    above zero (or zero, with ``allow_zero``)."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or math.isnan(value):
+        what = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +58,7 @@ class RetryConfig:
     """Seconds one attempt may take before it counts as a transient fault."""
 
     def __post_init__(self) -> None:
-        _positive("max_attempts", self.max_attempts)
+        _positive("max_attempts", self.max_attempts, integer=True)
         _positive("base_backoff", self.base_backoff, allow_zero=True)
         _positive("max_backoff", self.max_backoff, allow_zero=True)
         _positive("deadline", self.deadline)
@@ -73,8 +88,13 @@ class StoreLimits:
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:
-        _positive("max_concurrency", self.max_concurrency)
-        _positive("min_concurrency", self.min_concurrency)
+        _positive("max_concurrency", self.max_concurrency, integer=True)
+        _positive("min_concurrency", self.min_concurrency, integer=True)
+        _flag("adaptive", self.adaptive)
+        _flag("hedge_after_p95", self.hedge_after_p95)
+        if not isinstance(self.retry, RetryConfig):
+            raise ConfigError(f"retry must be a RetryConfig, got {self.retry!r}")
+        _positive("decrease_factor", self.decrease_factor)
         if self.min_concurrency > self.max_concurrency:
             raise ConfigError(
                 f"min_concurrency ({self.min_concurrency}) > max_concurrency ({self.max_concurrency})"
@@ -104,8 +124,8 @@ class ExecutorConfig:
                 f"executor mode must be inline, threads, processes or auto, got {self.mode!r}"
             )
         if self.max_workers is not None:
-            _positive("max_workers", self.max_workers)
-        _positive("batch_bytes", self.batch_bytes)
+            _positive("max_workers", self.max_workers, integer=True)
+        _positive("batch_bytes", self.batch_bytes, integer=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,4 +135,29 @@ class CacheConfig:
     max_bytes: int = 0
 
     def __post_init__(self) -> None:
-        _positive("max_bytes", self.max_bytes, allow_zero=True)
+        _positive("max_bytes", self.max_bytes, allow_zero=True, integer=True)
+
+
+def store_limits(value: object) -> StoreLimits | None:
+    """``storage_options["limits"]`` as every store takes it: ``None`` (the store's
+    default), a :class:`StoreLimits`, or a mapping of its fields (``retry`` may be a
+    mapping of :class:`RetryConfig`'s), as the command line's ``-o limits='{...}'`` gives."""
+    if value is None or isinstance(value, StoreLimits):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"limits must be a StoreLimits or a mapping of its fields, got {value!r}")
+    known = {f.name for f in fields(StoreLimits)}
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise ConfigError(f"unknown limits {unknown}; expected some of {sorted(known)}")
+    options = dict(value)
+    retry = options.get("retry")
+    if isinstance(retry, Mapping):
+        retry_known = {f.name for f in fields(RetryConfig)}
+        bad = sorted(str(k) for k in retry if k not in retry_known)
+        if bad:
+            raise ConfigError(
+                f"unknown retry settings {bad}; expected some of {sorted(retry_known)}"
+            )
+        options["retry"] = RetryConfig(**retry)
+    return StoreLimits(**options)

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Self
 
 from asyncarr._types import ByteRange, RangeRequest, Versioned
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     InvalidKeyError,
     ReadOnlyStoreError,
@@ -95,7 +95,8 @@ class Store(ABC):
 
     def __init__(self, *, read_only: bool = False, limits: StoreLimits | None = None) -> None:
         self._read_only = read_only
-        self._limits = limits if limits is not None else self.default_limits()
+        given = store_limits(limits)  # a mapping of its fields too (storage_options)
+        self._limits = given if given is not None else self.default_limits()
         self._closed = False
 
     # -- identity and capabilities -------------------------------------------------

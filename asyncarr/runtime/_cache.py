@@ -149,6 +149,8 @@ def get_chunk_cache() -> ChunkCache | None:
 def set_chunk_cache(config: CacheConfig | None) -> None:
     """Replace the process-wide chunk cache; ``None`` or ``max_bytes=0`` turns it off."""
     global _global
+    if config is not None and not isinstance(config, CacheConfig):
+        raise ConfigError(f"set_chunk_cache expects a CacheConfig or None, got {config!r}")
     with _global_lock:
         enabled = config is not None and config.max_bytes > 0
         _global = ChunkCache(config.max_bytes) if config is not None and enabled else None

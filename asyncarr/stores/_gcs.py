@@ -40,7 +40,7 @@ from asyncarr._types import (
     range_to_slice,
 )
 from asyncarr.abc import Store, normalize_prefix
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     AsyncarrError,
     ConfigError,
@@ -722,17 +722,6 @@ def _parse_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _limits(value: object) -> StoreLimits | None:
-    if value is None or isinstance(value, StoreLimits):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return StoreLimits(**value)
-        except TypeError as exc:
-            raise ConfigError(f"invalid GCS limits {dict(value)!r}: {exc}") from exc
-    raise ConfigError(f"limits must be a StoreLimits or a dict, got {type(value).__name__}")
-
-
 def gcs_store_from_url(
     url: str, *, read_only: bool, storage_options: Mapping[str, Any]
 ) -> GCSStore:
@@ -780,5 +769,5 @@ def gcs_store_from_url(
         timeout=opts.get("timeout"),
         connect_timeout=opts.get("connect_timeout", 30.0),
         read_only=read_only,
-        limits=_limits(opts.get("limits")),
+        limits=store_limits(opts.get("limits")),
     )

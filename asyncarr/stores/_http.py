@@ -57,7 +57,7 @@ from asyncarr._types import (
     range_to_slice,
 )
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     AsyncarrError,
     ConfigError,
@@ -508,9 +508,7 @@ def http_store_from_url(
         if "ssl" in options and options["ssl"] is not verify:
             raise ConfigError("give either ssl or verify, not both")
         options["ssl"] = verify
-    limits = options.get("limits")
-    if limits is not None and not isinstance(limits, StoreLimits):
-        raise ConfigError(f"limits must be a StoreLimits, got {type(limits).__name__}")
+    options["limits"] = store_limits(options.get("limits"))
     client_kwargs = options.get("client_kwargs")
     if client_kwargs is not None and not isinstance(client_kwargs, Mapping):
         raise ConfigError(f"client_kwargs must be a mapping, got {type(client_kwargs).__name__}")

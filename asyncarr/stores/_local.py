@@ -74,7 +74,7 @@ import crc32c
 from asyncarr._tasks import await_unabandoned
 from asyncarr._types import ByteRange, RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -90,7 +90,6 @@ __all__ = [
     "IO_THREADS",
     "LocalStore",
     "local_store_from_url",
-    "parse_limits",
     "run_io",
     "translate_os_error",
     "url_to_path",
@@ -1301,18 +1300,6 @@ def _device_key(root: str) -> str:
 _LOCAL_OPTIONS = {"fsync", "auto_mkdir", "limits"}
 
 
-def parse_limits(value: object) -> StoreLimits | None:
-    """``storage_options["limits"]``: a :class:`StoreLimits`, a mapping of its fields, or None."""
-    if value is None or isinstance(value, StoreLimits):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return StoreLimits(**value)
-        except TypeError as exc:
-            raise ConfigError(f"invalid limits {dict(value)!r}: {exc}") from exc
-    raise ConfigError(f"limits must be a StoreLimits or a mapping, got {value!r}")
-
-
 def url_to_path(url: str, scheme: str) -> str:
     """The local path a ``scheme://`` URL (or a plain path) names.
 
@@ -1354,7 +1341,7 @@ def local_store_from_url(
     return LocalStore(
         url_to_path(url, "file"),
         read_only=read_only,
-        limits=parse_limits(storage_options.get("limits")),
+        limits=store_limits(storage_options.get("limits")),
         fsync=storage_options.get("fsync", False),
         auto_mkdir=storage_options.get("auto_mkdir", True),
     )

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import ConfigError, KeyNotFoundError, PreconditionFailedError
 
 __all__ = ["MemoryStore", "memory_store_from_url"]
@@ -225,7 +225,10 @@ def memory_store_from_url(
         if shared is None:
             shared = _named_strong[name] = _Data()
     return MemoryStore(
-        read_only=read_only, limits=storage_options.get("limits"), name=name, _shared=shared
+        read_only=read_only,
+        limits=store_limits(storage_options.get("limits")),
+        name=name,
+        _shared=shared,
     )
 
 

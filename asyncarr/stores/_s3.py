@@ -74,7 +74,7 @@ from asyncarr._tasks import gather_all
 from asyncarr._types import RangeRequest, Versioned, http_range_header, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.abc._store import normalize_prefix
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -755,7 +755,7 @@ _OPTIONS: dict[str, tuple[type, ...]] = {
     "conditional_writes": (bool,),
     "verify_dir_prefixes": (bool,),
     "lean_reads": (bool,),
-    "limits": (StoreLimits,),
+    "limits": (StoreLimits, Mapping),
 }
 
 
@@ -772,7 +772,7 @@ def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str
     value was deleted: ``list_dir`` then checks each listed prefix),
     ``lean_reads`` (default ``True``: value GETs bypass botocore once it has
     shown the route, see :mod:`asyncarr.stores._s3_lean`) and
-    ``limits`` (a :class:`~asyncarr.config.StoreLimits`).
+    ``limits`` (a :class:`~asyncarr.config.StoreLimits` or a mapping of its fields).
     ``None`` values mean "not given".
     """
     parts = urlsplit(url)
@@ -800,5 +800,5 @@ def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str
             raise ConfigError(
                 f"storage_options[{name!r}] must be {expected}, got {type(value).__name__}"
             )
-        options[name] = value
+        options[name] = store_limits(value) if name == "limits" else value
     return S3Store(parts.netloc, parts.path.lstrip("/"), read_only=read_only, **options)

@@ -49,7 +49,7 @@ from typing import IO, Any, Literal, TypeVar
 
 from asyncarr._types import RangeRequest, range_to_slice
 from asyncarr.abc import Store, normalize_key
-from asyncarr.config import StoreLimits
+from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -57,7 +57,7 @@ from asyncarr.errors import (
     StoreError,
     UnsupportedOperationError,
 )
-from asyncarr.stores._local import parse_limits, run_io, translate_os_error, url_to_path
+from asyncarr.stores._local import run_io, translate_os_error, url_to_path
 
 __all__ = ["ZipStore", "zip_store_from_url"]
 
@@ -458,5 +458,5 @@ def zip_store_from_url(
         read_only=read_only,
         compression=storage_options.get("compression", "stored"),
         compresslevel=storage_options.get("compresslevel"),
-        limits=parse_limits(storage_options.get("limits")),
+        limits=store_limits(storage_options.get("limits")),
     )
