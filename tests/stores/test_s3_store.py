@@ -148,7 +148,7 @@ def test_bad_urls(url: str) -> None:
         ({"read_timeout": True}, "read_timeout"),
         ({"read_timeout": "5"}, "read_timeout"),
         ({"addressing_style": "weird"}, "addressing_style"),
-        ({"limits": {"max_concurrency": 4}}, "limits"),
+        ({"limits": {"max_concurency": 4}}, "limits"),  # a dict is fine; a misspelt field is not
         ({"endpoint_url": "ftp://host"}, "endpoint_url"),
         ({"endpoint_url": "localhost:9000"}, "endpoint_url"),
         ({"aws_access_key_id": "AKIA"}, "both"),
