@@ -456,3 +456,25 @@ async def test_cancelling_a_hedged_get_cancels_both_requests() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert m.limiter.in_flight == 0
+
+
+async def test_time_queued_for_a_slot_never_triggers_a_hedge() -> None:
+    """The hedge clock starts when a request holds its slot: GETs waiting behind others
+    are not slow requests (a large read used to hedge nearly all of them, doubling the
+    load on the service exactly when it was busiest)."""
+
+    class Timed(MemoryStore):
+        latency = 0.03
+
+        async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+            await asyncio.sleep(self.latency)
+            return await super().get(key, byte_range)
+
+    store = Timed(limits=limits(hedge_after_p95=True, max_concurrency=2))
+    await store.set("k", b"v")
+    m = ManagedStore(store)
+    for _ in range(25):  # p95 of ~30 ms, measured from the slot on
+        await m.get("k")
+    store.latency = 0.005  # now each request is much faster than that, but 40 queue for 2 slots
+    assert await asyncio.gather(*(m.get("k") for _ in range(40))) == [b"v"] * 40
+    assert m.stats.hedged <= 2  # (a stalled event loop on a busy machine, at most)
