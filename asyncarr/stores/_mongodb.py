@@ -105,6 +105,10 @@ _READ_ATTEMPTS = 5
 _DELETE_BATCH = 500
 _REPLY_BYTES = 16 << 20
 """Most GridFS chunk bytes asked for by one query (see ``_read_file``)."""
+SERVER_SELECTION_TIMEOUT_MS = 5000
+"""How long one attempt waits for a usable MongoDB server (pymongo's default is 30 s);
+a URI or ``client_kwargs`` setting of ``serverSelectionTimeoutMS`` wins."""
+
 _OPTIONS = frozenset({"inline_threshold", "gridfs_chunk_size", "limits", "client_kwargs"})
 
 # OperationFailure codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
@@ -243,10 +247,14 @@ class MongoDBStore(Store):
         self._client_kwargs: Doc = dict(client_kwargs or {})
         self._secrets = _secrets_of(parts.netloc, self._client_kwargs)
         uri_options = {k.lower() for k in _query_keys(parts.query)}
-        if "maxpoolsize" not in uri_options and not any(
-            k.lower() == "maxpoolsize" for k in self._client_kwargs
-        ):
+        given = uri_options | {k.lower() for k in self._client_kwargs}
+        if "maxpoolsize" not in given:
             self._client_kwargs["maxPoolSize"] = self.limits.max_concurrency
+        if "serverselectiontimeoutms" not in given:
+            # pymongo waits 30 s for a server to appear: per attempt, so a dead or wrong
+            # address took the whole retry deadline (120 s) to fail; other stores fail in
+            # seconds
+            self._client_kwargs["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
         self._ident = hashlib.sha256(
             f"{uri}\x00{sorted(self._client_kwargs.items(), key=lambda kv: kv[0])!r}".encode()
         ).hexdigest()

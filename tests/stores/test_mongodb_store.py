@@ -294,6 +294,16 @@ def test_url_parsing() -> None:
         "mongodb://h/db/c?maxPoolSize=3", read_only=False, storage_options={}
     )
     assert "maxPoolSize" not in pooled._client_kwargs
+    # a server that is not there fails an attempt in 5 s, not pymongo's 30 (per attempt:
+    # the whole retry deadline); the URI or client_kwargs decide where they say
+    assert s._client_kwargs["serverSelectionTimeoutMS"] == 5000
+    waits = mongodb_store_from_url(
+        "mongodb://h/db/c?serverSelectionTimeoutMS=900", read_only=False, storage_options={}
+    )
+    assert "serverSelectionTimeoutMS" not in waits._client_kwargs
+    kw = {"client_kwargs": {"serverselectiontimeoutms": 100}}
+    chosen = mongodb_store_from_url("mongodb://h/db/c", read_only=False, storage_options=kw)
+    assert chosen._client_kwargs == {"serverselectiontimeoutms": 100, "maxPoolSize": 64}
 
 
 @pytest.mark.parametrize(
