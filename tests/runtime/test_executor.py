@@ -6,11 +6,9 @@ import asyncio
 import gc
 import mmap
 import os
-import signal
 import sys
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -769,31 +767,9 @@ async def test_default_executor_is_lazy_and_replaceable() -> None:
         set_executor(None)
 
 
-def _in_forked_child(body: Callable[[], bool], timeout: float = 60) -> int:
-    """Run ``body`` in a child made by ``os.fork()``; its exit code (0: it returned true),
-    failing the test if it hangs."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if body() else 2
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung")
-        time.sleep(0.01)
-
-
-def test_forked_child_runs_jobs_on_fresh_threads(thread_executor: CodecExecutor) -> None:
+def test_forked_child_runs_jobs_on_fresh_threads(
+    thread_executor: CodecExecutor, fork_child: Callable[..., int]
+) -> None:
     """Only the forking thread survives a fork: the child's jobs must not wait for the
     parent's pool threads (they hung before)."""
     assert asyncio.run(thread_executor.run(add, 1, 2)) == 3  # the pool's threads exist
@@ -802,7 +778,7 @@ def test_forked_child_runs_jobs_on_fresh_threads(thread_executor: CodecExecutor)
         results = asyncio.run(asyncio.wait_for(_many_adds(thread_executor), 20))
         return results == [i + 1 for i in range(20)]
 
-    assert _in_forked_child(child) == 0
+    assert fork_child(child) == 0
     assert asyncio.run(thread_executor.run(add, 2, 3)) == 5  # the parent's pool still works
 
 
@@ -810,7 +786,9 @@ async def _many_adds(ex: CodecExecutor) -> list[int]:
     return list(await asyncio.gather(*(ex.run(add, i, 1) for i in range(20))))
 
 
-def test_forked_child_starts_worker_processes_of_its_own(proc_executor: CodecExecutor) -> None:
+def test_forked_child_starts_worker_processes_of_its_own(
+    proc_executor: CodecExecutor, fork_child: Callable[..., int]
+) -> None:
     """The parent's forkserver is not the child's: multiprocessing's check that it still
     runs failed there with a raw ChildProcessError, so a forked child could not use
     worker processes at all."""
@@ -822,11 +800,13 @@ def test_forked_child_starts_worker_processes_of_its_own(proc_executor: CodecExe
         finally:
             proc_executor.shutdown()  # os._exit skips exit handlers: stop its workers
 
-    assert _in_forked_child(child) == 0
+    assert fork_child(child) == 0
     assert asyncio.run(proc_executor.run(add, 2, 3, releases_gil=False)) == 5  # still works
 
 
-def test_forked_child_never_unlinks_the_parents_segments(proc_executor: CodecExecutor) -> None:
+def test_forked_child_never_unlinks_the_parents_segments(
+    proc_executor: CodecExecutor, fork_child: Callable[..., int]
+) -> None:
     """A child that lets go of a shared buffer it inherited must not unlink the segment:
     the parent's worker processes still attach to it by name."""
     before = _my_segments()
@@ -839,7 +819,7 @@ def test_forked_child_never_unlinks_the_parents_segments(proc_executor: CodecExe
         return True
 
     try:
-        assert _in_forked_child(child) == 0
+        assert fork_child(child) == 0
         assert os.path.exists(_shm_path(name))
     finally:
         proc_executor.finalize(holder.pop())

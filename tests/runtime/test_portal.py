@@ -10,9 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -206,40 +204,26 @@ def test_get_portal_is_process_wide() -> None:
     assert get_portal() is get_portal()
 
 
-def test_forked_child_gets_a_fresh_portal() -> None:
+def test_forked_child_gets_a_fresh_portal(fork_child: Callable[..., int]) -> None:
     parent = get_portal()
     parent.acquire()
     try:
         assert parent.call(where, 1)[0] == 2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
-            pid = os.fork()
-        if pid == 0:  # child: only async-signal-safe-ish work, then _exit
-            code = 1
-            try:
-                child = get_portal()
-                ok = child is not parent and child.call(where, 5)[0] == 10
-                ok = ok and parent.leases == 0 and parent.call(where, 6)[0] == 12
-                code = 0 if ok else 2
-            finally:
-                os._exit(code)
-        deadline = time.monotonic() + 60
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("forked child hung using the portal")
-            time.sleep(0.01)
-        assert os.waitstatus_to_exitcode(status) == 0
+
+        def child() -> bool:  # only async-signal-safe-ish work
+            fresh = get_portal()
+            ok = fresh is not parent and fresh.call(where, 5)[0] == 10
+            return ok and parent.leases == 0 and parent.call(where, 6)[0] == 12
+
+        assert fork_child(child) == 0
         assert parent.call(where, 7)[0] == 14  # the parent's portal is untouched
     finally:
         parent.release()
 
 
-def test_objects_inherited_by_a_forked_child_work_and_close_quietly() -> None:
+def test_objects_inherited_by_a_forked_child_work_and_close_quietly(
+    fork_child: Callable[..., int],
+) -> None:
     """Leases taken before a fork are not held in the child: closing an inherited sync
     array there gives nothing back (it raised "release() without a matching acquire()")."""
     import asyncarr.sync as az
@@ -247,26 +231,14 @@ def test_objects_inherited_by_a_forked_child_work_and_close_quietly() -> None:
     arr = az.create_array("memory://forked", shape=(4,), dtype="i4")
     arr[:] = 1
     leases = get_portal().leases
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            ok = arr[:].tolist() == [1, 1, 1, 1]
-            arr.close()
-            arr.close()
-            code = 0 if ok and get_portal().leases == 0 else 2
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 60
-    while not (done := os.waitpid(pid, os.WNOHANG))[0]:
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+
+    def child() -> bool:
+        ok = arr[:].tolist() == [1, 1, 1, 1]
+        arr.close()
+        arr.close()
+        return ok and get_portal().leases == 0
+
+    assert fork_child(child) == 0
     assert get_portal().leases == leases  # the parent's lease is still held
     assert arr[:].tolist() == [1, 1, 1, 1]
     arr.close()
