@@ -236,14 +236,29 @@ def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
     """Whether every element equals ``fill_value`` (NaN matches NaN)."""
     if fill_value is None:
         fill_value = 0
+    if chunk.dtype.kind == "c":
+        # each part on its own, NaN matching NaN: a complex NaN fill such as 1+nanj must
+        # neither match nan+nanj nor miss itself (== is false whenever a part is NaN)
+        fv = np.asarray(fill_value, dtype=chunk.dtype)
+        return _equals_nan_aware(chunk.real, fv.real) and _equals_nan_aware(chunk.imag, fv.imag)
     if chunk.size:  # cheap early exit for the usual case: real data in the chunk
         first = chunk.flat[0]
         if first != fill_value and not (first != first and fill_value != fill_value):
             return False
-    if chunk.dtype.kind in "fc":
-        fv = np.asarray(fill_value, dtype=chunk.dtype)
-        if np.isnan(fv).any():
-            if chunk.dtype.kind == "c":
-                return bool(np.all((chunk == fv) | (np.isnan(chunk.real) & np.isnan(chunk.imag))))
-            return bool(np.all(np.isnan(chunk)))
+    if chunk.dtype.kind == "f":
+        return _equals_nan_aware(chunk, np.asarray(fill_value, dtype=chunk.dtype))
     return bool(np.all(chunk == fill_value))
+
+
+def _equals_nan_aware(values: NDArray, fill: NDArray) -> bool:
+    """Whether every element of the real array ``values`` equals the scalar ``fill``
+    (NaN equal to NaN)."""
+    if (
+        values.size
+        and values.flat[0] != fill
+        and not (np.isnan(fill) and values.flat[0] != values.flat[0])
+    ):
+        return False
+    if np.isnan(fill):
+        return bool(np.all(np.isnan(values)))
+    return bool(np.all(values == fill))

@@ -82,6 +82,42 @@ async def test_write_empty_chunks_false_deletes_fill_chunks() -> None:
     assert (await arr.read() == 7).all()
 
 
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("fill", "written", "is_fill"),
+    [
+        (complex(1.0, NAN), complex(NAN, NAN), False),  # was taken for fill: read back 1+nanj
+        (complex(1.0, NAN), complex(1.0, NAN), True),
+        (complex(NAN, 1.0), complex(NAN, 1.0), True),  # was never matched: stored anyway
+        (complex(NAN, 1.0), complex(NAN, 2.0), False),
+        (complex(NAN, NAN), complex(NAN, NAN), True),
+        (complex(0, 0), complex(0, -0.0), True),
+        (NAN, NAN, True),
+        (1.5, NAN, False),
+    ],
+)
+@pytest.mark.parametrize("sharded", [False, True])
+async def test_chunks_equal_to_a_nan_fill_value_part_by_part(
+    fill: complex, written: complex, is_fill: bool, sharded: bool
+) -> None:
+    """Complex fill values are compared part by part, NaN equal to NaN: a chunk is
+    dropped as all-fill exactly when it is (its data never changes)."""
+    dtype = "complex128" if isinstance(fill, complex) else "float64"
+    arr = await asyncarr.create_array(
+        MemoryStore(),
+        shape=(4,),
+        chunks=(1,) if sharded else (2,),
+        shards=(2,) if sharded else None,
+        dtype=dtype,
+        fill_value=fill,
+    )
+    await arr.write(np.full(2, written, dtype), slice(0, 2))
+    assert await arr.nchunks_initialized() == (0 if is_fill else 1)
+    np.testing.assert_array_equal(await arr.read(), np.array([written, written, fill, fill]))
+
+
 async def test_orthogonal_and_named_selection() -> None:
     data = np.random.default_rng(0).random((20, 30, 4))
     arr = await asyncarr.create_array(
