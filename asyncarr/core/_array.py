@@ -196,7 +196,7 @@ class AsyncArray(NodeBase):
             new_meta = old.evolve(shape=new_shape)
             await save_array_metadata(self._ctx.io, self._path, new_meta)
             self._set_metadata(new_meta)
-            await self._clear_outside(new_shape, None)
+            await self._clear_outside(new_shape, old.shape)
         finally:
             # the chunks changed above may be cached (cheap; resizes are rare)
             forget_cached_prefix(self._store, self._ctx.prefix)
@@ -210,42 +210,37 @@ class AsyncArray(NodeBase):
             raise ConfigError(f"new shape must be {self.ndim} non-negative integers, got {shape!r}")
         return tuple(int(s) for s in shape)  # type: ignore[arg-type]
 
-    async def _clear_outside(self, keep: tuple[int, ...], limit: tuple[int, ...] | None) -> None:
+    async def _clear_outside(self, keep: tuple[int, ...], bound: tuple[int, ...]) -> None:
         """Delete chunks entirely outside ``keep`` and fill the outside part of edge chunks.
 
-        Only chunks within ``limit`` (default: the chunk grid extent found by
-        listing) are touched.
+        Where the store lists every key, only the chunks stored are visited (a request per
+        chunk that exists, none per chunk that might: growing a 10 x 10 array to 1000 x 1000
+        used to send 10,000 deletes; a huge sparse array never finished). Elsewhere the
+        chunks of the grid within ``bound`` (and ``keep``) that cross or lie past ``keep``.
         """
         meta = self.metadata
         cshape = meta.chunk_shape
-        extent = limit if limit is not None else await self._stored_extent()
-        grid = tuple(-(-max(e, k) // c) for e, k, c in zip(extent, keep, cshape, strict=True))
+
+        def outside(coords: tuple[int, ...]) -> bool:
+            return any(ci * c + c > k for ci, c, k in zip(coords, cshape, keep, strict=True))
 
         async def visit(coords: tuple[int, ...]) -> None:
             lo = [i * c for i, c in zip(coords, cshape, strict=True)]
-            if all(lo_d + c <= k for lo_d, c, k in zip(lo, cshape, keep, strict=True)):
-                return  # entirely inside
             key = self._ctx.chunk_key(coords)
             if any(lo_d >= k for lo_d, k in zip(lo, keep, strict=True)):
                 await self._ctx.io.delete(key)
                 return
             await self._fill_chunk_outside(coords, keep)
 
-        coords_iter = (
-            coords
-            for coords in itertools.product(*(range(g) for g in grid))
-            if any(ci * c + c > k for ci, c, k in zip(coords, cshape, keep, strict=True))
+        if self._ctx.store.lists_every_key:
+            found = [coords async for coords in self._iter_stored_chunks() if outside(coords)]
+            await bounded_for_each(visit, found, limit=self._ctx.io_concurrency())
+            return
+        grid = tuple(-(-max(b, k) // c) for b, k, c in zip(bound, keep, cshape, strict=True))
+        candidates = (
+            coords for coords in itertools.product(*(range(g) for g in grid)) if outside(coords)
         )
-        await bounded_for_each(visit, coords_iter, limit=self._ctx.io_concurrency())
-
-    async def _stored_extent(self) -> tuple[int, ...]:
-        """The element extent covered by chunks found in the store (by listing)."""
-        extent = list(self.shape)
-        cshape = self.metadata.chunk_shape
-        async for coords in self._iter_stored_chunks():
-            for d, (ci, c) in enumerate(zip(coords, cshape, strict=True)):
-                extent[d] = max(extent[d], (ci + 1) * c)
-        return tuple(extent)
+        await bounded_for_each(visit, candidates, limit=self._ctx.io_concurrency())
 
     async def _fill_chunk_outside(self, coords: tuple[int, ...], keep: tuple[int, ...]) -> None:
         ctx = self._ctx

@@ -234,8 +234,14 @@ def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
             )
         ]
     parts: list[_DimPart] = []
+    if step >= c:  # at most one element per chunk: visit the elements, not the chunks
+        for o, e in enumerate(range(start, stop, step)):  # between them, maybe billions
+            k, a = divmod(e, c)
+            complete = step == 1 and a == 0 and min(k * c + c, n) - k * c == 1
+            parts.append((k, slice(a, a + 1, step), slice(o, o + 1, 1), complete))
+        return parts
     last = stop - 1
-    for k in range(start // c, last // c + 1):
+    for k in range(start // c, last // c + 1):  # every chunk holds an element (step < c)
         lo = k * c
         hi = min(lo + c, n)
         first = start if start >= lo else start + -(-(lo - start) // step) * step

@@ -194,6 +194,70 @@ async def test_resize_and_append(tmp_path: Path) -> None:
     assert (await arr.read((slice(12, 15),)) == 9).all()
 
 
+class _UnlistedStore(MemoryStore):
+    """A memory store that cannot list its chunks (what resize falls back to there)."""
+
+    @property
+    def lists_every_key(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("store_kind", ["listing", "not listing"])
+async def test_resize_visits_stored_chunks_only_and_clears_stale_ones(store_kind: str) -> None:
+    """Growing touches the chunks that exist (it used to send a delete for every chunk of
+    the new grid) yet still clears a stale chunk past the old shape before it becomes
+    visible; shrinking clears what falls outside."""
+    store = MemoryStore() if store_kind == "listing" else _UnlistedStore()
+    arr = await asyncarr.create_array(store, shape=(10, 10), chunks=(5, 5), dtype="i4")
+    await arr.write(np.ones((10, 10), "i4"))
+    stale = (await store.get("c/0/0")) or b""
+    await store.set("c/3/0", stale)  # left by another tool's shrink: rows 15-19
+    before = asyncarr.store_stats(store).completed
+    await arr.resize((400, 400))
+    requests = asyncarr.store_stats(store).completed - before
+    out = await arr.read((slice(0, 25), slice(0, 12)))
+    assert out[:10, :10].sum() == 100 and out[10:].sum() == 0 and out[:, 10:].sum() == 0
+    if store_kind == "listing":
+        assert requests < 20  # a listing, the stale chunk's delete, the metadata
+    await arr.resize((7, 10))
+    await arr.resize((10, 10))
+    np.testing.assert_array_equal(
+        await arr.read(), np.pad(np.ones((7, 10), "i4"), ((0, 3), (0, 0)))
+    )
+
+
+@pytest.mark.parametrize("step", [7, 10, 11, 97, 1000])
+async def test_slices_with_steps_of_a_chunk_or_more(step: int) -> None:
+    """Steps of at least a chunk visit the elements' chunks only (a step of 10**11 over
+    a 10**12-element axis used to walk all 10**11 chunks it spans)."""
+    data = np.arange(3000, dtype="i4")
+    arr = await asyncarr.create_array(MemoryStore(), shape=data.shape, chunks=(10,), dtype="i4")
+    await arr.write(data)
+    np.testing.assert_array_equal(await arr.read(slice(3, None, step)), data[3::step])
+    await arr.write(-1, slice(5, 2990, step))
+    data[5:2990:step] = -1
+    np.testing.assert_array_equal(await arr.read(), data)
+    huge = await asyncarr.create_array(
+        MemoryStore(), shape=(10**12, 10**12), chunks=(10, 10), dtype="u1", fill_value=3
+    )
+    await huge.write(np.uint8(9), (5 * 10**11, 10**11 + 5))
+    got = await huge.read((slice(0, None, 10**11), slice(5, None, 10**11)))
+    expected = np.full((10, 10), 3, "u1")
+    expected[5, 1] = 9
+    np.testing.assert_array_equal(got, expected)
+
+
+async def test_resizing_a_huge_sparse_array_is_quick() -> None:
+    arr = await asyncarr.create_array(
+        MemoryStore(), shape=(10**12, 10**12), chunks=(10, 10), dtype="u1"
+    )
+    await arr.write(np.uint8(7), (10**11, 10**11))
+    await arr.resize((10**12 + 5, 10**12))  # (its grid has 10**22 chunks)
+    await arr.resize((10**11, 10**12))
+    assert arr.shape == (10**11, 10**12)
+    assert await arr.nchunks_initialized() == 0
+
+
 @pytest.mark.parametrize("zarr_format", FORMATS)
 async def test_attributes_persist(zarr_format: int) -> None:
     store = MemoryStore()
