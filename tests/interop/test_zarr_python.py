@@ -285,6 +285,7 @@ OUTER_CHAINS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:Combining a `sharding_indexed` codec:UserWarning")
 @pytest.mark.parametrize("chain", list(OUTER_CHAINS), ids=str)
 async def test_codecs_around_sharding_both_ways(tmp_path: Path, chain: str) -> None:
     """A codec before or after ``sharding_indexed`` applies to whole shards: shards are
@@ -337,6 +338,7 @@ def _zarr_chain(name: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.filterwarnings("ignore:Combining a `sharding_indexed` codec:UserWarning")
 def test_zarr_python_default_sharding_serializer_is_read(tmp_path: Path) -> None:
     """zarr-python's default for ``serializer=ShardingCodec(...)``: zstd over the shard."""
     from zarr.codecs import ShardingCodec
