@@ -298,12 +298,15 @@ def project(selection: Selection, chunk_shape: tuple[int, ...]) -> Iterator[Chun
 def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
     """Number of chunks :func:`project` yields (without generating them)."""
     total = 1
-    for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
+    for d, c in zip(selection.dims, chunk_shape, strict=True):
         if isinstance(d, slice):
-            if d.step == 1:  # whole chunks from first to last, no gaps
-                total *= 0 if d.stop <= d.start else (d.stop - 1) // c - d.start // c + 1
-            else:
-                total *= len(project_slice(d, n, c))
+            count = len(range(d.start, d.stop, d.step))
+            if not count:
+                return 0
+            if d.step >= c:  # one element per chunk
+                total *= count
+            else:  # no chunk between the first and the last is skipped
+                total *= (d.start + (count - 1) * d.step) // c - d.start // c + 1
         else:
             total *= len(np.unique(d // c)) if d.size else 0
     return total

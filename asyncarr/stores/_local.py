@@ -105,7 +105,11 @@ _TMP_SUFFIX = ".asyncarr.tmp"
 _LOCK_SUFFIX = ".asyncarr.lock"
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC
+_KEY_READ = os.O_RDONLY | os.O_NONBLOCK
+"""How a key's file is opened for reading. ``O_NONBLOCK``: a FIFO put where a value
+should be would otherwise block the open until some writer came, forever (a read that no
+timeout could end, the worker thread stuck in ``open``); regular files ignore it."""
+_READ_FLAGS = _KEY_READ | _O_NOFOLLOW | _O_CLOEXEC
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
 _PROC_FD = os.path.isdir("/proc/self/fd")
@@ -518,7 +522,7 @@ class LocalStore(Store):
         The file is opened the careful way (the opened descriptor is checked to lie
         under the root, race-free), or with ``lean`` the way of :meth:`read_local`.
         """
-        fd = self._open_for_read(key) if lean else self._open_key(key, os.O_RDONLY)
+        fd = self._open_for_read(key) if lean else self._open_key(key, _KEY_READ)
         if fd is None:
             return None
         try:
@@ -530,7 +534,7 @@ class LocalStore(Store):
             os.close(fd)
 
     def _read_versioned(self, key: str) -> Versioned | None:
-        fd = self._open_key(key, os.O_RDONLY)
+        fd = self._open_key(key, _KEY_READ)
         return None if fd is None else _read_versioned_fd(fd)
 
     def _stat(self, key: str) -> os.stat_result | None:
@@ -642,7 +646,7 @@ class LocalStore(Store):
                 return None
             if exc.errno != errno.ELOOP:
                 raise
-        fd = self._open_key(key, os.O_RDONLY)
+        fd = self._open_key(key, _KEY_READ)
         if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             return None
@@ -845,7 +849,7 @@ class LocalStore(Store):
 
     def _current_version(self, dfd: int, name: str) -> str | None:
         try:
-            fd = os.open(name, os.O_RDONLY | _O_CLOEXEC, dir_fd=dfd)
+            fd = os.open(name, _KEY_READ | _O_CLOEXEC, dir_fd=dfd)
         except (FileNotFoundError, NotADirectoryError):
             return None
         current = _read_versioned_fd(fd)

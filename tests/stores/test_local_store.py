@@ -653,3 +653,52 @@ async def test_values_larger_than_one_write_call_are_stored_whole(tmp_path: Path
     assert store.read_local("a/big2") == value
     assert store.read_local("b/big") == value[::-1]
     assert (tmp_path / "r" / "a" / "big").stat().st_size == len(value)
+
+
+_FIFO_SCRIPT = """
+import asyncio, os, sys
+import numpy as np, asyncarr
+from asyncarr.errors import CodecError, NodeNotFoundError
+
+async def main(root, mode):
+    asyncarr.set_executor(asyncarr.ExecutorConfig(mode=mode, max_workers=2))
+    arr = await asyncarr.create_array(root, shape=(20,), chunks=(10,), dtype="i4")
+    await arr.write(np.arange(20, dtype="i4"))
+    os.remove(f"{root}/c/1")
+    os.mkfifo(f"{root}/c/1")
+    store = arr.store
+    assert await store.get("c/1") is None  # not a regular file: no value
+    assert not store.read_local("c/1")
+    try:
+        await arr.read()
+    except CodecError:
+        pass  # the lean read finds nothing to decode there
+    os.remove(f"{root}/zarr.json")
+    os.mkfifo(f"{root}/zarr.json")
+    try:
+        await asyncarr.open_array(root)
+    except NodeNotFoundError:
+        print("ok")
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "threads", "processes"])
+def test_a_fifo_in_place_of_a_value_never_blocks(tmp_path: Path, mode: str) -> None:
+    """Opening a FIFO blocks until a writer comes: a FIFO where a chunk or the metadata
+    should be hung reads forever, beyond any timeout (run in a child, so that a hang
+    fails this test instead of the whole run)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fifo.py"
+    script.write_text(_FIFO_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "a.zarr"), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
