@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,24 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats spelt as ``zarr.json`` spells them ("NaN",
+    "Infinity", "-Infinity"): strict JSON parsers refuse bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json(document: Any) -> str:
+    """``document`` as strict JSON (what ``--json`` prints)."""
+    plain = json.loads(json.dumps(document, default=str))  # numpy scalars etc. made plain
+    return json.dumps(_json_safe(plain), indent=2, allow_nan=False)
+
+
 async def _info(args: argparse.Namespace) -> int:
     from asyncarr.core import AsyncArray
     from asyncarr.core import open as open_node
@@ -36,7 +55,7 @@ async def _info(args: argparse.Namespace) -> int:
         if isinstance(node, AsyncArray):
             info = await node.info_complete()
             if args.json:
-                print(json.dumps(info.to_dict(), default=str, indent=2))
+                print(_json(info.to_dict()))
             else:
                 print(info)
         else:
@@ -50,7 +69,7 @@ async def _info(args: argparse.Namespace) -> int:
                 "consolidated": node.metadata.consolidated is not None,
             }
             if args.json:
-                print(json.dumps(summary, indent=2, default=str))
+                print(_json(summary))
             else:
                 for k, v in summary.items():
                     print(f"{k:<12} : {v}")

@@ -305,7 +305,12 @@ async def _group_from(
             f"the group at {path or 'the store root'!r} has no consolidated metadata"
         )
     return AsyncGroup(
-        st, path, meta, owns_store=owns, use_consolidated=use_consolidated is not False
+        st,
+        path,
+        meta,
+        owns_store=owns,
+        use_consolidated=use_consolidated is not False,
+        read_only=read_only,
     )
 
 

@@ -35,6 +35,10 @@ def _validate_name(name: str) -> str:
     return "/".join(parts)
 
 
+_METADATA_DOCUMENTS = frozenset({ZARR_JSON, ZARRAY, ZGROUP, ZATTRS, ZMETADATA})
+"""Names in a group's listing that are its own metadata, never members."""
+
+
 class AsyncGroup(NodeBase):
     """An open Zarr group: a node holding arrays and other groups."""
 
@@ -126,14 +130,12 @@ class AsyncGroup(NodeBase):
             names = set()
             for rel in self._meta.consolidated:
                 first = rel.split("/", 1)[0]
-                if first and not first.startswith("."):
+                if first and first not in _METADATA_DOCUMENTS:
                     names.add(first)
             return sorted(names)
-        return [
-            n
-            for n in await self._io.list_dir(self._path)
-            if not n.startswith(".") and n not in (ZARR_JSON,)
-        ]
+        # a name may start with "." (zarr-python lists ".hidden" too); what is not a node
+        # (.zmetadata, a stray dotfile) is dropped by members() when it fails to load
+        return [n for n in await self._io.list_dir(self._path) if n not in _METADATA_DOCUMENTS]
 
     async def members(self, max_depth: int | None = 0) -> list[tuple[str, AsyncArray | AsyncGroup]]:
         """``(relative path, node)`` for each child; ``max_depth=None`` recurses fully.
@@ -183,6 +185,7 @@ class AsyncGroup(NodeBase):
         """Create a child group (same format as this group)."""
         from asyncarr.core._api import create_group
 
+        self._check_writable()
         group = await create_group(
             self._store,
             path=self._child(name),
@@ -207,6 +210,7 @@ class AsyncGroup(NodeBase):
         """Create a child array; keywords as for :func:`asyncarr.create_array`."""
         from asyncarr.core._api import create_array
 
+        self._check_writable()
         kwargs.setdefault("zarr_format", self.zarr_format)
         array = await create_array(self._store, path=self._child(name), **kwargs)
         await self._refresh_consolidated(_validate_name(name), array)

@@ -16,7 +16,7 @@ from asyncarr.errors import (
     ReadOnlyStoreError,
     SelectionError,
 )
-from asyncarr.stores import MemoryStore
+from asyncarr.stores import LocalStore, MemoryStore
 
 FORMATS = [2, 3]
 
@@ -577,6 +577,45 @@ async def test_open_group_modes(tmp_path: Path) -> None:
     assert await fresh.members() == []
     node = await asyncarr.open(url)
     assert isinstance(node, asyncarr.AsyncGroup)
+
+
+@pytest.mark.parametrize("opener", ["open_group", "open"])
+async def test_a_group_opened_read_only_through_a_store_object_refuses_writes(
+    tmp_path: Path, opener: str
+) -> None:
+    """mode="r" with a ready Store object is enforced by the group (it was writable)."""
+    url = str(tmp_path / "ro.zarr")
+    group = await asyncarr.create_group(url)
+    await group.create_array("a", shape=(2,), dtype="i1")
+    store = LocalStore(url)
+    ro = await getattr(asyncarr, opener)(store, mode="r")
+    assert ro.read_only
+    for attempt in (
+        lambda: ro.update_attributes({"x": 1}),
+        lambda: ro.create_array("b", shape=(2,), dtype="i1"),
+        lambda: ro.create_group("c"),
+        lambda: ro.delete("a"),
+    ):
+        with pytest.raises(ReadOnlyStoreError):
+            await attempt()
+    child = await ro.get("a")
+    assert child.read_only
+    assert sorted(n for n, _ in await (await asyncarr.open_group(url)).members()) == ["a"]
+
+
+@pytest.mark.parametrize("zarr_format", FORMATS)
+async def test_members_whose_names_start_with_a_dot_are_listed(zarr_format: int) -> None:
+    """The spec allows ".hidden" and zarr-python lists it; only metadata files are not
+    members (names starting with "." used to be dropped from listings)."""
+    store = MemoryStore()
+    group = await asyncarr.create_group(store, zarr_format=zarr_format)
+    await group.create_group(".hidden")
+    await group.create_array("a", shape=(2,), dtype="i1")
+    assert [n for n, _ in await group.members()] == [".hidden", "a"]
+    await group.consolidate_metadata()
+    for consolidated in (True, False):
+        again = await asyncarr.open_group(store, use_consolidated=consolidated)
+        assert [n for n, _ in await again.members()] == [".hidden", "a"]
 
 
 async def test_nested_create_makes_parent_groups() -> None:

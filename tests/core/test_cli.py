@@ -97,3 +97,18 @@ def test_info_shows_the_fill_value_as_a_plain_number(tmp_path: Path) -> None:
     assert "Fill value         : 7" in text and "np." not in text
     doc = json.loads(_cli("info", "--json", str(tmp_path / "a.zarr")).stdout)
     assert doc["fill_value"] == 7
+
+
+def test_info_json_is_strict_json_even_for_nan_and_infinity(tmp_path: Path) -> None:
+    url = str(tmp_path / "nan.zarr")
+    az.create_array(
+        url, shape=(4,), dtype="f4", fill_value=float("nan"), attributes={"lo": float("-inf")}
+    )
+    out = _cli("info", url, "--json")
+    assert out.returncode == 0, out.stderr
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"bare {token} in --json output")
+
+    document = json.loads(out.stdout, parse_constant=refuse)
+    assert document["fill_value"] == "NaN"
