@@ -96,6 +96,11 @@ class AsyncGroup(NodeBase):
             doc = docs.get(rel)
             if doc is None:
                 return None
+            if doc.get("node_type") == "group" and "consolidated_metadata" in doc:
+                # zarr-python puts an empty placeholder block in each child group's entry;
+                # it says nothing of the child's own zarr.json, and kept, it was written
+                # there on the child's next change (the child then listed no members)
+                doc = {k: v for k, v in doc.items() if k != "consolidated_metadata"}
             return node_from_documents(path, doc, None, None, None, zarr_format=3)
         zarray = docs.get(f"{rel}/{ZARRAY}")
         zgroup = docs.get(f"{rel}/{ZGROUP}")
@@ -244,6 +249,15 @@ class AsyncGroup(NodeBase):
         kept = {k: v for k, v in docs.items() if not under(k)}
         if node is not None:
             kept.update(_consolidated_entries(rel, node, v2))
+            # parents created on the way ("x" for "x/y") need entries too: a consolidated
+            # copy with "x/y" but no "x" cannot be opened by zarr-python
+            parts = rel.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                ancestor = "/".join(parts[:depth])
+                if (f"{ancestor}/{ZGROUP}" if v2 else ancestor) not in kept:
+                    meta = await load_node(self._io, join_path(self._path, ancestor))
+                    parent = self._node(join_path(self._path, ancestor), meta)
+                    kept.update(_consolidated_entries(ancestor, parent, v2))
         await self._save_consolidated(kept)
 
     # -- consolidated metadata --------------------------------------------------------------

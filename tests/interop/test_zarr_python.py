@@ -429,3 +429,45 @@ async def test_dimension_names_and_attributes_v3(tmp_path: Path) -> None:
     z = zarr.open_array(url, mode="r")
     assert z.metadata.dimension_names == ("y", None)
     assert z.attrs["k"] == [1, 2]
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_nested_create_under_a_consolidated_group_keeps_it_openable(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Creating "x/y" also makes the group "x": the consolidated copy now lists it too
+    (zarr-python could not open a root whose copy had "x/y" but no "x")."""
+    import asyncarr.sync as az
+
+    url = str(tmp_path / "c.zarr")
+    group = az.create_group(url, zarr_format=zarr_format)
+    group.create_array("a", shape=(3,), dtype="i4")
+    group.consolidate_metadata()
+    group.create_array("x/y", shape=(2,), dtype="i1")
+    group.close()
+    root = zarr.open_group(url, mode="r")
+    assert sorted(root.keys()) == ["a", "x"]
+    assert list(root["x"].keys()) == ["y"]
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
+def test_a_subgroup_read_from_zarr_pythons_consolidated_root_keeps_its_members(
+    tmp_path: Path,
+) -> None:
+    """zarr-python's consolidated copy gives each child group an empty placeholder
+    block; it was written into the child's own zarr.json on its next change, after
+    which the child listed no members."""
+    import asyncarr.sync as az
+
+    url = str(tmp_path / "r.zarr")
+    theirs = zarr.open_group(url, mode="w", zarr_format=3)
+    theirs.create_group("b").create_array("c", shape=(4,), dtype="f8")
+    zarr.consolidate_metadata(url)
+    root = az.open_group(url, mode="r+")
+    root["b"].update_attributes({"k": 1})
+    root["b"].create_array("z", shape=(2,), dtype="i1")
+    root.close()
+    assert [n for n, _ in az.open_group(url, path="b").members()] == ["c", "z"]
+    assert sorted(zarr.open_group(f"{url}/b", mode="r").keys()) == ["c", "z"]
+    assert zarr.open_group(f"{url}/b", mode="r").attrs["k"] == 1
