@@ -96,7 +96,11 @@ class AsyncGroup(NodeBase):
             doc = docs.get(rel)
             if doc is None:
                 return None
-            if doc.get("node_type") == "group" and "consolidated_metadata" in doc:
+            if (
+                isinstance(doc, dict)
+                and doc.get("node_type") == "group"
+                and "consolidated_metadata" in doc
+            ):
                 # zarr-python puts an empty placeholder block in each child group's entry;
                 # it says nothing of the child's own zarr.json, and kept, it was written
                 # there on the child's next change (the child then listed no members)
