@@ -5,9 +5,9 @@ from __future__ import annotations
 import posixpath
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from asyncarr._types import ByteRange, RangeRequest, Versioned
 from asyncarr.config import StoreLimits, store_limits
@@ -93,9 +93,14 @@ class Store(ABC):
     is shared by every array using the same endpoint.
     """
 
-    def __init__(self, *, read_only: bool = False, limits: StoreLimits | None = None) -> None:
+    def __init__(
+        self, *, read_only: bool = False, limits: StoreLimits | Mapping[str, Any] | None = None
+    ) -> None:
+        """``limits``: a :class:`StoreLimits`, a mapping of its fields (as
+        ``storage_options`` carry it; checked here, for every store), or ``None`` for
+        :meth:`default_limits`."""
         self._read_only = read_only
-        given = store_limits(limits)  # a mapping of its fields too (storage_options)
+        given = store_limits(limits)
         self._limits = given if given is not None else self.default_limits()
         self._closed = False
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from asyncarr._types import ByteRange, OffsetRange, RangeRequest, SuffixRange, Versioned
 from asyncarr.abc import Store, normalize_prefix
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -403,7 +403,7 @@ class AzureBlobStore(Store):
         _config: _Config | None = None,
     ) -> None:
         options = dict(storage_options or {})
-        limits = store_limits(options.get("limits"))
+        limits = options.get("limits")
         super().__init__(read_only=read_only, limits=limits)
         _check_container(container)
         try:

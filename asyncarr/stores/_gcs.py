@@ -40,7 +40,7 @@ from asyncarr._types import (
     range_to_slice,
 )
 from asyncarr.abc import Store, normalize_prefix
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     AsyncarrError,
     ConfigError,
@@ -769,5 +769,5 @@ def gcs_store_from_url(
         timeout=opts.get("timeout"),
         connect_timeout=opts.get("connect_timeout", 30.0),
         read_only=read_only,
-        limits=store_limits(opts.get("limits")),
+        limits=opts.get("limits"),
     )

@@ -57,7 +57,7 @@ from asyncarr._types import (
     range_to_slice,
 )
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     AsyncarrError,
     ConfigError,
@@ -508,7 +508,6 @@ def http_store_from_url(
         if "ssl" in options and options["ssl"] is not verify:
             raise ConfigError("give either ssl or verify, not both")
         options["ssl"] = verify
-    options["limits"] = store_limits(options.get("limits"))
     client_kwargs = options.get("client_kwargs")
     if client_kwargs is not None and not isinstance(client_kwargs, Mapping):
         raise ConfigError(f"client_kwargs must be a mapping, got {type(client_kwargs).__name__}")

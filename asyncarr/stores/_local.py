@@ -74,7 +74,7 @@ import crc32c
 from asyncarr._tasks import await_unabandoned
 from asyncarr._types import ByteRange, RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -1345,7 +1345,7 @@ def local_store_from_url(
     return LocalStore(
         url_to_path(url, "file"),
         read_only=read_only,
-        limits=store_limits(storage_options.get("limits")),
+        limits=storage_options.get("limits"),
         fsync=storage_options.get("fsync", False),
         auto_mkdir=storage_options.get("auto_mkdir", True),
     )

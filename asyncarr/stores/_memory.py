@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import ConfigError, KeyNotFoundError, PreconditionFailedError
 
 __all__ = ["MemoryStore", "memory_store_from_url"]
@@ -226,7 +226,7 @@ def memory_store_from_url(
             shared = _named_strong[name] = _Data()
     return MemoryStore(
         read_only=read_only,
-        limits=store_limits(storage_options.get("limits")),
+        limits=storage_options.get("limits"),
         name=name,
         _shared=shared,
     )

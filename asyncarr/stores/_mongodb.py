@@ -72,7 +72,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from asyncarr._tasks import gather_all
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     AsyncarrError,
     ConfigError,
@@ -767,7 +767,7 @@ def mongodb_store_from_url(
             f"unknown storage_options for mongodb://: {sorted(unknown)}; "
             f"expected some of {sorted(_OPTIONS)}"
         )
-    limits = store_limits(storage_options.get("limits"))
+    limits = storage_options.get("limits")
     client_kwargs = storage_options.get("client_kwargs") or {}
     if not isinstance(client_kwargs, Mapping):
         raise ConfigError(f"client_kwargs must be a mapping, got {type(client_kwargs).__name__}")

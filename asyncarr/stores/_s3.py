@@ -74,7 +74,7 @@ from asyncarr._tasks import gather_all
 from asyncarr._types import RangeRequest, Versioned, http_range_header, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.abc._store import normalize_prefix
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -800,5 +800,5 @@ def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str
             raise ConfigError(
                 f"storage_options[{name!r}] must be {expected}, got {type(value).__name__}"
             )
-        options[name] = store_limits(value) if name == "limits" else value
+        options[name] = value
     return S3Store(parts.netloc, parts.path.lstrip("/"), read_only=read_only, **options)

@@ -49,7 +49,7 @@ from typing import IO, Any, Literal, TypeVar
 
 from asyncarr._types import RangeRequest, range_to_slice
 from asyncarr.abc import Store, normalize_key
-from asyncarr.config import StoreLimits, store_limits
+from asyncarr.config import StoreLimits
 from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
@@ -458,5 +458,5 @@ def zip_store_from_url(
         read_only=read_only,
         compression=storage_options.get("compression", "stored"),
         compresslevel=storage_options.get("compresslevel"),
-        limits=store_limits(storage_options.get("limits")),
+        limits=storage_options.get("limits"),
     )
