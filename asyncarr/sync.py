@@ -29,8 +29,11 @@ from asyncarr.core import (
     ArrayMetadata,
     AsyncArray,
     AsyncGroup,
+    GroupInfo,
     GroupMetadata,
+    UnsupportedNode,
 )
+from asyncarr.core._group import Member
 from asyncarr.core._node import NodeBase
 from asyncarr.errors import SelectionError
 from asyncarr.runtime import get_portal
@@ -330,6 +333,12 @@ def _wrap(node: AsyncArray | AsyncGroup) -> Array | Group:
     return Array(node) if isinstance(node, AsyncArray) else Group(node)
 
 
+def _wrap_member(node: Member) -> Array | Group | UnsupportedNode:
+    """A listed member for the blocking API (an :class:`UnsupportedNode` does no I/O: the
+    same object serves both APIs)."""
+    return node if isinstance(node, UnsupportedNode) else _wrap(node)
+
+
 class Group(_Node[AsyncGroup]):
     """A blocking handle on a Zarr group; wraps an :class:`asyncarr.AsyncGroup`."""
 
@@ -357,10 +366,33 @@ class Group(_Node[AsyncGroup]):
         return _run(self._async.contains, name)
 
     def __contains__(self, name: object) -> bool:
+        """``name in group``: :meth:`contains`."""
         return isinstance(name, str) and self.contains(name)
 
-    def members(self, max_depth: int | None = 0) -> list[tuple[str, Array | Group]]:
-        return [(n, _wrap(node)) for n, node in _run(self._async.members, max_depth)]
+    def members(
+        self, max_depth: int | None = 0
+    ) -> list[tuple[str, Array | Group | UnsupportedNode]]:
+        return [(n, _wrap_member(node)) for n, node in _run(self._async.members, max_depth)]
+
+    def keys(self) -> list[str]:
+        return _run(self._async.keys)
+
+    def __iter__(self) -> Iterator[str]:
+        """``iter(group)``, ``list(group)``: the names of the direct members (:meth:`keys`)."""
+        return iter(self.keys())
+
+    def nmembers(self, max_depth: int | None = 0) -> int:
+        return _run(self._async.nmembers, max_depth)
+
+    def __len__(self) -> int:
+        """``len(group)``: the number of direct members (:meth:`nmembers`)."""
+        return self.nmembers()
+
+    def arrays(self) -> list[tuple[str, Array | UnsupportedNode]]:
+        return [(n, _wrap_member(node)) for n, node in _run(self._async.arrays)]  # type: ignore[misc]
+
+    def groups(self) -> list[tuple[str, Group | UnsupportedNode]]:
+        return [(n, _wrap_member(node)) for n, node in _run(self._async.groups)]  # type: ignore[misc]
 
     def array_keys(self) -> list[str]:
         return _run(self._async.array_keys)
@@ -370,6 +402,13 @@ class Group(_Node[AsyncGroup]):
 
     def tree(self) -> str:
         return _run(self._async.tree)
+
+    @property
+    def info(self) -> GroupInfo:
+        return self._async.info
+
+    def info_complete(self) -> GroupInfo:
+        return _run(self._async.info_complete)
 
     def create_group(
         self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False

@@ -59,20 +59,11 @@ async def _info(args: argparse.Namespace) -> int:
             else:
                 print(info)
         else:
-            members = await node.members(max_depth=None)
-            summary = {
-                "type": "group",
-                "zarr_format": node.zarr_format,
-                "attributes": dict(node.attrs),
-                "arrays": sum(isinstance(m, AsyncArray) for _, m in members),
-                "groups": sum(not isinstance(m, AsyncArray) for _, m in members),
-                "consolidated": node.metadata.consolidated is not None,
-            }
+            group_info = await node.info_complete()
             if args.json:
-                print(_json(summary))
+                print(_json(group_info.to_dict()))
             else:
-                for k, v in summary.items():
-                    print(f"{k:<12} : {v}")
+                print(group_info)
     finally:
         await node.aclose()
     return 0

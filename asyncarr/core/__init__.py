@@ -16,9 +16,10 @@ from asyncarr.core._api import (
 from asyncarr.core._array import AsyncArray
 from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup
-from asyncarr.core._info import ArrayInfo
+from asyncarr.core._info import ArrayInfo, GroupInfo
 from asyncarr.core._metadata import ArrayMetadata, GroupMetadata
 from asyncarr.core._sharding import ShardingCodec
+from asyncarr.core._unsupported import UnsupportedNode
 
 _register_codec("sharding_indexed", ShardingCodec, replace=True)
 
@@ -29,8 +30,10 @@ __all__ = [
     "ArrayMetadata",
     "AsyncArray",
     "AsyncGroup",
+    "GroupInfo",
     "GroupMetadata",
     "ShardingCodec",
+    "UnsupportedNode",
     "build_array_metadata",
     "consolidate_metadata",
     "create_array",

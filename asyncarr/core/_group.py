@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
 from asyncarr.core._context import forget_cached_prefix
+from asyncarr.core._info import GroupInfo
 from asyncarr.core._metadata import (
     ZARR_JSON,
     ZARRAY,
@@ -20,10 +22,18 @@ from asyncarr.core._metadata import (
 )
 from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import join_path, load_node, node_from_documents, save_group_metadata
-from asyncarr.errors import ConfigError, ContainsArrayError, MetadataError, NodeNotFoundError
+from asyncarr.core._unsupported import UnsupportedNode, readable_documents
+from asyncarr.errors import (
+    AsyncarrError,
+    CodecError,
+    ConfigError,
+    ContainsArrayError,
+    MetadataError,
+    NodeNotFoundError,
+)
 from asyncarr.runtime import bounded_map, managed
 
-__all__ = ["AsyncGroup", "load_v2_consolidated"]
+__all__ = ["AsyncGroup", "Member", "load_v2_consolidated"]
 
 
 def _validate_name(name: str) -> str:
@@ -128,10 +138,13 @@ class AsyncGroup(NodeBase):
         return self.get(name)
 
     async def contains(self, name: str) -> bool:
+        """Whether a member ``name`` exists (one asyncarr cannot open counts)."""
         try:
             await self.get(name)
         except NodeNotFoundError:
             return False
+        except (MetadataError, CodecError):
+            return True  # there, though asyncarr cannot open it
         return True
 
     async def _child_names(self) -> list[str]:
@@ -146,18 +159,22 @@ class AsyncGroup(NodeBase):
         # (.zmetadata, a stray dotfile) is dropped by members() when it fails to load
         return [n for n in await self._io.list_dir(self._path) if n not in _METADATA_DOCUMENTS]
 
-    async def members(self, max_depth: int | None = 0) -> list[tuple[str, AsyncArray | AsyncGroup]]:
+    async def members(self, max_depth: int | None = 0) -> list[tuple[str, Member]]:
         """``(relative path, node)`` for each child; ``max_depth=None`` recurses fully.
 
-        ``max_depth=0`` gives the direct children only.
+        ``max_depth=0`` gives the direct children only. A member whose metadata asyncarr
+        cannot use (an unknown data type, codec or chunk grid, a document that does not
+        parse) is listed as an :class:`UnsupportedNode`; only using its data raises.
         """
         names = await self._child_names()
 
-        async def load(name: str) -> tuple[str, AsyncArray | AsyncGroup] | None:
+        async def load(name: str) -> tuple[str, Member] | None:
             try:
                 return name, await self.get(name)
             except NodeNotFoundError:
                 return None  # a plain prefix (e.g. chunk directory), not a node
+            except (MetadataError, CodecError) as exc:
+                return name, await self._unsupported(name, exc)
 
         found = [m for m in await bounded_map(load, names, limit=32) if m is not None]
         out = list(found)
@@ -169,11 +186,47 @@ class AsyncGroup(NodeBase):
                         out.append((f"{name}/{sub}", child))
         return sorted(out, key=lambda m: m[0])
 
+    async def _unsupported(self, rel: str, error: AsyncarrError) -> UnsupportedNode:
+        """The member ``rel`` that failed to open with ``error``, as listings show it."""
+        path = join_path(self._path, rel)
+        docs = self._meta.consolidated if self._use_consolidated else None
+        if docs is not None:
+            if self.zarr_format == 3:
+                found = {ZARR_JSON: docs.get(rel)}
+            else:
+                found = {n: docs.get(f"{rel}/{n}") for n in (ZARRAY, ZGROUP, ZATTRS)}
+            documents = {n: d for n, d in found.items() if isinstance(d, dict)}
+        else:
+            documents = await readable_documents(self._io, path, zarr_format=self.zarr_format)
+        return UnsupportedNode(self._store, path, documents, error)
+
+    async def keys(self) -> list[str]:
+        """The names of the direct members, sorted (``iter(group)`` in the blocking API)."""
+        return [name for name, _ in await self.members()]
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        """``async for name in group``: the names of the direct members."""
+        return _names(self)
+
+    async def nmembers(self, max_depth: int | None = 0) -> int:
+        """How many members (``len(group)`` in the blocking API); ``max_depth`` as for
+        :meth:`members`."""
+        return len(await self.members(max_depth))
+
+    async def arrays(self) -> list[tuple[str, AsyncArray | UnsupportedNode]]:
+        """``(name, array)`` for each direct member that is an array (one asyncarr cannot
+        open as an :class:`UnsupportedNode`)."""
+        return [(n, node) for n, node in await self.members() if _is_array(node)]  # type: ignore[misc]
+
+    async def groups(self) -> list[tuple[str, AsyncGroup | UnsupportedNode]]:
+        """``(name, group)`` for each direct member that is a group."""
+        return [(n, node) for n, node in await self.members() if _is_group(node)]  # type: ignore[misc]
+
     async def array_keys(self) -> list[str]:
-        return [n for n, node in await self.members() if isinstance(node, AsyncArray)]
+        return [n for n, _ in await self.arrays()]
 
     async def group_keys(self) -> list[str]:
-        return [n for n, node in await self.members() if isinstance(node, AsyncGroup)]
+        return [n for n, _ in await self.groups()]
 
     async def tree(self) -> str:
         """A text tree of the hierarchy below this group."""
@@ -184,8 +237,20 @@ class AsyncGroup(NodeBase):
             label = path.rsplit("/", 1)[-1]
             if isinstance(node, AsyncArray):
                 label += f" {node.shape} {node.dtype}"
+            elif isinstance(node, UnsupportedNode):
+                label += f" {node.label()}"
             lines.append("    " * (depth + 1) + label)
         return "\n".join(lines)
+
+    @property
+    def info(self) -> GroupInfo:
+        """A readable summary (no I/O); see :meth:`info_complete` for the members."""
+        return GroupInfo.from_group(self)
+
+    async def info_complete(self) -> GroupInfo:
+        """:attr:`info` plus the members below the group (all depths), counted by kind,
+        and those asyncarr cannot open, with why."""
+        return GroupInfo.from_group(self, await self.members(max_depth=None))
 
     # -- creation -------------------------------------------------------------------------
     async def create_group(
@@ -300,9 +365,34 @@ class AsyncGroup(NodeBase):
         self._use_consolidated = True
 
 
-def _consolidated_entries(rel: str, node: AsyncArray | AsyncGroup, v2: bool) -> dict[str, Any]:
+Member = AsyncArray | AsyncGroup | UnsupportedNode
+"""What listing a group gives for each member: an array, a group, or a member asyncarr
+cannot open (:class:`UnsupportedNode`, listed all the same)."""
+
+
+async def _names(group: AsyncGroup) -> AsyncIterator[str]:
+    for name in await group.keys():
+        yield name
+
+
+def _is_array(node: Member) -> bool:
+    return isinstance(node, AsyncArray) or (
+        isinstance(node, UnsupportedNode) and node.node_type == "array"
+    )
+
+
+def _is_group(node: Member) -> bool:
+    return isinstance(node, AsyncGroup) or (
+        isinstance(node, UnsupportedNode) and node.node_type == "group"
+    )
+
+
+def _consolidated_entries(rel: str, node: Member, v2: bool) -> dict[str, Any]:
     """The consolidated-metadata entries of the member ``rel``: v3 one document under its
-    path, v2 its ``.zarray`` or ``.zgroup`` and its ``.zattrs``."""
+    path, v2 its ``.zarray`` or ``.zgroup`` and its ``.zattrs`` (a member asyncarr cannot
+    open: its documents as stored, so readers that can open it still find it)."""
+    if isinstance(node, UnsupportedNode):
+        return _unsupported_entries(rel, node, v2)
     if not v2:
         return {rel: node.metadata.to_json()}
     entries: dict[str, Any] = {}
@@ -313,6 +403,18 @@ def _consolidated_entries(rel: str, node: AsyncArray | AsyncGroup, v2: bool) -> 
     if node.metadata.attributes:
         entries[f"{rel}/{ZATTRS}"] = dict(node.metadata.attributes)
     return entries
+
+
+def _unsupported_entries(rel: str, node: UnsupportedNode, v2: bool) -> dict[str, Any]:
+    docs = node.documents
+    if node.node_type is None:
+        raise MetadataError(
+            f"cannot consolidate the metadata of the group: its member {rel!r} has no "
+            f"readable metadata ({node.reason})"
+        )
+    if not v2:
+        return {rel: dict(docs[ZARR_JSON])}
+    return {f"{rel}/{name}": dict(doc) for name, doc in docs.items()}
 
 
 async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None:

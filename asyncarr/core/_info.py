@@ -1,4 +1,4 @@
-"""Readable summaries of arrays (``arr.info``)."""
+"""Readable summaries of arrays and groups (``arr.info``, ``group.info``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     from asyncarr.core._array import AsyncArray
+    from asyncarr.core._group import AsyncGroup, Member
 
-__all__ = ["ArrayInfo"]
+__all__ = ["ArrayInfo", "GroupInfo"]
 
 
 def _human(n: int) -> str:
@@ -125,6 +126,105 @@ class ArrayInfo:
             rows.append((f"No. {grid_label}", str(self.nchunks)))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What ``asyncarr info`` prints for a group; ``str(info)`` is a readable table.
+
+    The member counts (all depths) are ``None`` in :attr:`AsyncGroup.info`, which does no
+    I/O, and known in :meth:`AsyncGroup.info_complete`. Arrays and groups that asyncarr
+    cannot open are counted with the others and listed in :attr:`unsupported`.
+    """
+
+    name: str
+    store: str
+    zarr_format: int
+    read_only: bool
+    consolidated: bool
+    attributes: dict[str, Any]
+    narrays: int | None = None
+    ngroups: int | None = None
+    unsupported: tuple[tuple[str, str | None, str], ...] | None = None
+    """``(path, node type or None, why)`` of each member asyncarr cannot open."""
+
+    @classmethod
+    def from_group(
+        cls, group: AsyncGroup, members: list[tuple[str, Member]] | None = None
+    ) -> GroupInfo:
+        from asyncarr.core._unsupported import UnsupportedNode
+
+        counts: dict[str, int | None] = {"array": None, "group": None}
+        unsupported = None
+        if members is not None:
+            kinds = [_node_type(node) for _, node in members]
+            counts = {kind: kinds.count(kind) for kind in counts}
+            unsupported = tuple(
+                (path, node.node_type, node.reason)
+                for path, node in members
+                if isinstance(node, UnsupportedNode)
+            )
+        return cls(
+            name=group.name,
+            store=str(group.store),
+            zarr_format=group.zarr_format,
+            read_only=group.read_only,
+            consolidated=group.metadata.consolidated is not None,
+            attributes=dict(group.attrs),
+            narrays=counts["array"],
+            ngroups=counts["group"],
+            unsupported=unsupported,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "group",
+            "name": self.name,
+            "store": self.store,
+            "zarr_format": self.zarr_format,
+            "read_only": self.read_only,
+            "consolidated": self.consolidated,
+            "attributes": self.attributes,
+            "arrays": self.narrays,
+            "groups": self.ngroups,
+            "unsupported": None
+            if self.unsupported is None
+            else [
+                {"path": path, "node_type": kind, "reason": reason}
+                for path, kind, reason in self.unsupported
+            ],
+        }
+
+    def __str__(self) -> str:
+        rows: list[tuple[str, str]] = [
+            ("Name", self.name),
+            ("Type", "group"),
+            ("Store", self.store),
+            ("Zarr format", str(self.zarr_format)),
+            ("Read-only", str(self.read_only)),
+            ("Consolidated", str(self.consolidated)),
+            ("Attributes", str(len(self.attributes))),
+        ]
+        if self.narrays is not None:
+            rows.append(("No. arrays", str(self.narrays)))
+        if self.ngroups is not None:
+            rows.append(("No. groups", str(self.ngroups)))
+        for path, kind, reason in self.unsupported or ():
+            rows.append(("Unsupported", f"{path} ({kind or 'node'}): {reason}"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+
+
+def _node_type(node: Any) -> str | None:
+    from asyncarr.core._array import AsyncArray
+    from asyncarr.core._group import AsyncGroup
+
+    if isinstance(node, AsyncArray):
+        return "array"
+    if isinstance(node, AsyncGroup):
+        return "group"
+    kind: str | None = node.node_type
+    return kind
 
 
 def _codec_label(c: dict[str, Any]) -> str:

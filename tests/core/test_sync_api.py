@@ -55,6 +55,39 @@ def test_class_twins_have_identical_members(async_cls: type, sync_cls: type) -> 
                 assert (p_a.kind, p_a.default) == (p_s.kind, p_s.default), f"{name}.{p_a.name}"
 
 
+PROTOCOL_TWINS = {
+    az.Array: {
+        "__getitem__": "read",
+        "__setitem__": "write",
+        "__array__": "read",
+        "__len__": "shape",
+    },
+    az.Group: {
+        "__getitem__": "__getitem__",
+        "__contains__": "contains",
+        "__iter__": "__aiter__",
+        "__len__": "nmembers",
+    },
+}
+"""Python protocols of the blocking classes, and the awaitable form each has in the async
+class (a protocol such as ``len`` or ``in`` cannot wait for I/O)."""
+
+
+@pytest.mark.parametrize(
+    ("async_cls", "sync_cls"), [(asyncarr.AsyncArray, az.Array), (asyncarr.AsyncGroup, az.Group)]
+)
+def test_every_blocking_protocol_has_an_async_form(async_cls: type, sync_cls: type) -> None:
+    plumbing = {"__init__", "__repr__", "__enter__", "__exit__"}
+    protocols = {
+        n
+        for n in vars(sync_cls)
+        if n.startswith("__") and n.endswith("__") and callable(getattr(sync_cls, n))
+    } - plumbing
+    assert protocols == set(PROTOCOL_TWINS[sync_cls]), "list the new protocol in PROTOCOL_TWINS"
+    for protocol, twin in PROTOCOL_TWINS[sync_cls].items():
+        assert hasattr(async_cls, twin), f"{async_cls.__name__} lacks {twin} (for {protocol})"
+
+
 def test_numpy_style_use(tmp_path: Path) -> None:
     url = str(tmp_path / "s.zarr")
     data = np.arange(100, dtype="f8").reshape(10, 10)
