@@ -29,6 +29,7 @@ from asyncarr.core import (
     ArrayMetadata,
     AsyncArray,
     AsyncGroup,
+    ChunkGrid,
     GroupInfo,
     GroupMetadata,
     UnsupportedNode,
@@ -248,6 +249,14 @@ class Array(_Node[AsyncArray]):
         return self._async.shards
 
     @property
+    def chunk_grid(self) -> ChunkGrid:
+        return self._async.chunk_grid
+
+    @property
+    def chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        return self._async.chunk_sizes
+
+    @property
     def fill_value(self) -> Any:
         return self._async.fill_value
 
@@ -435,14 +444,14 @@ def create_array(
     store: str | Store,
     *,
     shape: Sequence[int] | int,
-    chunks: Sequence[int] | int | None = None,
+    chunks: Sequence[int | Sequence[int]] | int | ChunkGrid | None = None,
     dtype: Any = "float64",
     zarr_format: Literal[2, 3] = 3,
     fill_value: Any = None,
     compressor: Any = DEFAULT_COMPRESSOR,
     filters: Any = None,
     codecs: Any = None,
-    shards: Sequence[int] | None = None,
+    shards: Sequence[int | Sequence[int]] | ChunkGrid | None = None,
     order: Literal["C", "F"] = "C",
     dimension_names: Sequence[str | None] | None = None,
     attributes: dict[str, Any] | None = None,

@@ -49,6 +49,9 @@ class Dataset:
     """``zstd`` (level 3, no checksum) or ``blosc`` (lz4, clevel 5, byte shuffle)."""
     zarr_format: int = 3
     shards: tuple[int, int] | None = None
+    rectilinear: bool = False
+    """Stored with a rectilinear chunk grid: each axis's edges listed (all ``chunks``
+    long, so the same chunks and data as the regular dataset of the same shape)."""
 
     @property
     def path(self) -> Path:
@@ -68,8 +71,18 @@ class Dataset:
         g = self.inner_grid
         return g[0] * g[1]
 
+    @property
+    def zarr_chunks(self) -> Any:
+        """``chunks`` as zarr-python's ``create_array`` takes them."""
+        if not self.rectilinear:
+            return self.chunks
+        return [[c] * (n // c) for n, c in zip(self.shape, self.chunks, strict=True)]
+
     def spec_hash(self) -> str:
-        doc = {"dataset": asdict(self), "generator": GENERATOR_VERSION, "seed": SEED}
+        spec = asdict(self)
+        if not self.rectilinear:  # (datasets written before the field keep their stamp)
+            del spec["rectilinear"]
+        doc = {"dataset": spec, "generator": GENERATOR_VERSION, "seed": SEED}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def metadata_files(self) -> list[str]:
@@ -80,6 +93,7 @@ DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
         Dataset("zstd-4096-c256", (4096, 4096), (256, 256), "zstd"),
+        Dataset("zstd-4096-c256-rect", (4096, 4096), (256, 256), "zstd", rectilinear=True),
         Dataset("blosc-4096-c256", (4096, 4096), (256, 256), "blosc"),
         Dataset("v2blosc-4096-c256", (4096, 4096), (256, 256), "blosc", zarr_format=2),
         Dataset("sharded-4096-s2048-c256", (4096, 4096), (256, 256), "zstd", shards=(2048, 2048)),
@@ -113,6 +127,11 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
         Workload("zstd", "4096² f4, 256² chunks, zstd-3", "zstd-4096-c256", tags=("quick",)),
+        Workload(
+            "zstd-rect",
+            "zstd, as a rectilinear grid (the same 256² chunks and data)",
+            "zstd-4096-c256-rect",
+        ),
         Workload("blosc", "4096² f4, 256² chunks, blosc lz4+shuffle", "blosc-4096-c256"),
         Workload("v2-blosc", "4096² f4, 256² chunks, Zarr v2 blosc", "v2blosc-4096-c256"),
         Workload("sharded", "4096² f4, shards 2048² / inner 256², zstd", "sharded-4096-s2048-c256"),
@@ -206,11 +225,11 @@ def ensure_dataset(ds: Dataset, data: np.ndarray[Any, Any], *, log: Any = print)
     if ds.path.exists():
         shutil.rmtree(ds.path)
     ds.path.parent.mkdir(parents=True, exist_ok=True)
-    with zarr.config.set({"async.concurrency": 64}):
+    with zarr.config.set({"async.concurrency": 64, "array.rectilinear_chunks": True}):
         arr = zarr.create_array(
             store=str(ds.path),
             shape=ds.shape,
-            chunks=ds.chunks,
+            chunks=ds.zarr_chunks,
             shards=ds.shards,
             dtype="float32",
             zarr_format=ds.zarr_format,  # type: ignore[arg-type]

@@ -196,11 +196,14 @@ class ZarrTool(Tool):
     def open(self, target: Target, *, write: bool) -> Handle:
         import zarr
 
+        config = self.config
+        if target.ds.rectilinear:  # (experimental in zarr-python 3, behind a flag)
+            config = {**config, "array.rectilinear_chunks": True}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with zarr.config.set(self.config):
+            with zarr.config.set(config):
                 arr = zarr.open_array(store=self._store(target), mode="r+" if write else "r")
-        handle = _ZarrHandle(arr, self.config)
+        handle = _ZarrHandle(arr, config)
         handle.note = self._fallback_note(arr, caught)
         return handle
 
@@ -253,6 +256,11 @@ class TensorstoreTool(Tool):
 
     key = "tensorstore"
     label = "tensorstore"
+
+    def unsupported(self, target: Target) -> str | None:
+        if target.ds.rectilinear:
+            return "tensorstore reads regular chunk grids only"
+        return None
 
     def open(self, target: Target, *, write: bool) -> Handle:
         import tensorstore as ts

@@ -14,6 +14,7 @@ from asyncarr.core._api import (
     staged_array,
 )
 from asyncarr.core._array import AsyncArray
+from asyncarr.core._chunk_grid import ChunkGrid
 from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup
 from asyncarr.core._info import ArrayInfo, GroupInfo
@@ -30,6 +31,7 @@ __all__ = [
     "ArrayMetadata",
     "AsyncArray",
     "AsyncGroup",
+    "ChunkGrid",
     "GroupInfo",
     "GroupMetadata",
     "ShardingCodec",

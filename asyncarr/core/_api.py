@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from asyncarr.abc import Store
 from asyncarr.core._array import AsyncArray
+from asyncarr.core._chunk_grid import ChunkGrid
 from asyncarr.core._context import forget_cached_prefix
 from asyncarr.core._create import DEFAULT_COMPRESSOR, build_array_metadata
 from asyncarr.core._group import AsyncGroup, load_v2_consolidated
@@ -189,14 +190,14 @@ async def create_array(
     store: str | Store,
     *,
     shape: Sequence[int] | int,
-    chunks: Sequence[int] | int | None = None,
+    chunks: Sequence[int | Sequence[int]] | int | ChunkGrid | None = None,
     dtype: Any = "float64",
     zarr_format: Literal[2, 3] = 3,
     fill_value: Any = None,
     compressor: Any = DEFAULT_COMPRESSOR,
     filters: Any = None,
     codecs: Any = None,
-    shards: Sequence[int] | None = None,
+    shards: Sequence[int | Sequence[int]] | ChunkGrid | None = None,
     order: Literal["C", "F"] = "C",
     dimension_names: Sequence[str | None] | None = None,
     attributes: dict[str, Any] | None = None,
@@ -213,6 +214,10 @@ async def create_array(
     dicts or codec objects) or builds the chain from ``compressor``/``filters``.
     The default compressor is zstd (level 3). ``shards`` (v3) groups
     ``chunks``-shaped inner chunks into shard objects.
+
+    ``chunks`` (or, sharded, ``shards``) may give a dimension a list of chunk edge
+    lengths instead of one size, summing to its length: a rectilinear chunk grid (v3),
+    e.g. ``chunks=[[10, 20, 30], 25]``.
     """
     meta = build_array_metadata(
         shape=shape,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from asyncarr.abc import Codec, NDArray, Store
+from asyncarr.core._chunk_grid import ChunkGrid
 from asyncarr.core._context import ArrayContext, chunk_lock, forget_cached_prefix
 from asyncarr.core._indexing import Selection, normalize_selection
 from asyncarr.core._info import ArrayInfo
@@ -84,14 +85,32 @@ class AsyncArray(NodeBase):
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        """The shape of one chunk (the inner chunk for sharded arrays)."""
+        """The shape of one chunk (the inner chunk for sharded arrays). An unsharded array
+        with a rectilinear chunk grid has no one chunk shape: :class:`MetadataError` (see
+        :attr:`chunk_sizes`)."""
         sharding = self._ctx.sharding
         return sharding.chunk_shape if sharding is not None else self.metadata.chunk_shape
 
     @property
     def shards(self) -> tuple[int, ...] | None:
-        """The shape of one shard, or ``None`` when the array is not sharded."""
+        """The shape of one shard, or ``None`` when the array is not sharded (a rectilinear
+        grid of shards has no one shard shape: :class:`MetadataError`)."""
         return self.metadata.chunk_shape if self._ctx.sharding is not None else None
+
+    @property
+    def chunk_grid(self) -> ChunkGrid:
+        """How the array is cut into chunks (shards, for sharded arrays): regular or
+        rectilinear."""
+        return self.metadata.chunk_grid
+
+    @property
+    def chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """Per dimension, the length of each chunk within the array (dask's ``chunks``;
+        the inner chunks for sharded arrays), for regular and rectilinear grids alike."""
+        sharding = self._ctx.sharding
+        if sharding is not None:
+            return ChunkGrid.regular(self.shape, sharding.chunk_shape).chunk_sizes
+        return self.metadata.chunk_grid.chunk_sizes
 
     @property
     def fill_value(self) -> Any:
@@ -130,8 +149,14 @@ class AsyncArray(NodeBase):
     def __repr__(self) -> str:
         return (
             f"<AsyncArray {self._store}{self.name} shape={self.shape} dtype={self.dtype} "
-            f"chunks={self.chunks} zarr_format={self.zarr_format}>"
+            f"chunks={self._chunks_label()} zarr_format={self.zarr_format}>"
         )
+
+    def _chunks_label(self) -> str:
+        grid = self.metadata.chunk_grid
+        if self._ctx.sharding is not None or grid.is_regular:
+            return str(self.chunks)
+        return grid.describe()
 
     # -- data ----------------------------------------------------------------------------
     def _selection(self, selection: Any, orthogonal: bool) -> Selection:
@@ -182,21 +207,30 @@ class AsyncArray(NodeBase):
 
     # -- shape changes ---------------------------------------------------------------------
     async def resize(self, *shape: int | tuple[int, ...]) -> None:
-        """Change the shape; data outside the new shape is deleted, new regions read as fill."""
+        """Change the shape; data outside the new shape is deleted, new regions read as fill.
+
+        A rectilinear chunk grid keeps its edges when the array shrinks (they may reach
+        past the shape) and gains one chunk covering the growth where the array grows past
+        them (for shards, rounded up to whole inner chunks), as zarr-python does.
+        """
         self._check_writable()
         new_shape = self._parse_shape(shape)
         old = self.metadata
         if new_shape == old.shape:
             return
+        sharding = self._ctx.sharding
+        grid = old.chunk_grid.resized(
+            new_shape, sharding.chunk_shape if sharding is not None else None
+        )
+        new_meta = old.evolve(shape=new_shape, chunk_grid=grid)
         grown = any(n > o for n, o in zip(new_shape, old.shape, strict=True))
         try:
             if grown:
                 # Clear anything stale in the region that becomes visible before it does.
-                await self._clear_outside(old.shape, new_shape)
-            new_meta = old.evolve(shape=new_shape)
+                await self._clear_outside(grid, old.shape, new_shape)
             await save_array_metadata(self._ctx.io, self._path, new_meta)
             self._set_metadata(new_meta)
-            await self._clear_outside(new_shape, old.shape)
+            await self._clear_outside(grid, new_shape, old.shape)
         finally:
             # the chunks changed above may be cached (cheap; resizes are rare)
             forget_cached_prefix(self._store, self._ctx.prefix)
@@ -210,56 +244,66 @@ class AsyncArray(NodeBase):
             raise ConfigError(f"new shape must be {self.ndim} non-negative integers, got {shape!r}")
         return tuple(int(s) for s in shape)  # type: ignore[arg-type]
 
-    async def _clear_outside(self, keep: tuple[int, ...], bound: tuple[int, ...]) -> None:
-        """Delete chunks entirely outside ``keep`` and fill the outside part of edge chunks.
+    async def _clear_outside(
+        self, grid: ChunkGrid, keep: tuple[int, ...], bound: tuple[int, ...]
+    ) -> None:
+        """Delete chunks of ``grid`` entirely outside ``keep`` and fill the outside part of
+        edge chunks.
 
         Where the store lists every key, only the chunks stored are visited (a request per
         chunk that exists, none per chunk that might: growing a 10 x 10 array to 1000 x 1000
         used to send 10,000 deletes; a huge sparse array never finished). Elsewhere the
         chunks of the grid within ``bound`` (and ``keep``) that cross or lie past ``keep``.
         """
-        meta = self.metadata
-        cshape = meta.chunk_shape
+        dims = grid.dims
 
         def outside(coords: tuple[int, ...]) -> bool:
-            return any(ci * c + c > k for ci, c, k in zip(coords, cshape, keep, strict=True))
+            return any(
+                d.offset(ci) + d.edge(ci) > k for ci, d, k in zip(coords, dims, keep, strict=True)
+            )
 
         async def visit(coords: tuple[int, ...]) -> None:
-            lo = [i * c for i, c in zip(coords, cshape, strict=True)]
             key = self._ctx.chunk_key(coords)
-            if any(lo_d >= k for lo_d, k in zip(lo, keep, strict=True)):
+            if any(d.offset(ci) >= k for ci, d, k in zip(coords, dims, keep, strict=True)):
                 await self._ctx.io.delete(key)
                 return
-            await self._fill_chunk_outside(coords, keep)
+            await self._fill_chunk_outside(grid, coords, keep)
 
         if self._ctx.store.lists_every_key:
             found = [coords async for coords in self._iter_stored_chunks() if outside(coords)]
             await bounded_for_each(visit, found, limit=self._ctx.io_concurrency())
             return
-        grid = tuple(-(-max(b, k) // c) for b, k, c in zip(bound, keep, cshape, strict=True))
+        counts = tuple(
+            d.index(m - 1) + 1 if m else 0
+            for d, m in ((d, max(b, k)) for d, b, k in zip(dims, bound, keep, strict=True))
+        )
         candidates = (
-            coords for coords in itertools.product(*(range(g) for g in grid)) if outside(coords)
+            coords for coords in itertools.product(*(range(g) for g in counts)) if outside(coords)
         )
         await bounded_for_each(visit, candidates, limit=self._ctx.io_concurrency())
 
-    async def _fill_chunk_outside(self, coords: tuple[int, ...], keep: tuple[int, ...]) -> None:
+    async def _fill_chunk_outside(
+        self, grid: ChunkGrid, coords: tuple[int, ...], keep: tuple[int, ...]
+    ) -> None:
         ctx = self._ctx
         key = ctx.chunk_key(coords)
+        shape = grid.chunk_shape_at(coords)
+        pipeline = ctx.pipeline.for_shape(shape)
         async with chunk_lock(self._store, key):
             data = await ctx.io.get(key)
             if data is None:
                 return
-            chunk = np.array(ctx.pipeline.decode(data, key=key), copy=True)
+            chunk = np.array(pipeline.decode(data, key=key), copy=True)
             valid = tuple(
-                slice(0, max(0, min(c, k - ci * c)))
-                for ci, c, k in zip(coords, self.metadata.chunk_shape, keep, strict=True)
+                slice(0, max(0, min(c, k - o)))
+                for o, c, k in zip(grid.chunk_origin(coords), shape, keep, strict=True)
             )
             cleared = np.full(chunk.shape, ctx.fill, dtype=chunk.dtype)
             cleared[valid] = chunk[valid]
-            if not ctx.write_empty_chunks and ctx.pipeline.is_fill(cleared):
+            if not ctx.write_empty_chunks and pipeline.is_fill(cleared):
                 await ctx.io.delete(key)
             else:
-                await ctx.io.set(key, ctx.pipeline.encode(cleared, key=key))
+                await ctx.io.set(key, pipeline.encode(cleared, key=key))
 
     async def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
         """Grow along ``axis`` and write ``data`` there; returns the new shape."""

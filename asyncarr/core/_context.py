@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from asyncarr.abc import Store
+from asyncarr.core._chunk_grid import ChunkGrid, DimChunking
 from asyncarr.core._indexing import Selection
 from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._pipeline import CodecPipeline
@@ -49,6 +50,13 @@ class ArrayContext:
     write_empty_chunks: bool = False
     io: ManagedStore = field(init=False)
     pipeline: CodecPipeline = field(init=False)
+    """The codecs of the first chunk (every chunk's, unless :attr:`varying`:
+    :meth:`pipeline_for`)."""
+    chunking: tuple[DimChunking, ...] = field(init=False)
+    """The chunk grid as indexing sees it (:attr:`ChunkGrid.chunking`)."""
+    varying: bool = field(init=False)
+    """Whether the array's chunks (shards) differ in shape (a rectilinear grid whose edges
+    differ within the shape): then each chunk's shape picks its pipeline."""
     sharding: ShardingCodec | None = field(init=False)
     """The sharding codec of a sharded array (its inner chunks are the array's chunks)."""
     partial_shards: ShardingCodec | None = field(init=False)
@@ -71,6 +79,8 @@ class ArrayContext:
     def __post_init__(self) -> None:
         self.io = managed(self.store)
         self.pipeline = CodecPipeline(self.meta.codecs, chunk_spec(self.meta))
+        self.chunking = self.grid.chunking
+        self.varying = self.grid.uniform_shape is None
         ab = self.pipeline.ab
         self.sharding = ab if isinstance(ab, ShardingCodec) else None
         whole_chain = not self.pipeline.aa and not self.pipeline.bb
@@ -95,6 +105,23 @@ class ArrayContext:
             self._key_parts = (self.prefix, enc.separator, self.prefix + "0")
 
     @property
+    def grid(self) -> ChunkGrid:
+        return self.meta.chunk_grid
+
+    def pipeline_for(self, shape: tuple[int, ...] | None) -> CodecPipeline:
+        """The pipeline of chunks of ``shape`` (``None``: the array's one chunk shape)."""
+        return self.pipeline if shape is None else self.pipeline.for_shape(shape)
+
+    def shard_codec(self, shape: tuple[int, ...] | None) -> ShardingCodec:
+        """:attr:`partial_shards` for shards of ``shape`` (``None``: the array's one)."""
+        assert self.partial_shards is not None
+        if shape is None or not self.varying:
+            return self.partial_shards
+        codec = self.pipeline.for_shape(shape).ab
+        assert isinstance(codec, ShardingCodec)
+        return codec
+
+    @property
     def executor(self) -> CodecExecutor:
         return get_executor()
 
@@ -117,7 +144,7 @@ class ArrayContext:
             bounds.append((d.start, d.stop, d.step))
         head, sep, zero_d_key = self._key_parts
         return SlicePlan(
-            tuple(bounds), self.meta.shape, self.meta.chunk_shape, head, sep, zero_d_key
+            tuple(bounds), self.meta.shape, self.chunking, head, sep, zero_d_key, self.varying
         )
 
     def plan_slices(self, selection: Selection) -> Iterator[PlannedChunk]:

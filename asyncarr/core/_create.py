@@ -16,7 +16,9 @@ from asyncarr.codecs import (
     filters_from_spec,
     v2_codecs,
 )
+from asyncarr.core._chunk_grid import MAX_EXTENT, ChunkGrid, EdgesDim, RegularDim
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
+from asyncarr.core._codec_lookup import check_codecs_fit
 from asyncarr.core._dtype import decode_fill_value, parse_dtype
 from asyncarr.core._metadata import ArrayMetadata, plain_attributes, validate_codec_chain
 from asyncarr.core._pipeline import CodecPipeline
@@ -76,6 +78,53 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
     return out
 
 
+def _is_edge_list(value: Any) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and np.ndim(value) == 1
+
+
+def _user_grid(value: Any, shape: tuple[int, ...], what: str) -> ChunkGrid:
+    """``chunks`` or ``shards`` as given to ``create_array``: one size per dimension (a
+    regular grid), or per dimension a size or a list of edge lengths that sum to the
+    dimension's length (a rectilinear grid, as zarr-python makes it); or a
+    :class:`ChunkGrid` (another array's, e.g. to copy it)."""
+    if isinstance(value, ChunkGrid):
+        if value.ndim != len(shape):
+            raise ConfigError(f"{what} {value.describe()} do not match shape {list(shape)}")
+        return value.resized(shape)
+    if not isinstance(value, list | tuple) or not any(_is_edge_list(v) for v in value):
+        sizes = _shape(value, what)
+        if len(sizes) != len(shape):
+            raise ConfigError(f"{what} {sizes} must have one entry per dimension of shape {shape}")
+        if any(c <= 0 for c in sizes):
+            raise ConfigError(f"{what} must be > 0, got {what}={sizes}")
+        return ChunkGrid.regular(shape, sizes)
+    if len(value) != len(shape):
+        raise ConfigError(
+            f"{what} {value!r} must have one entry per dimension of shape {list(shape)}"
+        )
+    dims: list[RegularDim | EdgesDim] = []
+    for axis, (spec, extent) in enumerate(zip(value, shape, strict=True)):
+        if not _is_edge_list(spec):
+            (size,) = _shape(spec, what)
+            if size <= 0:
+                raise ConfigError(f"{what} must be > 0, got {size} for dimension {axis}")
+            dims.append(RegularDim(size, extent))
+            continue
+        edges = _shape(list(spec), f"the {what} edges of dimension {axis}")
+        if not edges or any(e <= 0 or e > MAX_EXTENT for e in edges):
+            raise ConfigError(
+                f"the {what} edges of dimension {axis} must be a non-empty list of positive "
+                f"integers, got {list(edges)}"
+            )
+        if extent and sum(edges) != extent:
+            raise ConfigError(
+                f"the {what} edges of dimension {axis} sum to {sum(edges)}, not to its "
+                f"length {extent}"
+            )
+        dims.append(EdgesDim([(e, 1) for e in edges], extent))
+    return ChunkGrid("rectilinear", tuple(dims))
+
+
 def build_array_metadata(
     *,
     shape: Any,
@@ -99,14 +148,19 @@ def build_array_metadata(
         raise ConfigError(f"order must be 'C' or 'F', got {order!r}")
     dt = parse_dtype(dtype)
     shape_t = _shape(shape, "shape")
-    chunks_t = _shape(chunks if chunks is not None else shape_t, "chunks")
-    if len(chunks_t) != len(shape_t):
-        raise ConfigError(f"chunks {chunks_t} must have one entry per dimension of shape {shape_t}")
-    if chunks is None:
-        chunks_t = tuple(max(1, s) for s in shape_t)
-    if any(s < 0 for s in shape_t) or any(c <= 0 for c in chunks_t):
+    if any(s < 0 for s in shape_t):
+        raise ConfigError(f"shape must be >= 0, got shape={shape_t}")
+    chunk_grid = (
+        ChunkGrid.regular(shape_t, tuple(max(1, s) for s in shape_t))
+        if chunks is None
+        else _user_grid(chunks, shape_t, "chunks")
+    )
+    if not chunk_grid.is_regular and (zarr_format == 2 or shards is not None):
         raise ConfigError(
-            f"shape must be >= 0 and chunks > 0, got shape={shape_t}, chunks={chunks_t}"
+            "a rectilinear chunk grid needs zarr_format=3"
+            if zarr_format == 2
+            else "rectilinear chunks cannot be sharded; give rectilinear shards instead: "
+            "chunks=(inner chunk shape), shards=[[shard edges], ...]"
         )
     names = tuple(dimension_names) if dimension_names is not None else None
     if names is not None and len(names) != len(shape_t):
@@ -137,7 +191,7 @@ def build_array_metadata(
         meta = ArrayMetadata(
             zarr_format=2,
             shape=shape_t,
-            chunk_shape=chunks_t,
+            chunk_grid=chunk_grid,
             dtype=dt,
             fill_value=_user_fill(fv_json, dt, zarr_format=2),
             codecs=tuple(v2_codecs(compressor=comp_config, filters=filter_configs, dtype=dt)),
@@ -160,23 +214,23 @@ def build_array_metadata(
         order=order,
         ndim=len(shape_t),
     )
-    grid = chunks_t
+    grid = chunk_grid
     if shards is not None:
-        shards_t = _shape(shards, "shards")
-        if len(shards_t) != len(shape_t) or any(
-            s % c for s, c in zip(shards_t, chunks_t, strict=True)
-        ):
-            raise ConfigError(
-                f"shards {shards_t} must be a multiple of chunks {chunks_t} in every dimension"
-            )
-        chain = [ShardingCodec(chunk_shape=chunks_t, codecs=chain)]
-        grid = shards_t
+        inner = chunk_grid.chunk_shape
+        grid = _user_grid(shards, shape_t, "shards")
+        for axis, (d, c) in enumerate(zip(grid.dims, inner, strict=True)):
+            if any(edge % c for edge in d.distinct_edges()):
+                raise ConfigError(
+                    f"shards {_shards_label(shards)} must be a multiple of chunks {inner} "
+                    f"in every dimension (dimension {axis} is not)"
+                )
+        chain = [ShardingCodec(chunk_shape=inner, codecs=chain)]
     validate_codec_chain(tuple(chain))
     fill = _user_fill(0 if fv_json is None else fv_json, native, zarr_format=3)
     meta = ArrayMetadata(
         zarr_format=3,
         shape=shape_t,
-        chunk_shape=grid,
+        chunk_grid=grid,
         dtype=native,
         fill_value=fill,
         codecs=tuple(chain),
@@ -185,10 +239,14 @@ def build_array_metadata(
         attributes=attrs,
     )
     try:
-        CodecPipeline(meta.codecs, chunk_spec(meta))
+        check_codecs_fit(meta.codecs, meta)
     except MetadataError as exc:
         raise ConfigError(str(exc)) from exc
     return meta
+
+
+def _shards_label(shards: Any) -> str:
+    return str(tuple(shards)) if not any(_is_edge_list(s) for s in shards) else str(shards)
 
 
 def _user_fill(value: Any, dt: np.dtype[Any], *, zarr_format: int) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from asyncarr.core._chunk_grid import DimChunking, EdgesDim
 from asyncarr.errors import SelectionError
 
 __all__ = [
@@ -198,6 +199,8 @@ class ChunkProjection:
     out_sel: tuple[DimSelection, ...]
     is_complete: bool
     """The selection covers every valid element of the chunk (edge padding excluded)."""
+    shape: tuple[int, ...] = ()
+    """The chunk's shape as its codecs see it (overhanging edges included)."""
 
     def index_pair(self) -> tuple[Any, Any]:
         """(chunk index, output index) usable with numpy, orthogonally."""
@@ -214,10 +217,16 @@ def _ix(sel: tuple[DimSelection, ...]) -> Any:
     return np.ix_(*arrays)
 
 
-_DimPart = tuple[int, DimSelection, DimSelection, bool]
+_DimPart = tuple[int, DimSelection, DimSelection, bool, int]
+"""One chunk along one axis: (chunk index, selection in the chunk, selection in the output,
+whether it covers the chunk's valid part, the chunk's edge length)."""
 
 
-def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
+def project_slice(s: slice, n: int, c: DimChunking) -> list[_DimPart]:
+    """The chunks along an axis of length ``n`` that ``s`` touches (``c``: the axis's
+    chunk length, or its edges where they differ)."""
+    if isinstance(c, EdgesDim):
+        return _project_slice_edges(s, n, c)
     start, stop, step = s.start, s.stop, s.step
     if stop <= start:
         return []
@@ -231,6 +240,7 @@ def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
                 slice(a, stop - lo, 1),
                 slice(0, stop - start, 1),
                 a == 0 and stop == min(lo + c, n),
+                c,
             )
         ]
     parts: list[_DimPart] = []
@@ -238,7 +248,7 @@ def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
         for o, e in enumerate(range(start, stop, step)):  # between them, maybe billions
             k, a = divmod(e, c)
             complete = step == 1 and a == 0 and min(k * c + c, n) - k * c == 1
-            parts.append((k, slice(a, a + 1, step), slice(o, o + 1, 1), complete))
+            parts.append((k, slice(a, a + 1, step), slice(o, o + 1, 1), complete, c))
         return parts
     last = stop - 1
     for k in range(start // c, last // c + 1):  # every chunk holds an element (step < c)
@@ -252,7 +262,47 @@ def project_slice(s: slice, n: int, c: int) -> list[_DimPart]:
         chunk_sel = slice(a, a + (count - 1) * step + 1, step)
         o = (first - start) // step
         complete = step == 1 and a == 0 and count == hi - lo
-        parts.append((k, chunk_sel, slice(o, o + count, 1), complete))
+        parts.append((k, chunk_sel, slice(o, o + count, 1), complete, c))
+    return parts
+
+
+def _project_slice_edges(s: slice, n: int, dim: EdgesDim) -> list[_DimPart]:
+    """:func:`project_slice` over chunks of differing lengths: the work is per chunk
+    touched (or per element selected, where there are fewer), never per edge."""
+    start, stop, step = s.start, s.stop, s.step
+    if stop <= start:
+        return []
+    count = len(range(start, stop, step))
+    last = start + (count - 1) * step
+    k0, k1 = dim.index(start), dim.index(last)
+    parts: list[_DimPart] = []
+    if k1 - k0 + 1 > count:  # fewer elements than chunks between them: visit the elements
+        elements = np.arange(start, last + 1, step, dtype=np.int64)
+        ks = dim.indices(elements)
+        cuts = np.flatnonzero(np.diff(ks)) + 1
+        for o, m in zip([0, *cuts.tolist()], [*cuts.tolist(), count], strict=True):
+            k = int(ks[o])
+            lo, edge = dim.offset(k), dim.edge(k)
+            a = int(elements[o]) - lo
+            m -= o
+            complete = step == 1 and a == 0 and m == min(lo + edge, n) - lo
+            parts.append(
+                (k, slice(a, a + (m - 1) * step + 1, step), slice(o, o + m, 1), complete, edge)
+            )
+        return parts
+    los, edges = dim.offsets_and_edges(np.arange(k0, k1 + 1, dtype=np.int64))
+    for k, lo, edge in zip(range(k0, k1 + 1), los.tolist(), edges.tolist(), strict=True):
+        hi = min(lo + edge, n)
+        first = start if start >= lo else start + -(-(lo - start) // step) * step
+        if first >= min(stop, hi):
+            continue
+        m = -(-(min(stop, hi) - first) // step)
+        a = first - lo
+        o = (first - start) // step
+        complete = step == 1 and a == 0 and m == hi - lo
+        parts.append(
+            (k, slice(a, a + (m - 1) * step + 1, step), slice(o, o + m, 1), complete, edge)
+        )
     return parts
 
 
@@ -262,29 +312,38 @@ def _as_slice_if_contiguous(idx: np.ndarray[Any, np.dtype[np.intp]]) -> DimSelec
     return idx
 
 
-def _project_array(idx: np.ndarray[Any, np.dtype[np.intp]], n: int, c: int) -> list[_DimPart]:
+def _project_array(
+    idx: np.ndarray[Any, np.dtype[np.intp]], n: int, c: DimChunking
+) -> list[_DimPart]:
     if idx.size == 0:
         return []
-    chunk_ids = idx // c
+    chunk_ids = dim_indices(idx, c)
     order = np.argsort(chunk_ids, kind="stable")
     sorted_ids = chunk_ids[order]
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     parts: list[_DimPart] = []
     for group in np.split(order, bounds):
         k = int(chunk_ids[group[0]])
-        local = idx[group] - k * c
+        lo, edge = (k * c, c) if isinstance(c, int) else (c.offset(k), c.edge(k))
+        local = idx[group] - lo
         out_pos = group.astype(np.intp)
-        valid = min(c, n - k * c)
+        valid = min(edge, n - lo)
         chunk_sel = _as_slice_if_contiguous(local)
         complete = isinstance(chunk_sel, slice) and chunk_sel.start == 0 and chunk_sel.stop == valid
-        parts.append((k, chunk_sel, _as_slice_if_contiguous(out_pos), complete))
+        parts.append((k, chunk_sel, _as_slice_if_contiguous(out_pos), complete, edge))
     return parts
 
 
-def project(selection: Selection, chunk_shape: tuple[int, ...]) -> Iterator[ChunkProjection]:
-    """Lazily yield the chunks a selection touches (C order of chunk coordinates)."""
+def dim_indices(elements: np.ndarray[Any, Any], c: DimChunking) -> np.ndarray[Any, Any]:
+    """The chunk of each element along an axis."""
+    return elements // c if isinstance(c, int) else c.indices(elements)
+
+
+def project(selection: Selection, chunking: tuple[DimChunking, ...]) -> Iterator[ChunkProjection]:
+    """Lazily yield the chunks a selection touches (C order of chunk coordinates);
+    ``chunking``: each axis's chunk length, or its edges (:attr:`ChunkGrid.chunking`)."""
     per_dim: list[list[_DimPart]] = []
-    for d, n, c in zip(selection.dims, selection.shape, chunk_shape, strict=True):
+    for d, n, c in zip(selection.dims, selection.shape, chunking, strict=True):
         per_dim.append(project_slice(d, n, c) if isinstance(d, slice) else _project_array(d, n, c))
     for combo in itertools.product(*per_dim):
         yield ChunkProjection(
@@ -292,21 +351,40 @@ def project(selection: Selection, chunk_shape: tuple[int, ...]) -> Iterator[Chun
             chunk_sel=tuple(p[1] for p in combo),
             out_sel=tuple(p[2] for p in combo),
             is_complete=all(p[3] for p in combo),
+            shape=tuple(p[4] for p in combo),
         )
 
 
-def count_chunks(selection: Selection, chunk_shape: tuple[int, ...]) -> int:
+def count_chunks(selection: Selection, chunking: tuple[DimChunking, ...]) -> int:
     """Number of chunks :func:`project` yields (without generating them)."""
     total = 1
-    for d, c in zip(selection.dims, chunk_shape, strict=True):
-        if isinstance(d, slice):
-            count = len(range(d.start, d.stop, d.step))
-            if not count:
-                return 0
-            if d.step >= c:  # one element per chunk
-                total *= count
-            else:  # no chunk between the first and the last is skipped
-                total *= (d.start + (count - 1) * d.step) // c - d.start // c + 1
-        else:
-            total *= len(np.unique(d // c)) if d.size else 0
+    for d, c in zip(selection.dims, chunking, strict=True):
+        if not isinstance(d, slice):
+            total *= len(np.unique(dim_indices(d, c))) if d.size else 0
+            continue
+        count = len(range(d.start, d.stop, d.step))
+        if not count:
+            return 0
+        last = d.start + (count - 1) * d.step
+        if isinstance(c, EdgesDim):
+            total *= _count_edges(d, count, c)
+        elif d.step >= c:  # one element per chunk
+            total *= count
+        else:  # no chunk between the first and the last is skipped
+            total *= last // c - d.start // c + 1
     return total
+
+
+def _count_edges(d: slice, count: int, dim: EdgesDim) -> int:
+    """How many chunks of ``dim`` the slice ``d`` (of ``count`` elements) touches."""
+    last = d.start + (count - 1) * d.step
+    k0, k1 = dim.index(d.start), dim.index(last)
+    if d.step == 1:
+        return k1 - k0 + 1
+    if k1 - k0 + 1 > count:  # fewer elements than chunks: count the chunks they fall in
+        ks = dim.indices(np.arange(d.start, last + 1, d.step, dtype=np.int64))
+        return int(np.count_nonzero(np.diff(ks))) + 1
+    los, edges = dim.offsets_and_edges(np.arange(k0, k1 + 1, dtype=np.int64))
+    # the first selected element at or after each chunk's start, and whether it is in it
+    first = np.where(los <= d.start, d.start, d.start + -((d.start - los) // d.step) * d.step)
+    return int(np.count_nonzero(first < np.minimum(los + edges, d.stop)))

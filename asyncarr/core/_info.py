@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,11 @@ class ArrayInfo:
     zarr_format: int
     shape: tuple[int, ...]
     dtype: str
-    chunks: tuple[int, ...]
+    chunks: tuple[int, ...] | None
+    """The chunk shape (inner chunks for sharded arrays); ``None`` for a rectilinear grid
+    of chunks (see :attr:`chunk_grid`)."""
     shards: tuple[int, ...] | None
+    """The shard shape; ``None`` unsharded, or for a rectilinear grid of shards."""
     fill_value: Any
     order: str
     codecs: list[dict[str, Any]]
@@ -42,6 +46,9 @@ class ArrayInfo:
     nchunks: int
     nbytes_stored: int | None = None
     nchunks_initialized: int | None = None
+    chunk_grid: dict[str, Any] | None = None
+    """The chunk grid as the metadata has it (of shards, for sharded arrays)."""
+    sharded: bool = False
 
     @classmethod
     def from_array(
@@ -52,6 +59,14 @@ class ArrayInfo:
         nchunks_initialized: int | None = None,
     ) -> ArrayInfo:
         meta = arr.metadata
+        grid = meta.chunk_grid
+        sharding = arr._ctx.sharding
+        if sharding is not None:
+            chunks: tuple[int, ...] | None = sharding.chunk_shape
+            shards = grid.chunk_shape if grid.is_regular else None
+        else:
+            chunks = grid.chunk_shape if grid.is_regular else None
+            shards = None
         if meta.zarr_format == 2:
             codecs = [
                 *(meta.v2_filters or []),
@@ -65,8 +80,8 @@ class ArrayInfo:
             zarr_format=meta.zarr_format,
             shape=arr.shape,
             dtype=str(arr.dtype),
-            chunks=arr.chunks,
-            shards=arr.shards,
+            chunks=chunks,
+            shards=shards,
             fill_value=arr.fill_value,
             order=arr.order,
             codecs=codecs,
@@ -75,7 +90,12 @@ class ArrayInfo:
             nchunks=arr.nchunks,
             nbytes_stored=nbytes_stored,
             nchunks_initialized=nchunks_initialized,
+            chunk_grid=grid.to_json(),
+            sharded=sharding is not None,
         )
+
+    def _grid_label(self) -> str:
+        return _grid_label(self.chunk_grid)
 
     @property
     def compression_ratio(self) -> float | None:
@@ -96,10 +116,11 @@ class ArrayInfo:
             ("Zarr format", str(self.zarr_format)),
             ("Shape", str(self.shape)),
             ("Data type", self.dtype),
-            ("Chunk shape", str(self.chunks)),
+            ("Chunk shape", str(self.chunks) if self.chunks is not None else self._grid_label()),
         ]
-        if self.shards is not None:
-            rows.append(("Shard shape", str(self.shards)))
+        if self.sharded:
+            shards = str(self.shards) if self.shards is not None else self._grid_label()
+            rows.append(("Shard shape", shards))
         rows += [
             ("Fill value", repr(_plain(self.fill_value))),
             ("Order", self.order),
@@ -108,7 +129,7 @@ class ArrayInfo:
         if self.dimension_names is not None:
             rows.append(("Dimension names", str(list(self.dimension_names))))
         rows.append(("No. bytes", f"{self.nbytes} ({_human(self.nbytes)})"))
-        grid_label = "shards" if self.shards is not None else "chunks"
+        grid_label = "shards" if self.sharded else "chunks"
         if self.nbytes_stored is not None:
             rows.append(
                 ("No. bytes stored", f"{self.nbytes_stored} ({_human(self.nbytes_stored)})")
@@ -225,6 +246,13 @@ def _node_type(node: Any) -> str | None:
         return "group"
     kind: str | None = node.node_type
     return kind
+
+
+def _grid_label(chunk_grid: dict[str, Any] | None) -> str:
+    """A rectilinear grid in one short line: its per-dimension edges, run-length encoded."""
+    shapes = ((chunk_grid or {}).get("configuration") or {}).get("chunk_shapes", [])
+    text = "rectilinear " + json.dumps(shapes, separators=(",", ":"))
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _codec_label(c: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec
+from asyncarr.core._chunk_grid import ChunkGrid, parse_chunk_grid
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
 from asyncarr.core._dtype import (
     decode_fill_value,
@@ -155,7 +156,8 @@ class ArrayMetadata:
 
     zarr_format: Literal[2, 3]
     shape: tuple[int, ...]
-    chunk_shape: tuple[int, ...]
+    chunk_grid: ChunkGrid
+    """How the shape is cut into chunks (shards, for sharded arrays)."""
     dtype: np.dtype[Any]
     fill_value: Any
     codecs: tuple[Codec, ...]
@@ -170,18 +172,25 @@ class ArrayMetadata:
     """v2 only: the ``.zarray`` ``filters`` entry."""
 
     def __post_init__(self) -> None:
-        if len(self.shape) != len(self.chunk_shape):
+        if self.chunk_grid.shape != self.shape:
             raise MetadataError(
-                f"shape {list(self.shape)} and chunk shape {list(self.chunk_shape)} differ in length"
+                f"shape {list(self.shape)} and chunk grid {self.chunk_grid.describe()} differ "
+                "in length"
+                if self.chunk_grid.ndim != len(self.shape)
+                else f"the chunk grid is for shape {list(self.chunk_grid.shape)}, not "
+                f"{list(self.shape)}"
             )
+        if self.zarr_format == 2 and not self.chunk_grid.is_regular:
+            raise MetadataError("Zarr format 2 has only regular chunk grids")
         if self.dimension_names is not None and len(self.dimension_names) != len(self.shape):
             raise MetadataError(
                 f"dimension_names {list(self.dimension_names)} do not match {len(self.shape)} dimensions"
             )
-        nbytes = self.dtype.itemsize * math.prod(self.chunk_shape)
+        largest = self.chunk_grid.max_chunk_shape
+        nbytes = self.dtype.itemsize * math.prod(largest)
         if nbytes > MAX_CHUNK_BYTES:
             raise MetadataError(
-                f"chunk shape {list(self.chunk_shape)} of {self.dtype} is {nbytes} bytes, over the "
+                f"chunk shape {list(largest)} of {self.dtype} is {nbytes} bytes, over the "
                 f"{MAX_CHUNK_BYTES}-byte limit"
             )
 
@@ -190,17 +199,27 @@ class ArrayMetadata:
         return len(self.shape)
 
     @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """The chunk (shard) shape of a regular grid; a rectilinear grid has none
+        (:class:`MetadataError`; see :attr:`chunk_grid`)."""
+        return self.chunk_grid.chunk_shape
+
+    @property
     def chunk_grid_shape(self) -> tuple[int, ...]:
-        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunk_shape, strict=True))
+        return self.chunk_grid.grid_shape
 
     @property
     def nchunks(self) -> int:
-        return math.prod(self.chunk_grid_shape)
+        return self.chunk_grid.nchunks
 
     def chunk_key(self, coords: tuple[int, ...]) -> str:
         return self.chunk_key_encoding.encode(coords)
 
     def evolve(self, **changes: Any) -> ArrayMetadata:
+        """A copy with ``changes``; a new ``shape`` without a new ``chunk_grid`` resizes the
+        grid (:meth:`ChunkGrid.resized`)."""
+        if "shape" in changes and "chunk_grid" not in changes:
+            changes["chunk_grid"] = self.chunk_grid.resized(changes["shape"])
         return replace(self, **changes)
 
     # -- serialisation --------------------------------------------------------------
@@ -225,10 +244,7 @@ class ArrayMetadata:
             "node_type": "array",
             "shape": list(self.shape),
             "data_type": v3_dtype_name(self.dtype),
-            "chunk_grid": {
-                "name": "regular",
-                "configuration": {"chunk_shape": list(self.chunk_shape)},
-            },
+            "chunk_grid": self.chunk_grid.to_json(),
             "chunk_key_encoding": self.chunk_key_encoding.to_json(),
             "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=3),
             "codecs": [c.to_metadata() for c in self.codecs],
@@ -282,15 +298,7 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
     if doc.get("storage_transformers"):
         raise MetadataError("storage_transformers are not supported", key=key)
     shape = _int_tuple(doc["shape"], "shape", key, positive=False)
-    grid = doc["chunk_grid"]
-    if not isinstance(grid, dict) or grid.get("name") != "regular":
-        raise MetadataError(f"only the 'regular' chunk grid is supported, got {grid!r}", key=key)
-    grid_config = grid.get("configuration")
-    if not isinstance(grid_config, dict):
-        raise MetadataError(
-            f"chunk_grid configuration must be an object, got {grid_config!r}", key=key
-        )
-    chunk_shape = _int_tuple(grid_config.get("chunk_shape"), "chunk_shape", key, positive=True)
+    grid = parse_chunk_grid(doc["chunk_grid"], shape, key=key)
     dtype = parse_v3_dtype(doc["data_type"], key=key)
     fill_value = decode_fill_value(doc["fill_value"], dtype, zarr_format=3, key=key)
     names = doc.get("dimension_names")
@@ -304,7 +312,7 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
         meta = ArrayMetadata(
             zarr_format=3,
             shape=shape,
-            chunk_shape=chunk_shape,
+            chunk_grid=grid,
             dtype=dtype,
             fill_value=fill_value,
             codecs=(),
@@ -332,6 +340,10 @@ def parse_array_metadata_v2(
             raise MetadataError(f"array metadata lacks the required field {required!r}", key=key)
     shape = _int_tuple(doc["shape"], "shape", key, positive=False)
     chunks = _int_tuple(doc["chunks"], "chunks", key, positive=True)
+    if len(chunks) != len(shape):
+        raise MetadataError(
+            f"shape {list(shape)} and chunks {list(chunks)} differ in length", key=key
+        )
     dtype = parse_v2_dtype(doc["dtype"], key=key)
     order = doc.get("order", "C")
     if order not in ("C", "F"):
@@ -416,7 +428,7 @@ def _v2_metadata(
     return ArrayMetadata(
         zarr_format=2,
         shape=shape,
-        chunk_shape=chunks,
+        chunk_grid=ChunkGrid.regular(shape, chunks),
         dtype=dtype,
         fill_value=decode_fill_value(doc.get("fill_value"), dtype, zarr_format=2, key=key),
         codecs=codecs,

@@ -77,6 +77,9 @@ class DecodeJob:
     coords: tuple[int, ...] = ()
     whole: bool = False
     """The output region is the whole chunk (not an edge chunk): decode straight into it."""
+    shape: tuple[int, ...] | None = None
+    """The chunk's shape where the array's chunks differ in shape (``None``: the shape of
+    the pipeline it is decoded with). An array's jobs all have one or all have none."""
 
 
 READ_HINT_MAX_BYTES = 64 << 10
@@ -99,6 +102,26 @@ def decode_jobs(
     each as soon as it is read (so its encoded bytes are freed, and their memory reused,
     before the next chunk is read).
     """
+    if jobs and jobs[0].shape is not None:  # chunks of a rectilinear grid: by their shape
+        by_shape: dict[tuple[int, ...] | None, list[DecodeJob]] = {}
+        for job in jobs:
+            by_shape.setdefault(job.shape, []).append(job)
+        return sum(
+            _decode_jobs(pipeline.for_shape(shape), group, out, fill, cache, cache_scope)
+            for shape, group in by_shape.items()
+        )
+    return _decode_jobs(pipeline, jobs, out, fill, cache, cache_scope)
+
+
+def _decode_jobs(
+    pipeline: CodecPipeline,
+    jobs: list[DecodeJob],
+    out: NDArray,
+    fill: Any,
+    cache: ChunkCache | None,
+    cache_scope: tuple[str, str],
+) -> int:
+    """:func:`decode_jobs` for chunks of ``pipeline``'s shape."""
     decoded = 0
     batch: list[bytes | memoryview] = []
     places: list[NDArray] = []
@@ -159,7 +182,7 @@ def _read_buffer(nbytes: int) -> memoryview:
     return thread_buffer("read", nbytes + nbytes // 64 + 4096, keep_up_to=READ_BUFFER_MAX)
 
 
-def _is_whole(p: ChunkProjection, chunk_shape: tuple[int, ...]) -> bool:
+def _is_whole(p: ChunkProjection) -> bool:
     """Whether ``p`` reads every element of a full-size (non-edge) chunk into an output
     region that is a view (slices only): only then can the chunk decode in place.
 
@@ -170,7 +193,7 @@ def _is_whole(p: ChunkProjection, chunk_shape: tuple[int, ...]) -> bool:
         p.is_complete
         and all(
             isinstance(s, slice) and s.start == 0 and s.stop == c and s.step == 1
-            for s, c in zip(p.chunk_sel, chunk_shape, strict=True)
+            for s, c in zip(p.chunk_sel, p.shape, strict=True)
         )
         and all(isinstance(s, slice) for s in p.out_sel)
     )
@@ -194,7 +217,7 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
     # Shared memory only when worker processes will decode into the output.
     # One routing decision per read: every job below is pinned to ``mode``, so a buffer
     # allocated as private (no process will write into it) stays private.
-    total = count_chunks(selection, ctx.meta.chunk_shape)
+    total = count_chunks(selection, ctx.chunking)
     if total == 1 and _one_local_chunk_inline(ctx, selection):
         return _read_one_local_chunk(ctx, selection)
     measured = _measured(ctx, total)
@@ -287,8 +310,8 @@ def _cache_lookup(ctx: ArrayContext, job: DecodeJob, out: NDArray) -> bool:
 
 def _planned_jobs(chunks: Iterable[PlannedChunk], payload: Store | None) -> Iterator[DecodeJob]:
     """A :class:`DecodeJob` for each planned chunk (see :class:`SlicePlan`)."""
-    for key, chunk_sel, out_sel, complete, whole in chunks:
-        yield DecodeJob(key, payload, chunk_sel, out_sel, complete, whole=whole)
+    for key, chunk_sel, out_sel, complete, whole, shape in chunks:
+        yield DecodeJob(key, payload, chunk_sel, out_sel, complete, whole=whole, shape=shape)
 
 
 async def _read_chunks(
@@ -313,17 +336,21 @@ async def _read_chunks(
     )
     worker_cache = cache if mode != "processes" else None
 
-    chunk_shape = ctx.meta.chunk_shape
-
     def jobs() -> Iterator[DecodeJob]:
         if not selection.is_orthogonal_array:
             yield from _planned_jobs(ctx.plan_slices(selection), None)
             return
-        for p in project(selection, chunk_shape):
+        varying = ctx.varying
+        for p in project(selection, ctx.chunking):
             chunk_sel, out_sel = p.index_pair()
-            whole = _is_whole(p, chunk_shape)
             yield DecodeJob(
-                ctx.chunk_key(p.coords), None, chunk_sel, out_sel, p.is_complete, whole=whole
+                ctx.chunk_key(p.coords),
+                None,
+                chunk_sel,
+                out_sel,
+                p.is_complete,
+                whole=_is_whole(p),
+                shape=p.shape if varying else None,
             )
 
     async def run_batch(batch: list[DecodeJob]) -> None:
@@ -412,14 +439,14 @@ def _compose(outer: DimSelection, inner: DimSelection) -> DimSelection:
 def _inner_jobs(
     ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection, key: str
 ) -> list[DecodeJob]:
-    inner_sel = Selection(tuple(shard.chunk_sel), ctx.meta.chunk_shape, ())
+    inner_sel = Selection(tuple(shard.chunk_sel), shard.shape, ())
     jobs = []
     for p in project(inner_sel, codec.chunk_shape):
         out_dims = tuple(_compose(o, i) for o, i in zip(shard.out_sel, p.out_sel, strict=True))
-        composed = ChunkProjection(p.coords, p.chunk_sel, out_dims, p.is_complete)
+        composed = ChunkProjection(p.coords, p.chunk_sel, out_dims, p.is_complete, p.shape)
         chunk_sel, out_sel = composed.index_pair()
         label = f"{key}[{','.join(map(str, p.coords))}]"
-        whole = _is_whole(composed, codec.chunk_shape)
+        whole = _is_whole(composed)
         jobs.append(DecodeJob(label, None, chunk_sel, out_sel, p.is_complete, p.coords, whole))
     return jobs
 
@@ -462,16 +489,15 @@ def _split_shard(
 async def _read_sharded(
     ctx: ArrayContext, selection: Selection, out: NDArray, mode: ResolvedMode
 ) -> None:
-    codec = ctx.partial_shards
-    assert codec is not None
     executor = ctx.executor
-    inner = codec.inner
-    n_inner = codec.n_inner()
     auto = executor.config.mode == "auto"
     local = ctx.store.supports_sync_reads
 
     async def read_shard(shard: ChunkProjection) -> None:
         key = ctx.chunk_key(shard.coords)
+        codec = ctx.shard_codec(shard.shape)
+        inner = codec.inner
+        n_inner = codec.n_inner()
         jobs = _inner_jobs(ctx, codec, shard, key)
         small = n_shards == 1 and len(jobs) * inner.spec.nbytes <= INLINE_MAX_BYTES and auto
         whole = len(jobs) == n_inner
@@ -512,13 +538,13 @@ async def _read_sharded(
             )
         )
 
-    n_shards = count_chunks(selection, ctx.meta.chunk_shape)
+    n_shards = count_chunks(selection, ctx.chunking)
     if n_shards == 1:  # no scheduler machinery for one shard
-        for shard in project(selection, ctx.meta.chunk_shape):
+        for shard in project(selection, ctx.chunking):
             await read_shard(shard)
         return
     limit = max(2 * ctx.workers(), ctx.io_concurrency() // 4)
-    await bounded_for_each(read_shard, project(selection, ctx.meta.chunk_shape), limit=limit)
+    await bounded_for_each(read_shard, project(selection, ctx.chunking), limit=limit)
 
 
 _RangePlan = tuple[list[tuple[int, int]], list[DecodeJob], list[tuple[int, int, list[int]]]]

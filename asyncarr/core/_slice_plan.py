@@ -16,17 +16,19 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from asyncarr.core._chunk_grid import DimChunking, EdgesDim
 from asyncarr.core._indexing import project_slice
 
 __all__ = ["PlannedChunk", "SlicePlan"]
 
-PlannedChunk = tuple[str, tuple[slice, ...], tuple[slice, ...], bool, bool]
+PlannedChunk = tuple[str, tuple[slice, ...], tuple[slice, ...], bool, bool, tuple[int, ...] | None]
 """(key, selection in the chunk, selection in the output, whether the selection covers the
-chunk's valid region, whether it covers the whole chunk: no edge padding either)."""
+chunk's valid region, whether it covers the whole chunk: no edge padding either, and the
+chunk's shape where the grid's chunks differ in shape (``None``: the array's one shape))."""
 
-_DimEntry = tuple[str, slice, slice, bool, bool]
+_DimEntry = tuple[str, slice, slice, bool, bool, int]
 """One chunk index along one dimension: (key part, chunk slice, output slice, complete,
-whole)."""
+whole, edge length)."""
 
 _Bounds = tuple[tuple[int, int, int], ...]
 
@@ -36,7 +38,9 @@ class SlicePlan:
     """Every chunk that an all-slice selection touches, in C order of their coordinates.
 
     ``bounds`` holds the selection's normalised slices as ``(start, stop, step)``;
-    ``head`` and ``sep`` spell the keys (``head + sep.join(indices)``; a 0-d array's
+    ``chunking`` each axis's chunk length, or its edges where they differ
+    (:attr:`~asyncarr.core._chunk_grid.ChunkGrid.chunking`); ``head`` and ``sep`` spell
+    the keys (``head + sep.join(indices)``; a 0-d array's
     single key is ``zero_d_key``). The per-dimension work (key parts, slices,
     completeness) is done once per dimension, not per chunk, and kept per process for
     the plans used last, so the batches of one read that reach a worker share it.
@@ -46,10 +50,12 @@ class SlicePlan:
 
     bounds: _Bounds
     shape: tuple[int, ...]
-    chunk_shape: tuple[int, ...]
+    chunking: tuple[DimChunking, ...]
     head: str
     sep: str
     zero_d_key: str
+    varying: bool = False
+    """Whether ``chunking`` has an axis of differing edges (then chunks carry their shape)."""
 
     def __len__(self) -> int:
         """The number of chunks the selection touches."""
@@ -66,8 +72,9 @@ class SlicePlan:
             return
         head, sep = self.head, self.sep
         if not per_dim:  # 0-d: one chunk
-            yield (self.zero_d_key, (), (), True, True)
+            yield (self.zero_d_key, (), (), True, True, None)
             return
+        varying = self.varying
         combos: Iterable[tuple[_DimEntry, ...]]
         if total == 1:  # one chunk (a random read): no iterator machinery
             combos = (tuple([dim[0] for dim in per_dim]),)
@@ -80,6 +87,7 @@ class SlicePlan:
                 tuple([part[2] for part in combo]),
                 all([part[3] for part in combo]),
                 all([part[4] for part in combo]),
+                tuple([part[5] for part in combo]) if varying else None,
             )
 
     def only_chunk(self) -> PlannedChunk | None:
@@ -93,13 +101,22 @@ class SlicePlan:
         chunk_sel: list[slice] = []
         out_sel: list[slice] = []
         complete = whole = True
-        for (start, stop, step), n, c in zip(
-            self.bounds, self.shape, self.chunk_shape, strict=True
-        ):
-            if step != 1 or stop <= start or start // c != (stop - 1) // c:
+        edges: list[int] = []
+        for (start, stop, step), n, c in zip(self.bounds, self.shape, self.chunking, strict=True):
+            if step != 1 or stop <= start:
                 return None
-            k = start // c
-            lo = k * c
+            if type(c) is int:
+                k = start // c
+                if k != (stop - 1) // c:
+                    return None
+                lo = k * c
+            else:
+                assert isinstance(c, EdgesDim)
+                k = c.index(start)
+                if k != c.index(stop - 1):
+                    return None
+                lo = c.offset(k)
+                c = c.edge(k)
             a = start - lo
             parts.append(str(k))
             chunk_sel.append(slice(a, stop - lo, 1))
@@ -107,7 +124,15 @@ class SlicePlan:
             full = a == 0 and stop == min(lo + c, n)
             complete = complete and full
             whole = whole and full and stop - lo == c
-        return (self.head + self.sep.join(parts), tuple(chunk_sel), tuple(out_sel), complete, whole)
+            edges.append(c)
+        return (
+            self.head + self.sep.join(parts),
+            tuple(chunk_sel),
+            tuple(out_sel),
+            complete,
+            whole,
+            tuple(edges) if self.varying else None,
+        )
 
 
 def _combos(
@@ -128,8 +153,13 @@ def _per_dim(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
     """Each dimension's chunk entries; cached where the plan has more than one chunk
     (every batch of a read asks again), worked out afresh for a single chunk (a random
     read: cheaper than a cache lookup, and it would only evict the plans that matter)."""
-    for (start, stop, _step), c in zip(plan.bounds, plan.chunk_shape, strict=True):
-        if stop > start and start // c != (stop - 1) // c:
+    for (start, stop, _step), c in zip(plan.bounds, plan.chunking, strict=True):
+        if stop <= start:
+            continue
+        if isinstance(c, int):
+            if start // c != (stop - 1) // c:
+                return _per_dim_cached(plan)
+        elif c.index(start) != c.index(stop - 1):
             return _per_dim_cached(plan)
     return _dim_entries(plan)
 
@@ -141,10 +171,12 @@ def _per_dim_cached(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
 
 def _dim_entries(plan: SlicePlan) -> tuple[list[_DimEntry], ...]:
     per_dim = []
-    for (start, stop, step), n, c in zip(plan.bounds, plan.shape, plan.chunk_shape, strict=True):
+    for (start, stop, step), n, c in zip(plan.bounds, plan.shape, plan.chunking, strict=True):
         entries: list[_DimEntry] = []
-        for k, cs, osel, complete in project_slice(slice(start, stop, step), n, c):
+        for k, cs, osel, complete, edge in project_slice(slice(start, stop, step), n, c):
             assert isinstance(cs, slice) and isinstance(osel, slice)
-            entries.append((str(k), cs, osel, complete, complete and cs.stop - cs.start == c))
+            entries.append(
+                (str(k), cs, osel, complete, complete and cs.stop - cs.start == edge, edge)
+            )
         per_dim.append(entries)
     return tuple(per_dim)

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 __all__ = ["chunk_spec"]
 
 
-def chunk_spec(meta: ArrayMetadata) -> ChunkSpec:
-    """The spec of one chunk of the chunk grid (a whole shard for sharded arrays)."""
+def chunk_spec(meta: ArrayMetadata, shape: tuple[int, ...] | None = None) -> ChunkSpec:
+    """The spec of a chunk of ``shape`` (a whole shard for sharded arrays); by default the
+    first chunk's, which is every chunk's where the grid's chunks are all alike."""
     return ChunkSpec(
-        shape=meta.chunk_shape,
+        shape=meta.chunk_grid.first_chunk_shape if shape is None else shape,
         dtype=meta.dtype,
         fill_value=fill_value_or_default(meta.fill_value, meta.dtype),
         order=meta.order,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -48,16 +49,26 @@ class _Piece(NamedTuple):
     """``chunk_sel`` per dimension (a slice or an index array each: for shards)."""
     complete: bool
     """The write covers every valid element of the chunk (edge padding aside)."""
+    shape: tuple[int, ...] | None
+    """The chunk's shape where the array's chunks differ in shape (else ``None``)."""
 
 
 def _pieces(ctx: ArrayContext, selection: Selection) -> Iterator[_Piece]:
     if not selection.is_orthogonal_array:
-        for key, chunk_sel, out_sel, complete, _whole in ctx.plan_slices(selection):
-            yield _Piece(key, chunk_sel, out_sel, chunk_sel, complete)
+        for key, chunk_sel, out_sel, complete, _whole, shape in ctx.plan_slices(selection):
+            yield _Piece(key, chunk_sel, out_sel, chunk_sel, complete, shape)
         return
-    for p in project(selection, ctx.meta.chunk_shape):
+    varying = ctx.varying
+    for p in project(selection, ctx.chunking):
         chunk_sel, out_sel = p.index_pair()
-        yield _Piece(ctx.chunk_key(p.coords), chunk_sel, out_sel, p.chunk_sel, p.is_complete)
+        yield _Piece(
+            ctx.chunk_key(p.coords),
+            chunk_sel,
+            out_sel,
+            p.chunk_sel,
+            p.is_complete,
+            p.shape if varying else None,
+        )
 
 
 def encode_full_chunks(
@@ -67,6 +78,7 @@ def encode_full_chunks(
     write_empty: bool,
     keys: list[str],
     store: Store | None = None,
+    shapes: list[tuple[int, ...] | None] | None = None,
 ) -> list[bytes | None]:
     """Encode whole chunks (``None`` where a chunk is all fill and empty chunks are skipped).
 
@@ -75,19 +87,27 @@ def encode_full_chunks(
     is cut out here, in the worker.
     With ``store`` (a local store) each chunk is also written (or deleted)
     right here, and nothing is returned for the caller to store.
+    ``shapes``: each chunk's shape where the array's chunks differ in shape.
     """
+    pipelines = (
+        [pipeline.for_shape(shape) for shape in shapes]
+        if shapes is not None
+        else itertools.repeat(pipeline)
+    )
     if out_sels is None:
         chunks: list[NDArray] = list(source)
     else:
         assert isinstance(source, np.ndarray)
-        chunks = [chunk_from_value(pipeline, source, sel) for sel in out_sels]
+        chunks = [
+            chunk_from_value(p, source, sel) for p, sel in zip(pipelines, out_sels, strict=False)
+        ]
 
     def encoded() -> Iterator[tuple[str, bytes | None]]:
-        for chunk, key in zip(chunks, keys, strict=True):
-            if not write_empty and pipeline.is_fill(chunk):
+        for chunk, key, p in zip(chunks, keys, pipelines, strict=False):
+            if not write_empty and p.is_fill(chunk):
                 yield key, None
             else:
-                yield key, pipeline.encode(chunk, key=key)
+                yield key, p.encode(chunk, key=key)
 
     if store is None:
         return [data for _key, data in encoded()]
@@ -202,7 +222,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     codec = ctx.partial_shards
     # Fewer whole shards than workers: spread each one's inner chunks over the workers
     # (threads share the value; worker processes would be sent the whole shard each time).
-    n_chunks = count_chunks(selection, ctx.meta.chunk_shape)
+    n_chunks = count_chunks(selection, ctx.chunking)
     split_shards = codec is not None and mode == "threads" and n_chunks < workers
     # Workers store what they encode themselves, no second hand-off: threads into local
     # files and memory, worker processes into local files.
@@ -223,8 +243,8 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
         ctx.forget_cached(key)
 
     async def write_shard_split(piece: _Piece) -> None:
-        assert codec is not None
-        shard = chunk_from_value(pipeline, value, piece.out_sel)
+        codec = ctx.shard_codec(piece.shape)
+        shard = chunk_from_value(ctx.pipeline_for(piece.shape), value, piece.out_sel)
         coords = codec.inner_coords()
         size = max(1, math.ceil(len(coords) / (4 * workers)))
         encoded = await gather_all(
@@ -261,9 +281,10 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             return
         sels = [piece.out_sel for piece in batch]
         keys = [piece.key for piece in batch]
+        shapes = [piece.shape for piece in batch] if ctx.varying else None
         batch_mode = executor.mode_for(False, profile=SMALL_WRITES) if measured else mode
         with (
-            _process_inputs(ctx, value, sels)
+            _process_inputs(ctx, value, sels, shapes)
             if batch_mode == "processes"  # ship only the chunks, never the whole value
             else contextlib.nullcontext((value, sels))  # threads cut them out of it
         ) as args:
@@ -274,6 +295,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
                 ctx.write_empty_chunks,
                 keys,
                 ctx.store if local else None,
+                shapes,
                 releases_gil=releases and not measured,
                 profile=SMALL_WRITES if measured else None,
                 units=len(batch) if measured else None,
@@ -288,14 +310,15 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
     async def write_partial(piece: _Piece) -> None:
         key, chunk_sel, out_sel, dims = piece.key, piece.chunk_sel, piece.out_sel, piece.dims
         part = np.ascontiguousarray(value[out_sel])
+        chunk_pipeline = ctx.pipeline_for(piece.shape)
         async with chunk_lock(ctx.store, key):
             if ctx.store.supports_conditional_writes:
-                await _cas_update(ctx, key, part, chunk_sel, dims)
+                await _cas_update(ctx, chunk_pipeline, key, part, chunk_sel, dims)
             else:
                 old = await ctx.io.get(key)
                 new = await executor.run(
                     merge_chunk,
-                    pipeline,
+                    chunk_pipeline,
                     old,
                     part,
                     chunk_sel,
@@ -335,14 +358,27 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
 
 @contextlib.contextmanager
 def _process_inputs(
-    ctx: ArrayContext, value: NDArray, sels: list[Any]
+    ctx: ArrayContext,
+    value: NDArray,
+    sels: list[Any],
+    shapes: list[tuple[int, ...] | None] | None = None,
 ) -> Iterator[tuple[NDArray | list[NDArray], None]]:
     """The chunks at ``sels`` of ``value`` as :func:`encode_full_chunks` arguments for a
     worker process: copied into one shared-memory staging buffer, which the worker reads
-    in place, or (without shared memory, or for object dtypes) a list it is sent."""
+    in place, or (without shared memory, for object dtypes, or for chunks of differing
+    ``shapes``) a list it is sent."""
     pipeline = ctx.pipeline
     spec = pipeline.spec
     shape = (len(sels), *spec.shape)
+    if shapes is not None:
+        yield (
+            [
+                chunk_from_value(pipeline.for_shape(s), value, sel)
+                for s, sel in zip(shapes, sels, strict=True)
+            ],
+            None,
+        )
+        return
     if spec.dtype.hasobject:
         yield [chunk_from_value(pipeline, value, sel) for sel in sels], None
         return
@@ -376,7 +412,12 @@ async def _delete_if_unchanged(ctx: ArrayContext, key: str, version: str) -> boo
 
 
 async def _cas_update(
-    ctx: ArrayContext, key: str, part: NDArray, chunk_sel: Any, dims: tuple[Any, ...]
+    ctx: ArrayContext,
+    pipeline: CodecPipeline,
+    key: str,
+    part: NDArray,
+    chunk_sel: Any,
+    dims: tuple[Any, ...],
 ) -> None:
     """Read-modify-write one chunk with optimistic concurrency (version check).
 
@@ -389,14 +430,14 @@ async def _cas_update(
         old = current.data if current is not None else None
         new = await executor.run(
             merge_chunk,
-            ctx.pipeline,
+            pipeline,
             old,
             part,
             chunk_sel,
             ctx.write_empty_chunks,
             key,
             dims,
-            releases_gil=ctx.pipeline.releases_gil,
+            releases_gil=pipeline.releases_gil,
         )
         try:
             if new is None:  # the chunk became all fill value
@@ -407,14 +448,14 @@ async def _cas_update(
                 # no conditional delete here: store the fill chunk conditionally instead
                 new = await executor.run(
                     merge_chunk,
-                    ctx.pipeline,
+                    pipeline,
                     old,
                     part,
                     chunk_sel,
                     True,
                     key,
                     dims,
-                    releases_gil=ctx.pipeline.releases_gil,
+                    releases_gil=pipeline.releases_gil,
                 )
                 assert new is not None
             await ctx.io.set_if_version(key, new, current.version if current is not None else None)

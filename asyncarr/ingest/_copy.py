@@ -15,6 +15,7 @@ from asyncarr.core import (
     DEFAULT_COMPRESSOR,
     ArrayMetadata,
     AsyncArray,
+    ShardingCodec,
     build_array_metadata,
     open_array,
     resolve_store,
@@ -47,21 +48,22 @@ class CopyReport:
 
 def _blocks(arr: AsyncArray, block_bytes: int) -> Iterator[tuple[slice, ...]]:
     """Chunk-aligned blocks of about ``block_bytes`` each (whole chunks/shards)."""
-    grid = arr.metadata.chunk_shape
+    grid = arr.metadata.chunk_grid
     shape = arr.shape
-    per_chunk = math.prod(grid) * arr.dtype.itemsize
+    per_chunk = math.prod(grid.first_chunk_shape) * arr.dtype.itemsize
     n_chunks = max(1, block_bytes // max(1, per_chunk))
     # grow the block along the last axes first
-    block = [1] * len(grid)
-    for d in reversed(range(len(grid))):
-        cells = -(-shape[d] // grid[d]) if grid[d] else 1
-        take = max(1, min(cells, n_chunks))
+    block = [1] * grid.ndim
+    for d in reversed(range(grid.ndim)):
+        take = max(1, min(grid.grid_shape[d], n_chunks))
         block[d] = take
         n_chunks = max(1, n_chunks // take)
-    steps = [b * g for b, g in zip(block, grid, strict=True)]
-    ranges = [range(0, s, st) if s else range(0) for s, st in zip(shape, steps, strict=True)]
-    for starts in itertools.product(*ranges):
-        yield tuple(slice(a, min(a + st, s)) for a, st, s in zip(starts, steps, shape, strict=True))
+    cuts = []  # per axis: where the blocks start and end (every ``block[d]``-th chunk edge)
+    for d, dim in enumerate(grid.dims):
+        starts = [dim.offset(k) for k in range(0, dim.nchunks, block[d])]
+        cuts.append(list(zip(starts, [*starts[1:], shape[d]], strict=True)))
+    for bounds in itertools.product(*cuts):
+        yield tuple(slice(a, b) for a, b in bounds)
 
 
 async def copy_array(
@@ -125,21 +127,22 @@ def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
     codecs: Any = None
     filters: Any = None
     chosen: Any = DEFAULT_COMPRESSOR if compressor is None else compressor
-    if compressor is None and fmt == src.zarr_format == 3 and src.shards is None:
+    sharded = any(isinstance(c, ShardingCodec) for c in src.codecs)
+    if compressor is None and fmt == src.zarr_format == 3 and not sharded:
         codecs = list(src.codecs)
     elif compressor is None and fmt == src.zarr_format == 2:
         chosen = src.metadata.v2_compressor
         filters = src.metadata.v2_filters
     return build_array_metadata(
         shape=src.shape,
-        chunks=src.chunks,
+        chunks=src.chunks if sharded or src.chunk_grid.is_regular else src.chunk_grid,
         dtype=src.dtype,
         zarr_format=fmt,
         fill_value=src.fill_value,
         compressor=chosen,
         filters=filters,
         codecs=codecs,
-        shards=src.shards if fmt == 3 else None,
+        shards=src.chunk_grid if fmt == 3 and sharded else None,
         order="C",
         dimension_names=src.dimension_names,
         attributes=dict(src.attrs),
@@ -161,13 +164,17 @@ async def _remove_written(
     """Remove the chunk objects of the ``blocks`` a failed copy started writing (there is
     no array there: its metadata was never stored), for at most
     :data:`REMOVE_WRITTEN_SECONDS`; what could not be removed is noted on ``exc``."""
-    grid = meta.chunk_shape
+    dims = meta.chunk_grid.dims
     keys = sorted(
         {
             meta.chunk_key(coords)
             for block in blocks
+            if all(b.stop > b.start for b in block)
             for coords in itertools.product(
-                *(range(b.start // c, -(-b.stop // c)) for b, c in zip(block, grid, strict=True))
+                *(
+                    range(d.index(b.start), d.index(b.stop - 1) + 1)
+                    for b, d in zip(block, dims, strict=True)
+                )
             )
         }
     )

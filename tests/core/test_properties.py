@@ -1,4 +1,5 @@
-"""Property-based tests: after random writes, every read equals numpy on a mirror array."""
+"""Property-based tests: after random writes, every read equals numpy on a mirror array
+(regular and rectilinear chunk grids, sharded or not)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,35 @@ def array_setup(draw: st.DrawFn) -> dict[str, Any]:
             setup["codecs"] = chain
         else:
             setup["compressor"] = chain
+        rectilinear = draw(st.booleans())
         if draw(st.booleans()):
-            setup["shards"] = tuple(c * draw(st.integers(1, 3)) for c in chunks)
+            shards = [c * draw(st.integers(1, 3)) for c in chunks]
+            if rectilinear:  # shards of differing lengths, each whole inner chunks
+                shards = [
+                    draw(_edges(n, c)) if n and n % c == 0 else s
+                    for n, c, s in zip(shape, chunks, shards, strict=True)
+                ]
+            setup["shards"] = shards
+        elif rectilinear:  # chunks of differing lengths on some axes
+            setup["chunks"] = [
+                draw(_edges(n, 1)) if draw(st.booleans()) else c
+                for n, c in zip(shape, chunks, strict=True)
+            ]
     else:
         setup["compressor"] = draw(st.sampled_from([None, "zlib", "blosc", "zstd"]))
         setup["order"] = draw(st.sampled_from(["C", "F"]))
     return setup
+
+
+@st.composite
+def _edges(draw: st.DrawFn, n: int, unit: int) -> list[int]:
+    """Random edge lengths, multiples of ``unit``, summing to ``n`` (any, for ``n == 0``)."""
+    if n == 0:
+        return draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
+    edges: list[int] = []
+    while sum(edges) < n:
+        edges.append(unit * draw(st.integers(1, max(1, (n - sum(edges)) // unit))))
+    return edges
 
 
 def _dim_selection(draw: st.DrawFn, n: int, orthogonal: bool) -> Any:

@@ -1,6 +1,7 @@
 """``SlicePlan``: the compact description of an all-slice read that workers expand
-themselves, batch by batch, must list exactly the chunks (keys, slices, flags) that the
-general projection does, in the same order, for any span of it."""
+themselves, batch by batch, must list exactly the chunks (keys, slices, flags, shapes)
+that the general projection does, in the same order, for any span of it, on regular and
+rectilinear grids."""
 
 from __future__ import annotations
 
@@ -10,37 +11,60 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asyncarr.core._chunk_grid import DimChunking, EdgesDim
 from asyncarr.core._indexing import normalize_selection, project
 from asyncarr.core._slice_plan import SlicePlan
 
+Chunking = tuple[DimChunking, ...]
 
-def _plan(shape: tuple[int, ...], chunks: tuple[int, ...], sel: Any, v2: bool) -> Any:
+
+def _plan(shape: tuple[int, ...], chunks: Chunking, sel: Any, v2: bool) -> Any:
     selection = normalize_selection(sel, shape)
     bounds = tuple((d.start, d.stop, d.step) for d in selection.dims)
     head = "p/" if v2 else "p/c/"
-    plan = SlicePlan(bounds, shape, chunks, head, ".", "p/0" if v2 else "p/c")
+    varying = any(isinstance(c, EdgesDim) for c in chunks)
+    plan = SlicePlan(bounds, shape, chunks, head, ".", "p/0" if v2 else "p/c", varying)
     return selection, plan
 
 
-def _expected(selection: Any, chunks: tuple[int, ...], v2: bool) -> list[Any]:
+def _expected(selection: Any, chunks: Chunking, v2: bool) -> list[Any]:
     sep = "."
     head = "p/" if v2 else "p/c/"
+    varying = any(isinstance(c, EdgesDim) for c in chunks)
     rows = []
     for p in project(selection, chunks):
         key = (head + sep.join(map(str, p.coords))) if p.coords else ("p/0" if v2 else "p/c")
+        edges = tuple(
+            c if isinstance(c, int) else c.edge(k) for c, k in zip(chunks, p.coords, strict=True)
+        )
+        assert p.shape == edges
         whole = p.is_complete and all(
             s.start == 0 and s.stop == c and s.step == 1
-            for s, c in zip(p.chunk_sel, chunks, strict=True)
+            for s, c in zip(p.chunk_sel, edges, strict=True)
         )
-        rows.append((key, p.chunk_sel, p.out_sel, p.is_complete, whole))
+        rows.append((key, p.chunk_sel, p.out_sel, p.is_complete, whole, edges if varying else None))
     return rows
 
 
 @st.composite
-def slab(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], tuple[slice, ...]]:
+def edges_dim(draw: st.DrawFn, n: int) -> EdgesDim:
+    """Random edges covering ``n`` (the last may overhang it, and more may follow)."""
+    edges: list[int] = []
+    while sum(edges) < n or not edges or draw(st.booleans()):
+        edges.append(draw(st.integers(1, 7)))
+        if sum(edges) >= n and len(edges) > 12:
+            break
+    return EdgesDim([(e, 1) for e in edges], n)
+
+
+@st.composite
+def slab(draw: st.DrawFn) -> tuple[tuple[int, ...], Chunking, tuple[slice, ...]]:
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.integers(0, 20)) for _ in range(ndim))
-    chunks = tuple(draw(st.integers(1, 7)) for _ in range(ndim))
+    chunks = tuple(
+        draw(st.integers(1, 7) | edges_dim(n))
+        for n in shape  # regular or rectilinear axes
+    )
     sel = []
     for n in shape:
         start = draw(st.integers(0, n))
@@ -49,10 +73,10 @@ def slab(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], tuple[slice
     return shape, chunks, tuple(sel)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(slab(), st.booleans(), st.data())
 def test_any_span_of_the_plan_is_that_span_of_the_projection(
-    case: tuple[tuple[int, ...], tuple[int, ...], tuple[slice, ...]],
+    case: tuple[tuple[int, ...], Chunking, tuple[slice, ...]],
     v2: bool,
     data: st.DataObject,
 ) -> None:
@@ -77,7 +101,7 @@ def test_any_span_of_the_plan_is_that_span_of_the_projection(
 def test_a_zero_d_array_has_one_chunk() -> None:
     plan = SlicePlan((), (), (), "c", "/", "c")
     assert len(plan) == 1
-    assert list(plan.chunks()) == [("c", (), (), True, True)]
+    assert list(plan.chunks()) == [("c", (), (), True, True, None)]
     assert list(plan.chunks(1)) == []
 
 

@@ -15,6 +15,7 @@ import json
 import struct
 import threading
 import time
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,40 @@ V3_CASES: dict[str, tuple[tuple[str, ...], Any]] = {
     "float chunks": (GRID, [5.0, 5]),
     "chunk grid without configuration": (("chunk_grid",), {"name": "regular"}),
     "irregular chunk grid": (("chunk_grid",), {"name": "rectilinear", "configuration": {}}),
+    **{
+        f"rectilinear {label}": (
+            ("chunk_grid",),
+            {"name": "rectilinear", "configuration": {"kind": "inline", "chunk_shapes": shapes}},
+        )
+        for label, shapes in {
+            "edges short of the shape": [[3, 3], [10]],
+            "zero edge": [[0, 10], [10]],
+            "negative edge": [[-5, 15], [10]],
+            "run of count zero": [[[5, 0], 10], [10]],
+            "run of negative count": [[[5, -2], 10], [10]],
+            "run of three numbers": [[[5, 2, 1]], [10]],
+            "boolean edge": [[True, 9], [10]],
+            "fractional edge": [[2.5, 7.5], [10]],
+            "string edge": [["10"], [10]],
+            "no edges": [[], [10]],
+            "too few dimensions": [[10]],
+            "too many dimensions": [[10], [10], [10]],
+            "not a list": {"0": [10]},
+            "a billion edges overflowing int64": [[[2**62, 10**9]], [10]],
+            "a run count over 2**63": [[[1, 2**70]], [10]],
+            "edge over 2**63": [[2**64], [10]],
+            "chunks over 16 GiB": [[2**40], [2**40]],
+        }.items()
+    },
+    "rectilinear kind external": (
+        ("chunk_grid",),
+        {"name": "rectilinear", "configuration": {"kind": "external", "chunk_shapes": [5, 5]}},
+    ),
+    "rectilinear without kind": (
+        ("chunk_grid",),
+        {"name": "rectilinear", "configuration": {"chunk_shapes": [5, 5]}},
+    ),
+    "unknown chunk grid": (("chunk_grid",), {"name": "hexagonal", "configuration": {}}),
     "unknown codec": (("codecs",), [BYTES, {"name": "no-such-codec"}]),
     "malformed codec level": (
         ("codecs",),
@@ -171,6 +206,53 @@ async def test_absurd_metadata_is_a_metadata_error_naming_the_key(
         await asyncarr.open_array(store, mode="r+")
     assert repr(key) in str(info.value)
     assert await snapshot(store) == before
+
+
+async def test_a_sharded_rectilinear_grid_of_partial_inner_chunks_is_refused() -> None:
+    store = MemoryStore()
+    doc = edit(V3, ("chunk_grid",), _rectilinear([[4, 6], [10]]))
+    doc["codecs"] = [
+        {"name": "sharding_indexed", "configuration": {"chunk_shape": [2, 5], "codecs": [BYTES]}}
+    ]
+    await store.set("zarr.json", json.dumps(doc).encode())
+    await asyncarr.open_array(store)  # edges 4 and 6: whole inner chunks of 2
+    doc["chunk_grid"] = _rectilinear([[4, 3, 3], [10]])
+    await store.set("zarr.json", json.dumps(doc).encode())
+    with pytest.raises(MetadataError, match="multiple") as info:
+        await asyncarr.open_array(store)
+    assert "'zarr.json'" in str(info.value)
+
+
+def _rectilinear(shapes: list[Any]) -> dict[str, Any]:
+    return {"name": "rectilinear", "configuration": {"kind": "inline", "chunk_shapes": shapes}}
+
+
+@pytest.mark.parametrize("extent", [10**9, 10])
+async def test_a_billion_edges_cost_one_run(extent: int) -> None:
+    """``[[1, 10**9]]``: a billion chunk edges in one run, over an axis of that length or
+    reaching far past it. Opening, reading, writing and storing the metadata again cost
+    what one run costs (a list of a billion edges would be gigabytes)."""
+    store = MemoryStore()
+    doc = edit(V3, ("shape",), [extent, 10])
+    doc["chunk_grid"] = _rectilinear([[[1, 10**9]], [[3, 3], 1]])
+    await store.set("zarr.json", json.dumps(doc).encode())
+    tracemalloc.start()
+    try:
+        arr = await asyncarr.open_array(store, mode="r+")
+        assert arr.nchunks == extent * 4 and arr.chunk_grid.grid_shape == (extent, 4)
+        await arr.write(np.arange(20, dtype="int32").reshape(2, 10), (slice(extent - 2, extent),))
+        np.testing.assert_array_equal(
+            await arr.read((slice(extent - 3, extent), slice(8, 10))),
+            [[0, 0], [8, 9], [18, 19]],
+        )
+        await arr.set_attributes({"touched": True})  # the metadata is written back
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    raw = await store.get("zarr.json")
+    assert raw is not None
+    assert json.loads(raw)["chunk_grid"] == doc["chunk_grid"]
 
 
 async def test_a_v2_compressor_config_that_fails_on_write_names_the_key() -> None:
