@@ -252,18 +252,25 @@ def project_slice(s: slice, n: int, c: DimChunking) -> list[_DimPart]:
         return parts
     last = stop - 1
     for k in range(start // c, last // c + 1):  # every chunk holds an element (step < c)
-        lo = k * c
-        hi = min(lo + c, n)
-        first = start if start >= lo else start + -(-(lo - start) // step) * step
-        if first >= min(stop, hi):
-            continue
-        count = -(-(min(stop, hi) - first) // step)
-        a = first - lo
-        chunk_sel = slice(a, a + (count - 1) * step + 1, step)
-        o = (first - start) // step
-        complete = step == 1 and a == 0 and count == hi - lo
-        parts.append((k, chunk_sel, slice(o, o + count, 1), complete, c))
+        part = _chunk_part(s, n, k, k * c, c)
+        if part is not None:
+            parts.append(part)
     return parts
+
+
+def _chunk_part(s: slice, n: int, k: int, lo: int, edge: int) -> _DimPart | None:
+    """What of chunk ``k`` (starting at ``lo``, ``edge`` long) the slice ``s`` selects
+    along an axis of length ``n``; ``None`` where its step skips the chunk."""
+    start, stop, step = s.start, s.stop, s.step
+    hi = min(lo + edge, n)
+    first = start if start >= lo else start + -(-(lo - start) // step) * step
+    if first >= min(stop, hi):
+        return None
+    count = -(-(min(stop, hi) - first) // step)
+    a = first - lo
+    o = (first - start) // step
+    complete = step == 1 and a == 0 and count == hi - lo
+    return (k, slice(a, a + (count - 1) * step + 1, step), slice(o, o + count, 1), complete, edge)
 
 
 def _project_slice_edges(s: slice, n: int, dim: EdgesDim) -> list[_DimPart]:
@@ -292,17 +299,9 @@ def _project_slice_edges(s: slice, n: int, dim: EdgesDim) -> list[_DimPart]:
         return parts
     los, edges = dim.offsets_and_edges(np.arange(k0, k1 + 1, dtype=np.int64))
     for k, lo, edge in zip(range(k0, k1 + 1), los.tolist(), edges.tolist(), strict=True):
-        hi = min(lo + edge, n)
-        first = start if start >= lo else start + -(-(lo - start) // step) * step
-        if first >= min(stop, hi):
-            continue
-        m = -(-(min(stop, hi) - first) // step)
-        a = first - lo
-        o = (first - start) // step
-        complete = step == 1 and a == 0 and m == hi - lo
-        parts.append(
-            (k, slice(a, a + (m - 1) * step + 1, step), slice(o, o + m, 1), complete, edge)
-        )
+        part = _chunk_part(s, n, k, lo, edge)
+        if part is not None:
+            parts.append(part)
     return parts
 
 

@@ -29,15 +29,6 @@ class ChunkBytesNeverFetchedHere(LocalStore):
         await super().set(key, value)
 
 
-@pytest.fixture
-def processes() -> Iterator[None]:
-    set_executor(ExecutorConfig(mode="processes", max_workers=2))
-    try:
-        yield
-    finally:
-        set_executor(None)
-
-
 def test_local_store_pickles_as_its_root_and_options(tmp_path: Path) -> None:
     store = ChunkBytesNeverFetchedHere(tmp_path / "r", read_only=True, fsync=True)
     copy = pickle.loads(pickle.dumps(store))

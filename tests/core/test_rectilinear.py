@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 import asyncarr
 import asyncarr.sync as az
-from asyncarr import CacheConfig, ExecutorConfig, set_chunk_cache, set_executor
+from asyncarr import CacheConfig, set_chunk_cache
 from asyncarr.errors import ConfigError, MetadataError
 from asyncarr.ingest import copy_array
 from asyncarr.testing._procs import StoreLocation
@@ -71,15 +70,6 @@ def test_what_zarr_python_refuses_is_refused(
     with pytest.raises(ConfigError, match=match):
         az.create_array(str(tmp_path / "x"), shape=(7, 5), dtype="i2", **kwargs)
     assert not (tmp_path / "x").exists()
-
-
-@pytest.fixture
-def processes() -> Iterator[None]:
-    set_executor(ExecutorConfig(mode="processes", max_workers=2))
-    try:
-        yield
-    finally:
-        set_executor(None)
 
 
 @pytest.mark.usefixtures("processes")
