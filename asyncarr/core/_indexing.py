@@ -364,13 +364,12 @@ def count_chunks(selection: Selection, chunking: tuple[DimChunking, ...]) -> int
         count = len(range(d.start, d.stop, d.step))
         if not count:
             return 0
-        last = d.start + (count - 1) * d.step
         if isinstance(c, EdgesDim):
             total *= _count_edges(d, count, c)
         elif d.step >= c:  # one element per chunk
             total *= count
         else:  # no chunk between the first and the last is skipped
-            total *= last // c - d.start // c + 1
+            total *= (d.start + (count - 1) * d.step) // c - d.start // c + 1
     return total
 
 

@@ -103,25 +103,7 @@ def decode_jobs(
     before the next chunk is read).
     """
     if jobs and jobs[0].shape is not None:  # chunks of a rectilinear grid: by their shape
-        by_shape: dict[tuple[int, ...] | None, list[DecodeJob]] = {}
-        for job in jobs:
-            by_shape.setdefault(job.shape, []).append(job)
-        return sum(
-            _decode_jobs(pipeline.for_shape(shape), group, out, fill, cache, cache_scope)
-            for shape, group in by_shape.items()
-        )
-    return _decode_jobs(pipeline, jobs, out, fill, cache, cache_scope)
-
-
-def _decode_jobs(
-    pipeline: CodecPipeline,
-    jobs: list[DecodeJob],
-    out: NDArray,
-    fill: Any,
-    cache: ChunkCache | None,
-    cache_scope: tuple[str, str],
-) -> int:
-    """:func:`decode_jobs` for chunks of ``pipeline``'s shape."""
+        return _decode_by_shape(pipeline, jobs, out, fill, cache, cache_scope)
     decoded = 0
     batch: list[bytes | memoryview] = []
     places: list[NDArray] = []
@@ -163,6 +145,26 @@ def _decode_jobs(
         populate_shared(places[0], places[-1])
         pipeline.decode_many_into(batch, places, keys)
     return decoded
+
+
+def _decode_by_shape(
+    pipeline: CodecPipeline,
+    jobs: list[DecodeJob],
+    out: NDArray,
+    fill: Any,
+    cache: ChunkCache | None,
+    cache_scope: tuple[str, str],
+) -> int:
+    """:func:`decode_jobs` for chunks of differing shapes: each shape's jobs with that
+    shape's pipeline."""
+    by_shape: dict[tuple[int, ...] | None, list[DecodeJob]] = {}
+    for job in jobs:
+        by_shape.setdefault(job.shape, []).append(job)
+        job.shape = None  # (decoded with the pipeline of its shape, below)
+    return sum(
+        decode_jobs(pipeline.for_shape(shape), group, out, fill, cache, cache_scope)
+        for shape, group in by_shape.items()
+    )
 
 
 READ_BUFFER_MAX = 16 << 20

@@ -101,7 +101,6 @@ class SlicePlan:
         chunk_sel: list[slice] = []
         out_sel: list[slice] = []
         complete = whole = True
-        edges: list[int] = []
         for (start, stop, step), n, c in zip(self.bounds, self.shape, self.chunking, strict=True):
             if step != 1 or stop <= start:
                 return None
@@ -124,14 +123,20 @@ class SlicePlan:
             full = a == 0 and stop == min(lo + c, n)
             complete = complete and full
             whole = whole and full and stop - lo == c
-            edges.append(c)
         return (
             self.head + self.sep.join(parts),
             tuple(chunk_sel),
             tuple(out_sel),
             complete,
             whole,
-            tuple(edges) if self.varying else None,
+            self._shape_of(parts) if self.varying else None,
+        )
+
+    def _shape_of(self, parts: list[str]) -> tuple[int, ...]:
+        """The shape of the chunk whose indices are ``parts``."""
+        return tuple(
+            c if isinstance(c, int) else c.edge(int(k))
+            for c, k in zip(self.chunking, parts, strict=True)
         )
 
 
