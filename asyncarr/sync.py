@@ -34,7 +34,6 @@ from asyncarr.core import (
     GroupMetadata,
     UnsupportedNode,
 )
-from asyncarr.core._group import Member
 from asyncarr.core._node import NodeBase
 from asyncarr.errors import SelectionError
 from asyncarr.runtime import get_portal
@@ -342,7 +341,9 @@ def _wrap(node: AsyncArray | AsyncGroup) -> Array | Group:
     return Array(node) if isinstance(node, AsyncArray) else Group(node)
 
 
-def _wrap_member(node: Member) -> Array | Group | UnsupportedNode:
+def _wrap_member(
+    node: AsyncArray | AsyncGroup | UnsupportedNode,
+) -> Array | Group | UnsupportedNode:
     """A listed member for the blocking API (an :class:`UnsupportedNode` does no I/O: the
     same object serves both APIs)."""
     return node if isinstance(node, UnsupportedNode) else _wrap(node)
