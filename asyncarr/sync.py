@@ -3,8 +3,8 @@
 Every function and method here has the same name and signature as its async
 counterpart and simply runs it on the shared event-loop thread
 (:class:`asyncarr.runtime.SyncPortal`) and waits. ``Array`` adds numpy
-conveniences: ``arr[...]``, ``arr[...] = v``, ``arr.oindex[...]`` and
-``numpy.asarray(arr)``.
+conveniences: ``arr[...]``, ``arr[...] = v``, ``arr.oindex[...]``, ``arr.vindex[...]``
+and ``numpy.asarray(arr)``.
 
 Calling these from inside a running event loop works (the loop's thread is
 blocked while the portal does the work, as in Jupyter), except from the
@@ -189,6 +189,18 @@ class _OrthogonalIndexer:
         self._array.write(value, selection, orthogonal=True)
 
 
+class _VectorizedIndexer:
+    def __init__(self, array: Array) -> None:
+        self._array = array
+
+    def __getitem__(self, selection: Any) -> Any:
+        out = _run(self._array._async.vindex.__getitem__, selection)
+        return out[()] if out.ndim == 0 else out
+
+    def __setitem__(self, selection: Any, value: Any) -> None:
+        _run(self._array._async.vindex.set, selection, value)
+
+
 def _uses_arrays(selection: Any) -> bool:
     items = selection if isinstance(selection, tuple) else (selection,)
     n = sum(
@@ -199,7 +211,7 @@ def _uses_arrays(selection: Any) -> bool:
     if n > 1:
         raise SelectionError(
             "indexing with several integer/boolean arrays is ambiguous (numpy pairs them up); "
-            "use arr.oindex[...] for orthogonal selection"
+            "use arr.oindex[...] for orthogonal selection, arr.vindex[...] for points"
         )
     return n == 1
 
@@ -287,6 +299,12 @@ class Array(_Node[AsyncArray]):
     def oindex(self) -> _OrthogonalIndexer:
         return _OrthogonalIndexer(self)
 
+    @property
+    def vindex(self) -> _VectorizedIndexer:
+        """Vectorized (point) selection: ``arr.vindex[rows, cols]``, ``arr.vindex[mask] = 0``
+        (see :attr:`AsyncArray.vindex`)."""
+        return _VectorizedIndexer(self)
+
     def __repr__(self) -> str:
         return repr(self._async).replace("<AsyncArray", "<Array", 1)
 
@@ -303,6 +321,31 @@ class Array(_Node[AsyncArray]):
     def write(self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False) -> None:
         """Blocking :meth:`AsyncArray.write`."""
         _run(self._async.write, value, selection, orthogonal=orthogonal)
+
+    # zarr-python's names for the kinds of selection (see AsyncArray)
+    def get_basic_selection(self, selection: Any = Ellipsis) -> NDArray:
+        return _run(self._async.get_basic_selection, selection)
+
+    def set_basic_selection(self, selection: Any, value: Any) -> None:
+        _run(self._async.set_basic_selection, selection, value)
+
+    def get_orthogonal_selection(self, selection: Any) -> NDArray:
+        return _run(self._async.get_orthogonal_selection, selection)
+
+    def set_orthogonal_selection(self, selection: Any, value: Any) -> None:
+        _run(self._async.set_orthogonal_selection, selection, value)
+
+    def get_coordinate_selection(self, selection: Any) -> NDArray:
+        return _run(self._async.get_coordinate_selection, selection)
+
+    def set_coordinate_selection(self, selection: Any, value: Any) -> None:
+        _run(self._async.set_coordinate_selection, selection, value)
+
+    def get_mask_selection(self, mask: Any) -> NDArray:
+        return _run(self._async.get_mask_selection, mask)
+
+    def set_mask_selection(self, mask: Any, value: Any) -> None:
+        _run(self._async.set_mask_selection, mask, value)
 
     def __getitem__(self, selection: Any) -> Any:
         out = self.read(selection, orthogonal=_uses_arrays(selection))

@@ -11,7 +11,7 @@ import numpy as np
 from asyncarr.abc import Codec, NDArray, Store
 from asyncarr.core._chunk_grid import ChunkGrid
 from asyncarr.core._context import ArrayContext, chunk_lock, forget_cached_prefix
-from asyncarr.core._indexing import Selection, normalize_selection
+from asyncarr.core._indexing import PointForm, Selection, normalize_points, normalize_selection
 from asyncarr.core._info import ArrayInfo
 from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._node import NodeBase
@@ -32,6 +32,21 @@ class _AsyncOrthogonalIndexer:
 
     def __getitem__(self, selection: Any) -> Any:
         return self._array.read(selection, orthogonal=True)
+
+
+class _AsyncVectorizedIndexer:
+    """``await arr.vindex[sel]`` reads points (vectorized selection);
+    ``await arr.vindex.set(sel, value)`` writes them."""
+
+    def __init__(self, array: AsyncArray) -> None:
+        self._array = array
+
+    def __getitem__(self, selection: Any) -> Any:
+        return self._array._read_points(selection, None)
+
+    async def set(self, selection: Any, value: Any) -> None:
+        """Write ``value`` (broadcast to the points' shape) at the points ``selection``."""
+        await self._array._write_points(selection, value, None)
 
 
 class AsyncArray(NodeBase):
@@ -146,6 +161,13 @@ class AsyncArray(NodeBase):
     def oindex(self) -> _AsyncOrthogonalIndexer:
         return _AsyncOrthogonalIndexer(self)
 
+    @property
+    def vindex(self) -> _AsyncVectorizedIndexer:
+        """Vectorized (point) selection, as numpy and zarr-python define it: one integer
+        array per dimension, broadcast together, or one boolean mask of the array's shape
+        (``await arr.vindex[rows, cols]``, ``await arr.vindex.set(mask, 0)``)."""
+        return _AsyncVectorizedIndexer(self)
+
     def __repr__(self) -> str:
         return (
             f"<AsyncArray {self._store}{self.name} shape={self.shape} dtype={self.dtype} "
@@ -179,6 +201,49 @@ class AsyncArray(NodeBase):
         sel = self._selection(selection, orthogonal)
         arr = self._coerce(value, sel)
         await write_selection(self._ctx, sel, arr)
+
+    # zarr-python's names for the kinds of selection
+    async def get_basic_selection(self, selection: Any = Ellipsis) -> NDArray:
+        """Read a basic selection (ints, slices, Ellipsis): :meth:`read`."""
+        return await self.read(selection)
+
+    async def set_basic_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` at a basic selection: :meth:`write`."""
+        await self.write(value, selection)
+
+    async def get_orthogonal_selection(self, selection: Any) -> NDArray:
+        """Read an orthogonal selection (integer or boolean arrays per axis, crossed)."""
+        return await self.read(selection, orthogonal=True)
+
+    async def set_orthogonal_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` at an orthogonal selection."""
+        await self.write(value, selection, orthogonal=True)
+
+    async def get_coordinate_selection(self, selection: Any) -> NDArray:
+        """Read the points at one integer array per dimension (broadcast together); the
+        result has their broadcast shape."""
+        return await self._read_points(selection, "coordinate")
+
+    async def set_coordinate_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` at the points of one integer array per dimension."""
+        await self._write_points(selection, value, "coordinate")
+
+    async def get_mask_selection(self, mask: Any) -> NDArray:
+        """Read the elements where the boolean ``mask`` (of the array's shape) is true,
+        as a 1-d array in C order."""
+        return await self._read_points(mask, "mask")
+
+    async def set_mask_selection(self, mask: Any, value: Any) -> None:
+        """Write ``value`` where the boolean ``mask`` (of the array's shape) is true."""
+        await self._write_points(mask, value, "mask")
+
+    async def _read_points(self, selection: Any, form: PointForm | None) -> NDArray:
+        return await read_selection(self._ctx, normalize_points(selection, self.shape, form))
+
+    async def _write_points(self, selection: Any, value: Any, form: PointForm | None) -> None:
+        self._check_writable()
+        sel = normalize_points(selection, self.shape, form)
+        await write_selection(self._ctx, sel, self._coerce(value, sel))
 
     def _coerce(self, value: Any, sel: Selection) -> NDArray:
         try:

@@ -5,15 +5,21 @@ positive step or a sorted-or-not integer array (orthogonal indexing).
 Integer indices become length-1 slices and are dropped from the result
 shape at the end (:attr:`Selection.drop_axes`). Negative-step slices become
 integer arrays. Projections are generated lazily, one chunk at a time.
+
+A point selection (vectorized indexing, ``vindex``) is one flat integer array per
+dimension, paired element by element: its projections group the points by chunk (one
+projection per chunk touched, never one per point), with :class:`PointDims` as their
+chunk selection.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -23,7 +29,11 @@ from asyncarr.errors import SelectionError
 __all__ = [
     "ChunkProjection",
     "DimSelection",
+    "PointDims",
+    "PointForm",
     "Selection",
+    "local_selection",
+    "normalize_points",
     "normalize_selection",
     "project",
     "project_slice",
@@ -39,16 +49,29 @@ class Selection:
     dims: tuple[DimSelection, ...]
     shape: tuple[int, ...]
     drop_axes: tuple[int, ...]
+    points: tuple[int, ...] | None = None
+    """For a point selection (``dims``: equally long index arrays, paired), the shape the
+    points were given in: the result's shape. ``None`` for orthogonal selections."""
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        """Result shape before dropping integer-indexed axes."""
+        """Result shape before dropping integer-indexed axes (a point selection: one axis
+        of points)."""
+        if self.points is not None:
+            return (math.prod(self.points),)
         return tuple(_dim_len(d) for d in self.dims)
 
     @property
     def result_shape(self) -> tuple[int, ...]:
+        if self.points is not None:
+            return self.points
         full = self.out_shape
         return tuple(n for i, n in enumerate(full) if i not in self.drop_axes)
+
+    @property
+    def reshaped(self) -> bool:
+        """Whether the result's shape differs from :attr:`out_shape`."""
+        return bool(self.drop_axes) or self.points is not None
 
     @property
     def is_orthogonal_array(self) -> bool:
@@ -203,7 +226,10 @@ class ChunkProjection:
     """The chunk's shape as its codecs see it (overhanging edges included)."""
 
     def index_pair(self) -> tuple[Any, Any]:
-        """(chunk index, output index) usable with numpy, orthogonally."""
+        """(chunk index, output index) usable with numpy: orthogonally, or for points
+        (:class:`PointDims`) pairwise."""
+        if isinstance(self.chunk_sel, PointDims):
+            return tuple(self.chunk_sel), self.out_sel
         if any(isinstance(s, np.ndarray) for s in self.chunk_sel + self.out_sel):
             return _ix(self.chunk_sel), _ix(self.out_sel)
         return self.chunk_sel, self.out_sel
@@ -341,6 +367,9 @@ def dim_indices(elements: np.ndarray[Any, Any], c: DimChunking) -> np.ndarray[An
 def project(selection: Selection, chunking: tuple[DimChunking, ...]) -> Iterator[ChunkProjection]:
     """Lazily yield the chunks a selection touches (C order of chunk coordinates);
     ``chunking``: each axis's chunk length, or its edges (:attr:`ChunkGrid.chunking`)."""
+    if selection.points is not None:
+        yield from _project_points(selection.dims, chunking)
+        return
     per_dim: list[list[_DimPart]] = []
     for d, n, c in zip(selection.dims, selection.shape, chunking, strict=True):
         per_dim.append(project_slice(d, n, c) if isinstance(d, slice) else _project_array(d, n, c))
@@ -356,6 +385,8 @@ def project(selection: Selection, chunking: tuple[DimChunking, ...]) -> Iterator
 
 def count_chunks(selection: Selection, chunking: tuple[DimChunking, ...]) -> int:
     """Number of chunks :func:`project` yields (without generating them)."""
+    if selection.points is not None:
+        return len(_group_points(selection.dims, chunking)[2])
     total = 1
     for d, c in zip(selection.dims, chunking, strict=True):
         if not isinstance(d, slice):
@@ -386,3 +417,155 @@ def _count_edges(d: slice, count: int, dim: EdgesDim) -> int:
     # the first selected element at or after each chunk's start, and whether it is in it
     first = np.where(los <= d.start, d.start, d.start + -((d.start - los) // d.step) * d.step)
     return int(np.count_nonzero(first < np.minimum(los + edges, d.stop)))
+
+
+# -- point selections (vectorized indexing) ----------------------------------------------
+
+
+class PointDims(tuple[np.ndarray[Any, np.dtype[np.intp]], ...]):
+    """The chunk selection of a point projection: one index array per dimension, paired
+    element by element (numpy's advanced indexing), not crossed as orthogonal selections
+    are."""
+
+    __slots__ = ()
+
+
+_VINDEX_FORMS = (
+    "one integer (array) per dimension, broadcast together, or one boolean mask "
+    "of the array's shape"
+)
+
+
+PointForm: TypeAlias = Literal["coordinate", "mask"]
+
+
+def normalize_points(
+    selection: Any, shape: tuple[int, ...], form: PointForm | None = None
+) -> Selection:
+    """Normalise a vectorized selection (``vindex``), as numpy and zarr-python define it:
+    a tuple of one integer or integer array per dimension, broadcast together (the
+    result has their broadcast shape), or one boolean array of the array's shape (the
+    result is 1-d, its ``True`` elements in C order). ``form`` admits only the one kind
+    (``None``: either)."""
+    ndim = len(shape)
+    if ndim == 0:
+        raise SelectionError("a 0-d array has no points to select; use arr[()] instead")
+    items = selection if isinstance(selection, tuple) else (selection,)
+    mask = _as_array(items[0], 0) if len(items) == 1 else None
+    if form == "mask" and (mask is None or mask.dtype != bool):
+        raise SelectionError(
+            f"a mask selection takes one boolean array of the array's shape {shape}; "
+            f"got {selection!r}"
+        )
+    if form == "coordinate" and mask is not None and mask.dtype == bool:
+        raise SelectionError(
+            "a coordinate selection takes integer arrays; select with a boolean mask "
+            "through get_mask_selection or vindex"
+        )
+    if mask is not None and mask.dtype == bool:
+        if mask.shape != shape:
+            raise SelectionError(
+                f"a boolean mask selects points only with the array's shape {shape}, "
+                f"got shape {mask.shape}; use .oindex[...] for one mask per dimension"
+            )
+        dims = tuple(np.asarray(d, dtype=np.intp) for d in np.nonzero(mask))
+        return Selection(dims, shape, (), points=(int(dims[0].shape[0]),))
+    if len(items) != ndim:
+        raise SelectionError(
+            f"a vectorized selection of a {ndim}-d array takes {_VINDEX_FORMS}; "
+            f"got {len(items)} item(s): {selection!r}"
+        )
+    arrays = [_point_axis(item, n, axis) for axis, (item, n) in enumerate(zip(items, shape))]
+    try:
+        broadcast = np.broadcast_arrays(*arrays)
+    except ValueError as exc:
+        raise SelectionError(
+            "the index arrays of a vectorized selection must broadcast together; got shapes "
+            + ", ".join(str(a.shape) for a in arrays)
+        ) from exc
+    points = tuple(broadcast[0].shape)
+    return Selection(tuple(b.reshape(-1) for b in broadcast), shape, (), points=points)
+
+
+def _as_array(item: Any, axis: int) -> np.ndarray[Any, Any]:
+    if item is None or item is Ellipsis or isinstance(item, slice):
+        raise SelectionError(
+            f"a vectorized selection takes {_VINDEX_FORMS}; got {item!r} for axis {axis} "
+            "(use .oindex[...] or plain indexing to mix slices in)"
+        )
+    try:
+        return np.asarray(item)
+    except (TypeError, ValueError) as exc:
+        raise SelectionError(f"invalid index {item!r} for axis {axis}: {exc}") from exc
+
+
+def _point_axis(item: Any, n: int, axis: int) -> np.ndarray[Any, np.dtype[np.intp]]:
+    arr = _as_array(item, axis)
+    if arr.size == 0 and arr.dtype.kind == "f" and not isinstance(item, np.ndarray):
+        arr = arr.astype(np.intp)  # [] selects nothing, as in numpy
+    if arr.dtype.kind not in "iu":
+        what = "a boolean array" if arr.dtype == bool else f"dtype {arr.dtype}"
+        raise SelectionError(
+            f"a vectorized selection takes {_VINDEX_FORMS}; got {what} for axis {axis}"
+        )
+    if arr.size:
+        low, high = int(arr.min()), int(arr.max())  # (before a cast could wrap uint64)
+        if low < -n or high >= n:
+            bad = low if low < -n else high
+            raise SelectionError(f"index {bad} is out of bounds for axis {axis} with size {n}")
+    idx = arr.astype(np.intp, copy=True)
+    idx[idx < 0] += n
+    return idx
+
+
+def local_selection(dims: tuple[DimSelection, ...], shape: tuple[int, ...]) -> Selection:
+    """The selection a projection's ``chunk_sel`` makes within its chunk of ``shape``
+    (for projecting it again, onto a shard's inner chunks)."""
+    if isinstance(dims, PointDims):
+        return Selection(tuple(dims), shape, (), points=(int(dims[0].shape[0]),))
+    return Selection(tuple(dims), shape, ())
+
+
+def _group_points(
+    dims: tuple[DimSelection, ...], chunking: tuple[DimChunking, ...]
+) -> tuple[np.ndarray[Any, Any], list[np.ndarray[Any, Any]], np.ndarray[Any, Any]]:
+    """The points sorted by chunk (C order, stable: points in one chunk keep their
+    order, so the last of repeated points wins a write, as in numpy): ``(order, each
+    axis's chunk index of the sorted points, where each chunk's run starts)``."""
+    arrays = [d for d in dims if isinstance(d, np.ndarray)]
+    chunk_ids = [dim_indices(d, c) for d, c in zip(arrays, chunking, strict=True)]
+    order = np.lexsort(chunk_ids[::-1]) if arrays[0].size else np.empty(0, np.intp)
+    ordered = [k[order] for k in chunk_ids]
+    change = np.zeros(order.shape[0], dtype=bool)
+    if change.size:
+        change[0] = True
+        for k in ordered:
+            change[1:] |= k[1:] != k[:-1]
+    return order, ordered, np.flatnonzero(change)
+
+
+def _project_points(
+    dims: tuple[DimSelection, ...], chunking: tuple[DimChunking, ...]
+) -> Iterator[ChunkProjection]:
+    """One projection per chunk the points touch (C order of chunk coordinates)."""
+    order, ordered, starts = _group_points(dims, chunking)
+    local: list[np.ndarray[Any, Any]] = []
+    edges: list[np.ndarray[Any, Any] | int] = []
+    for d, k, c in zip(dims, ordered, chunking, strict=True):
+        assert isinstance(d, np.ndarray)
+        if isinstance(c, int):
+            local.append(d[order] - k * c)
+            edges.append(c)
+        else:
+            lo, edge = c.offsets_and_edges(k)
+            local.append(d[order] - lo)
+            edges.append(edge)
+    ends = [*starts[1:].tolist(), int(order.shape[0])]
+    for a, b in zip(starts.tolist(), ends, strict=True):
+        yield ChunkProjection(
+            coords=tuple(int(k[a]) for k in ordered),
+            chunk_sel=PointDims(p[a:b].astype(np.intp, copy=False) for p in local),
+            out_sel=(order[a:b],),
+            is_complete=False,
+            shape=tuple(e if isinstance(e, int) else int(e[a]) for e in edges),
+        )

@@ -18,6 +18,7 @@ from asyncarr.core._indexing import (
     DimSelection,
     Selection,
     count_chunks,
+    local_selection,
     project,
 )
 from asyncarr.core._pipeline import CodecPipeline, thread_buffer
@@ -245,7 +246,7 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
                 await _read_chunks(ctx, selection, out, mode, total, measured=measured)
     finally:
         out = executor.finalize(out)
-    if selection.drop_axes:
+    if selection.reshaped:
         out = out.reshape(selection.result_shape)
     return out
 
@@ -277,7 +278,7 @@ def _read_one_local_chunk(ctx: ArrayContext, selection: Selection) -> NDArray:
         cache = ctx.cache
         if cache is None or not _cache_lookup(ctx, job, out):
             decode_jobs(ctx.pipeline, [job], out, ctx.fill, cache, ctx.cache_scope)
-    return out.reshape(selection.result_shape) if selection.drop_axes else out
+    return out.reshape(selection.result_shape) if selection.reshaped else out
 
 
 def _measured(ctx: ArrayContext, total: int) -> bool:
@@ -441,7 +442,7 @@ def _compose(outer: DimSelection, inner: DimSelection) -> DimSelection:
 def _inner_jobs(
     ctx: ArrayContext, codec: ShardingCodec, shard: ChunkProjection, key: str
 ) -> list[DecodeJob]:
-    inner_sel = Selection(tuple(shard.chunk_sel), shard.shape, ())
+    inner_sel = local_selection(shard.chunk_sel, shard.shape)
     jobs = []
     for p in project(inner_sel, codec.chunk_shape):
         out_dims = tuple(_compose(o, i) for o, i in zip(shard.out_sel, p.out_sel, strict=True))

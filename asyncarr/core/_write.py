@@ -20,7 +20,7 @@ import numpy as np
 
 from asyncarr.abc import NDArray, Store
 from asyncarr.core._context import ArrayContext, chunk_lock
-from asyncarr.core._indexing import Selection, count_chunks, project
+from asyncarr.core._indexing import Selection, count_chunks, local_selection, project
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.errors import PreconditionFailedError, StoreError, UnsupportedOperationError
@@ -180,7 +180,7 @@ def _merge_shard(
         dict(codec.split_parts(old, key=key)) if old else {}
     )
     shard_shape = tuple(n * c for n, c in zip(codec.inner_grid, codec.chunk_shape, strict=True))
-    for p in project(Selection(dims, shard_shape, ()), codec.chunk_shape):
+    for p in project(local_selection(dims, shard_shape), codec.chunk_shape):
         chunk_sel, out_sel = p.index_pair()
         previous = parts.get(p.coords)
         if previous is None:

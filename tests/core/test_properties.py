@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import tempfile
 from typing import Any
@@ -174,6 +175,64 @@ def test_random_writes_then_reads_match_numpy(
             got = await arr.read(sel, orthogonal=orth)
             want = _oindex(mirror, sel) if orth else mirror[sel]
             np.testing.assert_array_equal(got, want)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario())
+
+
+@st.composite
+def point_selection(draw: st.DrawFn, shape: tuple[int, ...]) -> Any:
+    """A vectorized selection: integer arrays per dimension that broadcast together
+    (negative indices, repeats and scalars included), or a boolean mask of the array's
+    shape."""
+    if draw(st.booleans()) or 0 in shape:
+        return np.array(
+            draw(st.lists(st.booleans(), min_size=math.prod(shape), max_size=math.prod(shape))),
+            dtype=bool,
+        ).reshape(shape)
+    points = draw(st.sampled_from([(), (5,), (2, 3), (1,), (0,)]))
+    parts: list[Any] = []
+    for n in shape:
+        if draw(st.integers(0, 3)) == 0:
+            parts.append(draw(st.integers(-n, n - 1)))
+            continue
+        # each part broadcasts: the points' shape, or 1 along some of its axes
+        part_shape = tuple(1 if draw(st.booleans()) else k for k in points)
+        flat = draw(
+            st.lists(
+                st.integers(-n, n - 1),
+                min_size=math.prod(part_shape),
+                max_size=math.prod(part_shape),
+            )
+        )
+        parts.append(np.array(flat, dtype=np.int64).reshape(part_shape))
+    return tuple(parts)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(setup=array_setup(), data=st.data(), seed=st.integers(0, 2**16))
+def test_point_writes_then_point_reads_match_numpy(
+    setup: dict[str, Any], data: st.DataObject, seed: int
+) -> None:
+    """``vindex`` reads and writes (repeated points: the last value wins) equal numpy's
+    advanced indexing, over every chunk grid and codec chain the other test draws."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(setup["dtype"])
+    mirror = np.zeros(setup["shape"], dtype=dtype)
+    writes = [data.draw(point_selection(setup["shape"])) for _ in range(2)]
+    reads = [data.draw(point_selection(setup["shape"])) for _ in range(2)]
+    on_disk = data.draw(st.booleans())
+
+    async def scenario() -> None:
+        store = LocalStore(tmp) if on_disk else MemoryStore()
+        arr = await asyncarr.create_array(store, **setup)
+        for sel in writes:
+            value = _values(rng, mirror[sel].shape, dtype)
+            await arr.vindex.set(sel, value)
+            mirror[sel] = value
+        np.testing.assert_array_equal(await arr.read(), mirror)
+        for sel in reads:
+            np.testing.assert_array_equal(await arr.vindex[sel], mirror[sel])
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario())
