@@ -656,7 +656,7 @@ class CodecExecutor:
                     max_workers=self._process_workers,
                     mp_context=multiprocessing.get_context(self._mp_context),
                     initializer=_shm.warm_worker,
-                    initargs=(self._warm_modules,),
+                    initargs=(self._warm_modules, os.getpid()),
                 )
             return self._procs
 

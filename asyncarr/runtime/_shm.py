@@ -54,6 +54,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from asyncarr._lifecycle import bind_to_owner
 from asyncarr.errors import AsyncarrError, ConfigError
 
 __all__ = [
@@ -587,8 +588,12 @@ def main_module_is_reimport_safe() -> bool:
     return _MAIN_GUARD.search(source) is not None
 
 
-def warm_worker(modules: tuple[str, ...]) -> None:
-    """Process-pool initializer: import the heavy modules once per worker."""
+def warm_worker(modules: tuple[str, ...], owner: int | None = None) -> None:
+    """Process-pool initializer: bind the worker to its ``owner`` process (it dies with
+    it and never changes a store after it, see :mod:`asyncarr._lifecycle`), then import
+    the heavy modules once per worker."""
+    if owner is not None:
+        bind_to_owner(owner)
     for module in modules:
         try:
             importlib.import_module(module)

@@ -71,6 +71,7 @@ from urllib.parse import unquote
 
 import crc32c
 
+from asyncarr._lifecycle import ensure_owner_alive
 from asyncarr._tasks import await_unabandoned
 from asyncarr._types import ByteRange, RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
@@ -1233,6 +1234,7 @@ class _DirectoryBatch(Generic[T]):
             try:
                 for i, (key, tmp, op) in enumerate(changes):
                     self.key = key
+                    ensure_owner_alive()  # a worker whose owner died changes nothing
                     try:
                         done.append(op(dfd, key.rpartition("/")[2], tmp))
                     except FileNotFoundError:
