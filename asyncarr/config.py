@@ -71,7 +71,8 @@ class RetryConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreLimits:
-    """Concurrency budget of one store endpoint, shared by every caller.
+    """Concurrency budget of one store endpoint, shared by every caller, and the size
+    limits of what is read from it.
 
     With ``adaptive=True`` the limit backs off multiplicatively on throttling
     and recovers additively (AIMD) between ``min_concurrency`` and
@@ -86,6 +87,11 @@ class StoreLimits:
     hedge_after_p95: bool = False
     """Send a second GET when the first takes longer than the observed p95."""
     retry: RetryConfig = field(default_factory=RetryConfig)
+    max_metadata_bytes: int = 64 << 20
+    """Largest metadata document read from this store (``zarr.json``, ``.zarray``,
+    ``.zgroup``, ``.zattrs``, ``.zmetadata``, consolidated metadata included), in bytes:
+    a larger one is refused with :class:`~asyncarr.errors.MetadataError` before it is
+    parsed (and not read past the limit). 64 MiB by default."""
 
     def __post_init__(self) -> None:
         _positive("max_concurrency", self.max_concurrency, integer=True)
@@ -102,6 +108,7 @@ class StoreLimits:
         if not 0 < self.decrease_factor < 1:
             raise ConfigError(f"decrease_factor must be in (0, 1), got {self.decrease_factor!r}")
         _positive("increase_step", self.increase_step)
+        _positive("max_metadata_bytes", self.max_metadata_bytes, integer=True)
 
     def with_(self, **changes: object) -> StoreLimits:
         return replace(self, **changes)  # type: ignore[arg-type]

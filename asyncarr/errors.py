@@ -36,6 +36,7 @@ __all__ = [
     "TruncatedReadError",
     "UnknownCodecError",
     "UnsupportedOperationError",
+    "ValueTooLargeError",
     "WorkerCrashedError",
 ]
 
@@ -117,6 +118,12 @@ class ThrottledError(TransientStoreError):
 
 class TruncatedReadError(TransientStoreError):
     """A body arrived shorter than announced; retried, never decoded."""
+
+
+class ValueTooLargeError(StoreError):
+    """A value (or a server's answer) is larger than the reader accepts: more than a chunk
+    of the array can encode to, more than the range asked for, or more than the metadata
+    size limit. Refused before or while it is read, never retried."""
 
 
 class DeadlineExceededError(StoreError, TimeoutError):

@@ -18,10 +18,15 @@ from asyncarr.core._metadata import (
     ZMETADATA,
     ArrayMetadata,
     GroupMetadata,
-    loads_json,
 )
 from asyncarr.core._node import NodeBase
-from asyncarr.core._nodes import join_path, load_node, node_from_documents, save_group_metadata
+from asyncarr.core._nodes import (
+    join_path,
+    load_node,
+    node_from_documents,
+    read_document,
+    save_group_metadata,
+)
 from asyncarr.core._unsupported import UnsupportedNode, readable_documents
 from asyncarr.errors import (
     AsyncarrError,
@@ -420,10 +425,9 @@ def _unsupported_entries(rel: str, node: UnsupportedNode, v2: bool) -> dict[str,
 async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None:
     """The ``metadata`` mapping of a v2 ``.zmetadata`` document, if present."""
     key = join_path(path, ZMETADATA)
-    data = await managed(store).get(key)
-    if data is None:
+    doc = await read_document(managed(store), key)
+    if doc is None:
         return None
-    doc = loads_json(data, key=key)
     meta = doc.get("metadata")
     if not isinstance(meta, dict):
         raise MetadataError("consolidated metadata lacks a 'metadata' object", key=key)

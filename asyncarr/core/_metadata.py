@@ -27,6 +27,7 @@ __all__ = [
     "ArrayMetadata",
     "GroupMetadata",
     "MAX_CHUNK_BYTES",
+    "MAX_NDIM",
     "ZARR_JSON",
     "ZARRAY",
     "ZATTRS",
@@ -50,10 +51,15 @@ ZMETADATA = ".zmetadata"
 MAX_CHUNK_BYTES = 1 << 34
 """Chunks (shards) whose decoded size exceeds this are refused as absurd metadata."""
 MAX_DIM = (1 << 63) - 1
+MAX_NDIM = 64
+"""numpy's limit on the number of dimensions of an array (``NPY_MAXDIMS``)."""
 
 
-def loads_json(data: bytes, *, key: str) -> dict[str, Any]:
-    """Parse a metadata document; anything but a JSON object is a MetadataError."""
+def loads_json(data: bytes, *, key: str, max_bytes: int | None = None) -> dict[str, Any]:
+    """Parse a metadata document; anything but a JSON object is a MetadataError, and so
+    is a document longer than ``max_bytes`` (checked before parsing)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise MetadataError(document_too_large(len(data), max_bytes), key=key)
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -61,6 +67,15 @@ def loads_json(data: bytes, *, key: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise MetadataError(f"metadata must be a JSON object, got {type(doc).__name__}", key=key)
     return doc
+
+
+def document_too_large(size: int | None, limit: int) -> str:
+    """The message for a metadata document over the size limit."""
+    what = "more than" if size is None else f"{size} bytes,"
+    return (
+        f"metadata document is {what} {limit} bytes (the store's "
+        "StoreLimits.max_metadata_bytes); refused before parsing"
+    )
 
 
 def plain_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,6 +115,10 @@ def dumps_json(doc: dict[str, Any]) -> bytes:
 def _int_tuple(value: object, what: str, key: str | None, *, positive: bool) -> tuple[int, ...]:
     if not isinstance(value, list | tuple):
         raise MetadataError(f"{what} must be a list of integers, got {value!r}", key=key)
+    if len(value) > MAX_NDIM:
+        raise MetadataError(
+            f"{what} has {len(value)} dimensions; numpy arrays have at most {MAX_NDIM}", key=key
+        )
     out = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
@@ -172,6 +191,12 @@ class ArrayMetadata:
     """v2 only: the ``.zarray`` ``filters`` entry."""
 
     def __post_init__(self) -> None:
+        if len(self.shape) > MAX_NDIM:
+            raise MetadataError(
+                f"{len(self.shape)} dimensions; numpy arrays have at most {MAX_NDIM}"
+            )
+        if self.dtype.itemsize <= 0:
+            raise MetadataError(f"data type {self.dtype} has no size; elements need >= 1 byte")
         if self.chunk_grid.shape != self.shape:
             raise MetadataError(
                 f"shape {list(self.shape)} and chunk grid {self.chunk_grid.describe()} differ "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from asyncarr.core._metadata import (
@@ -11,6 +13,7 @@ from asyncarr.core._metadata import (
     ZGROUP,
     ArrayMetadata,
     GroupMetadata,
+    document_too_large,
     dumps_json,
     loads_json,
     parse_array_metadata_v2,
@@ -26,9 +29,13 @@ __all__ = [
     "load_node",
     "metadata_keys",
     "node_from_documents",
+    "read_document",
+    "read_document_bytes",
     "save_array_metadata",
     "save_group_metadata",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def join_path(*parts: str) -> str:
@@ -75,17 +82,104 @@ def node_from_documents(
     raise NodeNotFoundError(f"no Zarr array or group {where}")
 
 
+async def read_document_bytes(io: ManagedStore, key: str) -> bytes | None:
+    """The bytes of the metadata document at ``key`` (``None`` if missing); one larger than
+    the store's ``max_metadata_bytes`` is a :class:`MetadataError`, and is not read past
+    the limit."""
+    limit = io.store.limits.max_metadata_bytes
+    data = await io.get(key)
+    if data is not None and len(data) > limit:
+        raise MetadataError(document_too_large(len(data), limit), key=key)
+    return data
+
+
+async def read_document(io: ManagedStore, key: str) -> dict[str, Any] | None:
+    """The metadata document at ``key`` parsed (``None`` if missing), within the store's
+    size limit (:func:`read_document_bytes`)."""
+    data = await read_document_bytes(io, key)
+    return None if data is None else loads_json(data, key=key)
+
+
 async def load_node(
     io: ManagedStore, path: str, *, zarr_format: int | None = None
 ) -> ArrayMetadata | GroupMetadata:
-    """Load the array or group at ``path`` (all candidate documents fetched concurrently)."""
-    keys = metadata_keys(path)
-    blobs = await gather_all(*(io.get(k) for k in keys))
-    docs = [None if b is None else loads_json(b, key=k) for k, b in zip(keys, blobs, strict=True)]
+    """Load the array or group at ``path``, deciding by format precedence.
+
+    Zarr v3 comes first (unless ``zarr_format=2``): a valid ``zarr.json`` decides at once,
+    and the v2 documents (fetched meanwhile, to save a round trip when there is none) are
+    dropped unread, so no junk or slow file beside it can fail or hold the open. A
+    ``zarr.json`` that is not a JSON object at all (an HTML page from a server answering
+    every path) gives way to a valid v2 node; with none, its error is raised. Among the
+    v2 documents ``.zarray`` comes before ``.zgroup`` the same way; ``.zattrs`` belongs to
+    the node found and must be a JSON object.
+    """
+    where = f"at path {path!r}" if path else "at the store root"
     try:
-        return node_from_documents(path, *docs, zarr_format=zarr_format)
+        if zarr_format == 2:
+            return await _load_v2(io, path)
+        v3_key = _key(path, ZARR_JSON)
+        if zarr_format == 3:
+            doc = await read_document(io, v3_key)
+            if doc is None:
+                raise NodeNotFoundError(f"no Zarr v3 array or group {where}")
+            return node_from_documents(path, doc, None, None, None, zarr_format=3)
+        v2 = asyncio.ensure_future(_load_v2(io, path))
+        try:
+            raw = await read_document_bytes(io, v3_key)
+            if raw is not None:
+                try:
+                    doc = loads_json(raw, key=v3_key)
+                except MetadataError as junk:
+                    return await _v2_instead_of(v2, junk)
+                v2.cancel()
+                return node_from_documents(path, doc, None, None, None, zarr_format=3)
+            return await v2
+        finally:
+            if not v2.done():
+                v2.cancel()
+                await asyncio.gather(v2, return_exceptions=True)
+            elif not v2.cancelled():
+                v2.exception()  # retrieved: a failure nobody awaited is not logged
     except NodeNotFoundError as exc:  # say where: the store (its root, bucket, URL, ...)
         raise NodeNotFoundError(f"{exc} of {io.store}") from None
+
+
+async def _v2_instead_of(
+    v2: asyncio.Future[ArrayMetadata | GroupMetadata], junk: MetadataError
+) -> ArrayMetadata | GroupMetadata:
+    """The v2 node where ``zarr.json`` is not a JSON object; else ``junk`` is the error."""
+    try:
+        node = await v2
+    except (MetadataError, NodeNotFoundError):
+        raise junk from None
+    logger.warning("opening the Zarr v2 node beside an unreadable zarr.json: %s", junk)
+    return node
+
+
+async def _load_v2(io: ManagedStore, path: str) -> ArrayMetadata | GroupMetadata:
+    """The v2 array or group at ``path``: ``.zarray`` first, then ``.zgroup``."""
+    names = (ZARRAY, ZGROUP, ZATTRS)
+    keys = [_key(path, n) for n in names]
+    raw = await gather_all(*(read_document_bytes(io, k) for k in keys))
+    found: dict[str, dict[str, Any]] = {}
+    junk: MetadataError | None = None
+    for name, key, data in zip(names[:2], keys, raw, strict=False):
+        if data is None:
+            continue
+        try:
+            found[name] = loads_json(data, key=key)
+            break  # .zarray decides before .zgroup
+        except MetadataError as exc:
+            junk = junk or exc
+    if not found:
+        if junk is not None:
+            raise junk
+        where = f"at path {path!r}" if path else "at the store root"
+        raise NodeNotFoundError(f"no Zarr array or group {where}")
+    attrs = None if raw[2] is None else loads_json(raw[2], key=keys[2])
+    return node_from_documents(
+        path, None, found.get(ZARRAY), found.get(ZGROUP), attrs, zarr_format=2
+    )
 
 
 async def save_array_metadata(io: ManagedStore, path: str, meta: ArrayMetadata) -> None:

@@ -263,7 +263,7 @@ def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
         fv = np.asarray(fill_value, dtype=chunk.dtype)
         return _equals_nan_aware(chunk.real, fv.real) and _equals_nan_aware(chunk.imag, fv.imag)
     if chunk.size:  # cheap early exit for the usual case: real data in the chunk
-        first = chunk.flat[0]
+        first = chunk[(0,) * chunk.ndim]  # (.flat stops at 32 dimensions)
         if first != fill_value and not (first != first and fill_value != fill_value):
             return False
     if chunk.dtype.kind == "f":
@@ -274,11 +274,8 @@ def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
 def _equals_nan_aware(values: NDArray, fill: NDArray) -> bool:
     """Whether every element of the real array ``values`` equals the scalar ``fill``
     (NaN equal to NaN)."""
-    if (
-        values.size
-        and values.flat[0] != fill
-        and not (np.isnan(fill) and values.flat[0] != values.flat[0])
-    ):
+    first = values[(0,) * values.ndim] if values.size else None
+    if first is not None and first != fill and not (np.isnan(fill) and first != first):
         return False
     if np.isnan(fill):
         return bool(np.all(np.isnan(values)))

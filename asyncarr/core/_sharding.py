@@ -168,6 +168,11 @@ class ShardingCodec(ArrayBytesCodec):
                 f"sharding chunk_shape {list(self.chunk_shape)} does not match the "
                 f"{len(spec.shape)}-d shard shape {list(spec.shape)}"
             )
+        if len(spec.shape) >= 64:  # the index is an array of one more dimension
+            raise MetadataError(
+                f"sharded arrays have at most 63 dimensions (numpy's 64, less the shard "
+                f"index's own), got {len(spec.shape)}"
+            )
         if any(s % c for s, c in zip(spec.shape, self.chunk_shape, strict=True)):
             raise MetadataError(
                 f"shard shape {list(spec.shape)} is not a multiple of the inner chunk shape "

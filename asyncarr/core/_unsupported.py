@@ -10,8 +10,8 @@ from types import MappingProxyType
 from typing import Any, Literal, NoReturn
 
 from asyncarr.abc import Store
-from asyncarr.core._metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP, loads_json
-from asyncarr.core._nodes import join_path
+from asyncarr.core._metadata import ZARR_JSON, ZARRAY, ZATTRS, ZGROUP
+from asyncarr.core._nodes import join_path, read_document
 from asyncarr.errors import AsyncarrError, MetadataError
 from asyncarr.runtime import ManagedStore, gather_all
 
@@ -194,16 +194,15 @@ async def readable_documents(
         zarr_format or 0, (ZARR_JSON, ZARRAY, ZGROUP, ZATTRS)
     )
     keys = [join_path(path, name) for name in names]
-    blobs = await gather_all(*(io.get(k) for k in keys))
-    documents: dict[str, Any] = {}
-    for name, key, blob in zip(names, keys, blobs, strict=True):
-        if blob is None:
-            continue
+
+    async def readable(key: str) -> dict[str, Any] | None:
         try:
-            documents[name] = loads_json(blob, key=key)
+            return await read_document(io, key)
         except MetadataError:
-            continue
-    return documents
+            return None
+
+    found = await gather_all(*(readable(k) for k in keys))
+    return {name: doc for name, doc in zip(names, found, strict=True) if doc is not None}
 
 
 def _format_of(documents: Mapping[str, Any]) -> int | None:
