@@ -6,6 +6,12 @@ counterpart and simply runs it on the shared event-loop thread
 conveniences: ``arr[...]``, ``arr[...] = v``, ``arr.oindex[...]``, ``arr.vindex[...]``
 and ``numpy.asarray(arr)``.
 
+Handles pickle (for dask, multiprocessing, Ray): an ``Array`` or ``Group`` pickles as its
+async node (store, path, mode, metadata) and unpickles without I/O. The first handle
+unpickled in a process keeps that process's event-loop thread running for good, so the
+handles that come and go in a worker (one per dask task) share one loop and therefore
+one connection pool per store endpoint, instead of starting and stopping both each time.
+
 Calling these from inside a running event loop works (the loop's thread is
 blocked while the portal does the work, as in Jupyter), except from the
 portal's own thread, which raises :class:`asyncarr.errors.SyncFromLoopError`.
@@ -13,6 +19,7 @@ portal's own thread, which raises :class:`asyncarr.errors.SyncFromLoopError`.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
@@ -36,7 +43,7 @@ from asyncarr.core import (
 )
 from asyncarr.core._node import NodeBase
 from asyncarr.errors import SelectionError
-from asyncarr.runtime import get_portal
+from asyncarr.runtime import SyncPortal, get_portal
 
 __all__ = [
     "Array",
@@ -80,6 +87,26 @@ class _Leased:
         self._finalizer()
 
 
+_kept_portal: SyncPortal | None = None
+_kept_portal_lock = threading.Lock()
+
+
+def _keep_portal_running() -> None:
+    """Hold one lease on this process's portal for as long as the process lives."""
+    global _kept_portal
+    portal = get_portal()
+    with _kept_portal_lock:
+        if _kept_portal is not portal:  # the first time here (or in a forked child)
+            portal.acquire()
+            _kept_portal = portal
+
+
+def _reopen(cls: type[_Node[Any]], node: Any) -> _Node[Any]:
+    """Unpickle an :class:`Array` or :class:`Group` (see the module docs)."""
+    _keep_portal_running()
+    return cls(node)
+
+
 NodeT = TypeVar("NodeT", bound=NodeBase)
 
 
@@ -89,6 +116,9 @@ class _Node(_Leased, Generic[NodeT]):
     def __init__(self, node: NodeT) -> None:
         super().__init__()
         self._async: NodeT = node
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reopen, (type(self), self._async))
 
     @property
     def store(self) -> Store:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import posixpath
 import re
 from abc import ABC, abstractmethod
@@ -91,7 +93,24 @@ class Store(ABC):
     Concurrency limits and retries are applied by the runtime
     (:mod:`asyncarr.runtime`), keyed by :attr:`endpoint_key`, so one budget
     is shared by every array using the same endpoint.
+
+    Pickling: a store pickles as its class and the arguments it was constructed with (as
+    given: credentials travel inside the pickle, as with fsspec, and are read from the
+    environment of the receiving process where none were given), with its current
+    ``read_only`` flag. Unpickling constructs a new store, which opens no connection until
+    it is used; its SDK clients come from the receiving process's shared client pools, so
+    many unpickled stores of one endpoint share one connection pool per event loop.
+    Keyword arguments whose names start with ``_`` (plumbing shared between views of one
+    store object) are left out; a store that needs more overrides
+    :meth:`_reopen_arguments`.
     """
+
+    _constructed_with: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        store = super().__new__(cls)
+        store._constructed_with = (args, kwargs)
+        return store
 
     def __init__(
         self, *, read_only: bool = False, limits: StoreLimits | Mapping[str, Any] | None = None
@@ -229,6 +248,27 @@ class Store(ABC):
         raise UnsupportedOperationError(
             "this store cannot be re-opened with another mode", store=self
         )
+
+    # -- pickling -------------------------------------------------------------------------
+    def _reopen_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``(args, kwargs)`` that construct this store again in another process: the
+        constructor arguments as given (private ``_`` keywords dropped), with the current
+        read-only flag where the constructor takes one."""
+        args, kwargs = self._constructed_with
+        kept = {name: value for name, value in kwargs.items() if not name.startswith("_")}
+        if "read_only" in _init_parameters(type(self)):
+            kept["read_only"] = self._read_only
+        return args, kept
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args, kwargs = self._reopen_arguments()
+        return (_reopen_store, (type(self), args, kwargs))
+
+    def __copy__(self) -> Self:
+        """A shallow copy of this object (not a new store built from its arguments)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     # -- reads --------------------------------------------------------------------------
     @abstractmethod
@@ -391,3 +431,13 @@ class Store(ABC):
     @staticmethod
     def _join(*parts: str) -> str:
         return posixpath.join(*[p for p in parts if p])
+
+
+@functools.cache
+def _init_parameters(cls: type[Store]) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.__init__).parameters)
+
+
+def _reopen_store(cls: type[Store], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Store:
+    """Unpickle a store: construct it anew from its arguments (no I/O until it is used)."""
+    return cls(*args, **kwargs)

@@ -168,6 +168,15 @@ class AsyncArray(NodeBase):
         (``await arr.vindex[rows, cols]``, ``await arr.vindex.set(mask, 0)``)."""
         return _AsyncVectorizedIndexer(self)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its store (see :class:`asyncarr.abc.Store`), path, mode and the
+        metadata it holds now: the copy does no I/O until it is used, and owns its store."""
+        return (
+            _reopen_array,
+            (type(self), self._store, self._path, self.metadata, self.write_empty_chunks,
+             self._read_only),
+        )  # fmt: skip
+
     def __repr__(self) -> str:
         return (
             f"<AsyncArray {self._store}{self.name} shape={self.shape} dtype={self.dtype} "
@@ -463,6 +472,25 @@ class AsyncArray(NodeBase):
     # -- lifecycle -----------------------------------------------------------------------
     def _set_metadata(self, meta: ArrayMetadata) -> None:
         self._ctx = ArrayContext(self._store, self._path, meta, self._ctx.write_empty_chunks)
+
+
+def _reopen_array(
+    cls: type[AsyncArray],
+    store: Store,
+    path: str,
+    metadata: ArrayMetadata,
+    write_empty_chunks: bool,
+    read_only: bool,
+) -> AsyncArray:
+    """Unpickle an :class:`AsyncArray`."""
+    return cls(
+        store,
+        path,
+        metadata,
+        write_empty_chunks=write_empty_chunks,
+        owns_store=True,
+        read_only=read_only,
+    )
 
 
 def _check_range(value: NDArray, dtype: np.dtype[Any], name: str) -> None:

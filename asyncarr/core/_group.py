@@ -79,6 +79,16 @@ class AsyncGroup(NodeBase):
     def metadata(self) -> GroupMetadata:
         return self._meta
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its store (see :class:`asyncarr.abc.Store`), path, mode and the
+        metadata it holds now (consolidated metadata included): the copy does no I/O until
+        it is used, and owns its store."""
+        return (
+            _reopen_group,
+            (type(self), self._store, self._path, self._meta, self._use_consolidated,
+             self._read_only),
+        )  # fmt: skip
+
     def __repr__(self) -> str:
         return f"<AsyncGroup {self._store}{self.name} zarr_format={self.zarr_format}>"
 
@@ -432,3 +442,22 @@ async def load_v2_consolidated(store: Store, path: str) -> dict[str, Any] | None
     if not isinstance(meta, dict):
         raise MetadataError("consolidated metadata lacks a 'metadata' object", key=key)
     return meta
+
+
+def _reopen_group(
+    cls: type[AsyncGroup],
+    store: Store,
+    path: str,
+    metadata: GroupMetadata,
+    use_consolidated: bool,
+    read_only: bool,
+) -> AsyncGroup:
+    """Unpickle an :class:`AsyncGroup`."""
+    return cls(
+        store,
+        path,
+        metadata,
+        owns_store=True,
+        use_consolidated=use_consolidated,
+        read_only=read_only,
+    )

@@ -74,6 +74,8 @@ class NodeBase:
         raise NotImplementedError
 
     def _check_writable(self) -> None:
+        if not self._read_only:
+            self._store._check_writable(self._path or None)  # the store says why, if it is
         if self.read_only:
             raise ReadOnlyStoreError(
                 f"{self._kind} is opened read-only", store=self._store, key=self._path or None

@@ -414,6 +414,7 @@ class AzureBlobStore(Store):
             raise ConfigError(f"page_size must be in 1..5000, got {page_size!r}")
         _sdk()  # a missing extra fails here, at open time
         self._container_name = container
+        self._options = options  # as given: pickled with the store (see Store)
         self._config = _config or _resolve_config(options, self.limits)
         self._page_size = page_size
         self._held: dict[asyncio.AbstractEventLoop, _Held] = {}
@@ -443,7 +444,7 @@ class AzureBlobStore(Store):
 
     def with_read_only(self, read_only: bool = True) -> AzureBlobStore:
         return AzureBlobStore(
-            self._container_name, self._root, storage_options={"limits": self.limits},
+            self._container_name, self._root, storage_options=self._options,
             read_only=read_only, page_size=self._page_size, _config=self._config,
         )  # fmt: skip
 

@@ -331,6 +331,13 @@ class FaultyStore(Store):
     def supports_conditional_writes(self) -> bool:
         return self._inner.supports_conditional_writes
 
+    def _reopen_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Pickled with the inner store (pickled in turn), its rules, their random
+        generators and the counters as they are now: the copy injects the same faults from
+        there on, counting on its own."""
+        kwargs = {"limits": self.limits, "close_inner": self._close_inner, "_state": self._state}
+        return (self._inner,), kwargs
+
     def with_read_only(self, read_only: bool = True) -> FaultyStore:
         """The inner store's view, wrapped with the same rules and counters."""
         return FaultyStore(

@@ -398,15 +398,6 @@ class LocalStore(Store):
             auto_mkdir=self._auto_mkdir,
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as its class, root and options (codec worker processes read and write the
-        files themselves); the copy shares no runtime state with this store. A subclass whose
-        constructor takes other arguments must define its own ``__reduce__``."""
-        return (
-            _rebuild_local_store,
-            (type(self), self._root, self.read_only, self.limits, self._fsync, self._auto_mkdir),
-        )
-
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r}{', read-only' if self.read_only else ''})"
 
@@ -1061,17 +1052,6 @@ class LocalStore(Store):
             self._norm(base)
         entries = await self._call(base or None, "list", self._scan, base)
         return sorted(name for name, _ in entries)
-
-
-def _rebuild_local_store(
-    cls: type[LocalStore],
-    root: str,
-    read_only: bool,
-    limits: StoreLimits,
-    fsync: bool,
-    auto_mkdir: bool,
-) -> LocalStore:
-    return cls(root, read_only=read_only, limits=limits, fsync=fsync, auto_mkdir=auto_mkdir)
 
 
 def _load_renameat2() -> Any:

@@ -1,8 +1,20 @@
-"""An in-process store: a dict of bytes. ``memory://name`` URLs share data by name."""
+"""An in-process store: a dict of bytes. ``memory://name`` URLs share data by name.
+
+Pickling: the data lives in one process, so a pickled :class:`MemoryStore` means
+"this data". Loaded in the process that pickled it, the copy is a view of the same
+data (writes go to it, as through the original). Loaded in any other process (a
+spawned or forked worker, a dask worker) it is a **read-only snapshot** of the values
+at the time of pickling: a write there raises :class:`ReadOnlyStoreError` instead of
+landing in a copy that no one would ever see. The pickle carries every value, so keep
+memory stores small where they travel; use a ``file://`` directory (or any shared
+store) to write from other processes.
+"""
 
 from __future__ import annotations
 
 import itertools
+import os
+import secrets
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
@@ -12,19 +24,44 @@ from urllib.parse import urlsplit
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
-from asyncarr.errors import ConfigError, KeyNotFoundError, PreconditionFailedError
+from asyncarr.errors import (
+    ConfigError,
+    KeyNotFoundError,
+    PreconditionFailedError,
+    ReadOnlyStoreError,
+)
 
 __all__ = ["MemoryStore", "memory_store_from_url"]
+
+
+_process_token = secrets.token_hex(8)
+"""Tells this process from every other one (a new token in a forked child): a pickled
+store shares its data only when loaded where it was pickled."""
+_serials = itertools.count(1)
+_live: weakref.WeakValueDictionary[int, _Data] = weakref.WeakValueDictionary()
+"""Every store's data in this process, by serial number (for unpickling)."""
+
+
+def _new_process_token() -> None:
+    global _process_token
+    _process_token = secrets.token_hex(8)
+
+
+os.register_at_fork(after_in_child=_new_process_token)
 
 
 class _Data:
     """The shared state behind one or more MemoryStore views."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, snapshot: bool = False) -> None:
         self.values: dict[str, bytes] = {}
         self.versions: dict[str, int] = {}
         self.lock = threading.Lock()
         self.counter = itertools.count(1)
+        self.snapshot = snapshot
+        """A copy unpickled in another process than the original's: never written."""
+        self.serial = next(_serials)
+        _live[self.serial] = self
 
 
 class MemoryStore(Store):
@@ -74,9 +111,34 @@ class MemoryStore(Store):
             read_only=read_only, limits=self.limits, name=self._name, _shared=self._data
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """See the module docs: the same data in this process, a read-only snapshot of it
+        in any other."""
+        data = self._data
+        with data.lock:
+            values = dict(data.values)
+        state = (_process_token, data.serial, self._name, self.read_only, self.limits, values)
+        return (_reopen_memory_store, (type(self), *state))
+
+    def _check_writable(self, key: str | None = None) -> None:
+        if self._data.snapshot:
+            raise ReadOnlyStoreError(
+                "this memory store is a read-only snapshot, unpickled in another process than "
+                "the one holding its data (writes there could never reach it); write to a "
+                "store every process can reach, such as a file:// directory",
+                store=self,
+                key=key,
+            )
+        super()._check_writable(key)
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only or self._data.snapshot
+
     def __repr__(self) -> str:
         label = f"memory://{self._name}" if self._name else f"0x{id(self._data):x}"
-        return f"MemoryStore({label}{', read-only' if self.read_only else ''})"
+        flags = ", snapshot" if self._data.snapshot else ""
+        return f"MemoryStore({label}{flags}{', read-only' if self.read_only else ''})"
 
     __str__ = __repr__
 
@@ -230,6 +292,24 @@ def memory_store_from_url(
         name=name,
         _shared=shared,
     )
+
+
+def _reopen_memory_store(
+    cls: type[MemoryStore],
+    token: str,
+    serial: int,
+    name: str | None,
+    read_only: bool,
+    limits: StoreLimits,
+    values: dict[str, bytes],
+) -> MemoryStore:
+    """Unpickle a :class:`MemoryStore` (see the module docs)."""
+    shared = _live.get(serial) if token == _process_token else None
+    if shared is None:
+        shared = _Data(snapshot=True)
+        shared.values = values
+        shared.versions = {key: next(shared.counter) for key in values}
+    return cls(read_only=read_only, limits=limits, name=name, _shared=shared)
 
 
 def forget_memory_store(name: str) -> None:

@@ -346,6 +346,20 @@ class ZipStore(Store):
     def endpoint_key(self) -> str:
         return f"zip:{self._archive.path}"
 
+    def _reopen_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Pickled as the archive's path, compression and mode, never a truncating one: a
+        writable copy appends (mode ``"a"``), so it sees what was written. The copy opens
+        the archive when it is unpickled, with the usual locks: a copy of a writable store
+        can be used once the original is closed."""
+        archive = self._archive
+        return (archive.path,), {
+            "mode": "r" if self.read_only else "a",
+            "read_only": self.read_only,
+            "compression": archive.compression,
+            "compresslevel": archive.compresslevel,
+            "limits": self.limits,
+        }
+
     def with_read_only(self, read_only: bool = True) -> ZipStore:
         """A view of the same open archive (closing a view leaves the archive open)."""
         if not read_only and self._archive.mode == "r":

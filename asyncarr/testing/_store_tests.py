@@ -20,6 +20,8 @@ capabilities (``conditional_writes``).
 from __future__ import annotations
 
 import asyncio
+import os
+import pickle
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -34,6 +36,7 @@ from asyncarr.errors import (
     ReadOnlyStoreError,
     UnsupportedOperationError,
 )
+from asyncarr.testing._fresh_process import in_fresh_process, use_pickled_stores
 
 __all__ = ["StoreTests"]
 
@@ -48,6 +51,12 @@ class StoreTests:
     large_value_size: ClassVar[int] = 12 * 1024 * 1024
     conditional_writes: ClassVar[bool] = True
     concurrency: ClassVar[int] = 64
+    pickled_copy_shares_data: ClassVar[bool] = True
+    """Whether a copy unpickled in another process reaches the same data (``False``: it
+    is a read-only snapshot, as for memory stores)."""
+    close_before_pickling: ClassVar[bool] = False
+    """Whether another process can open the store only once this one closed it (a zip
+    archive has one writer at a time)."""
 
     # -- reads ---------------------------------------------------------------------
     async def test_get_missing_is_none(self, store: Store) -> None:
@@ -386,6 +395,44 @@ class StoreTests:
     def secrets(self) -> list[str]:
         """Credential strings that must never appear in repr/str (override)."""
         return []
+
+    # -- pickling ---------------------------------------------------------------------------
+    async def test_pickled_copies_work_in_a_fresh_process(
+        self, store: Store, read_only_store: Store
+    ) -> None:
+        """The store and its read-only view, pickled, are used in a spawned process: both
+        read what this process wrote, the writable copy writes what this process then
+        reads, the read-only one refuses, and neither shows a credential."""
+        await store.set("pickled/a", PAYLOAD)
+        if self.close_before_pickling:
+            await store.aclose()
+        blobs = [pickle.dumps(store), pickle.dumps(read_only_store)]
+        new_value = b"written by another process"
+        writable, read_only = await in_fresh_process(
+            use_pickled_stores, blobs, "pickled/a", "pickled/b", new_value
+        )
+        for report in (writable, read_only):
+            assert report["pid"] != os.getpid()
+            assert report["type"] is type(store)
+            assert report["value"] == PAYLOAD
+            assert not store.lists_every_key or "pickled/a" in report["listed"]
+            for secret in self.secrets():
+                assert secret not in report["repr"]
+        assert read_only["read_only"]
+        assert read_only["refused"]
+        if not self.pickled_copy_shares_data:
+            assert writable["read_only"]
+            assert writable["refused"]
+            assert await store.get("pickled/b") is None
+            return
+        assert not writable["read_only"]
+        assert writable["refused"] is None
+        check = pickle.loads(blobs[0]) if self.close_before_pickling else store
+        try:
+            assert await check.get("pickled/b") == new_value
+        finally:
+            if check is not store:
+                await check.aclose()
 
     async def test_close_is_idempotent(self, store: Store) -> None:
         await store.set("k", b"v")

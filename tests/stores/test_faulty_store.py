@@ -29,6 +29,8 @@ VALUE = bytes(range(200))
 class TestFaultyStoreDelegation(StoreTests):
     """With no rules the wrapper is a faithful store."""
 
+    pickled_copy_shares_data = False  # it wraps a memory store
+
     @pytest.fixture
     async def store(self) -> AsyncIterator[Store]:
         s = FaultyStore(MemoryStore(), seed=1)

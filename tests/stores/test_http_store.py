@@ -400,3 +400,33 @@ def test_url_and_identity() -> None:
     assert store._url("a b/c+d") == "https://example.org:8443/data/run1/a%20b/c+d?sig=SECRET"
     assert repr(store) == "HTTPStore(https://example.org:8443/data/run1, read-only)"
     assert "SECRET" not in repr(store) + store.endpoint_key
+
+
+async def test_pickled_store_works_in_a_fresh_process(
+    http_location: HTTPLocation, status_server: HTTPServer
+) -> None:
+    """The HTTP store's part of the stores' pickling conformance test (it has no writable
+    fixture for the whole suite): a spawned process reads through each copy, the second
+    with the Basic credentials that travelled inside the pickle (the server checks them),
+    which its repr never shows."""
+    import os
+    import pickle
+
+    from asyncarr.testing._fresh_process import in_fresh_process, use_pickled_stores
+
+    http_location.write("k", PAYLOAD)
+    public = HTTPStore(http_location.url, read_timeout=5)
+    private = HTTPStore(
+        status_server.url.replace("http://", "http://reader:p%40ss%20w0rd@", 1) + "/private"
+    )
+    blobs = [pickle.dumps(public), pickle.dumps(private)]
+    plain, secret = await in_fresh_process(use_pickled_stores, blobs, "k", "new", b"x")
+    assert plain["pid"] != os.getpid()
+    assert plain["value"] == PAYLOAD
+    assert secret["value"] == b"secret data"
+    for report in (plain, secret):
+        assert report["read_only"]
+        assert report["refused"]
+        assert "p@ss" not in report["repr"] and "w0rd" not in report["repr"]
+    await public.aclose()
+    await private.aclose()

@@ -37,6 +37,7 @@ def _assert_valid_zip(path: Path) -> list[str]:
 
 class TestZipStore(StoreTests):
     conditional_writes = False
+    close_before_pickling = True
     many_keys = 1100
 
     @pytest.fixture
