@@ -12,16 +12,15 @@ from xarray.backends import AbstractDataStore, BackendEntrypoint
 from xarray.backends.store import StoreBackendEntrypoint
 from xarray.core import indexing
 
-import asyncarr
 from asyncarr.abc import Store
-from asyncarr.core import AsyncArray, AsyncGroup, UnsupportedNode
 from asyncarr.errors import MetadataError
 from asyncarr.runtime import get_portal
 from asyncarr.sync import Array, Group
 from asyncarr.xarray._array import AsyncarrBackendArray
+from asyncarr.xarray._open import open_groups
 from asyncarr.xarray._variables import group_attributes, variable_parts
 
-__all__ = ["AsyncarrBackendEntrypoint", "AsyncarrDataStore"]
+__all__ = ["AsyncarrBackendEntrypoint", "AsyncarrDataStore", "lazy_variable", "open_stores"]
 
 Location = str | os.PathLike[str] | Store
 
@@ -57,14 +56,11 @@ class AsyncarrDataStore(AbstractDataStore):
         return self._group
 
     def get_variables(self) -> dict[str, Variable]:
-        out = {}
-        for name, array in self._arrays.items():
-            dims, attrs, encoding = variable_parts(
-                array, fill_value_as_mask=self._fill_value_as_mask
-            )
-            data = indexing.LazilyIndexedArray(AsyncarrBackendArray(array))
-            out[name] = Variable(dims, data, attrs, encoding)
-        return out
+        mask = self._fill_value_as_mask
+        return {
+            name: lazy_variable(array, fill_value_as_mask=mask)
+            for name, array in self._arrays.items()
+        }
 
     def get_attrs(self) -> dict[str, Any]:
         return group_attributes(self._group.attrs)
@@ -85,50 +81,19 @@ class AsyncarrDataStore(AbstractDataStore):
             self._closer.close()
 
 
+def lazy_variable(array: Array, *, fill_value_as_mask: bool) -> Variable:
+    """``array`` as a lazily indexed xarray variable, before CF decoding."""
+    dims, attrs, encoding = variable_parts(array, fill_value_as_mask=fill_value_as_mask)
+    data = indexing.LazilyIndexedArray(AsyncarrBackendArray(array))
+    return Variable(dims, data, attrs, encoding)
+
+
 def _location(where: Location) -> str | Store:
     return where if isinstance(where, Store) else os.fspath(where)
 
 
 def _member_path(group: str | None) -> str:
     return (group or "").strip("/")
-
-
-async def _open_groups(
-    where: str | Store,
-    *,
-    group: str,
-    consolidated: bool | None,
-    storage_options: Mapping[str, Any] | None,
-    zarr_format: Literal[2, 3] | None,
-    depth: int | None,
-) -> list[tuple[str, AsyncGroup, list[tuple[str, AsyncArray]]]]:
-    """The group at ``group`` and (to ``depth``) the groups below it, each with its
-    arrays: ``(path relative to the first, group, [(name, array)])``. The metadata of all
-    members is fetched concurrently (none at all where it is consolidated)."""
-    root = await asyncarr.open_group(
-        where,
-        mode="r",
-        path=group,
-        zarr_format=zarr_format,
-        use_consolidated=consolidated,
-        storage_options=storage_options,
-    )
-    try:
-        members = await root.members(max_depth=depth)
-        groups: dict[str, tuple[AsyncGroup, list[tuple[str, AsyncArray]]]] = {"": (root, [])}
-        for path, node in members:
-            if isinstance(node, AsyncGroup):
-                groups[path] = (node, [])
-        for path, node in members:
-            parent, _, name = path.rpartition("/")
-            if isinstance(node, UnsupportedNode) and node.node_type != "group":
-                raise node.error
-            if isinstance(node, AsyncArray):
-                groups[parent][1].append((name, node))
-    except BaseException:
-        await root.aclose()
-        raise
-    return [(path, g, arrays) for path, (g, arrays) in groups.items()]
 
 
 def open_stores(
@@ -146,8 +111,8 @@ def open_stores(
     store for all."""
     portal = get_portal()
     with portal:  # the stores' client sessions live on the portal loop
-        found = portal.call(
-            _open_groups,
+        opened = portal.call(
+            open_groups,
             _location(where),
             group=_member_path(group),
             consolidated=consolidated,
@@ -155,16 +120,16 @@ def open_stores(
             zarr_format=zarr_format,
             depth=None if tree else 0,
         )
-        out: dict[str, AsyncarrDataStore] = {}
-        for path, node, arrays in found:
-            wrapped = Group(node)
-            out[path] = AsyncarrDataStore(
-                wrapped,
-                ((name, Array(a)) for name, a in arrays),
+        owner = Group(opened.owner)
+        return {
+            path: AsyncarrDataStore(
+                owner if node is opened.owner else Group(node),
+                ((name, Array(a)) for name, a in arrays.items()),
                 fill_value_as_mask=use_zarr_fill_value_as_mask,
-                closer=wrapped if path == "" else None,
+                closer=owner if path == "" else None,
             )
-        return out
+            for path, (node, arrays) in opened.groups.items()
+        }
 
 
 class AsyncarrBackendEntrypoint(BackendEntrypoint):
