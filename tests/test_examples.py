@@ -8,6 +8,9 @@
   SIGINT (clean shutdown, no secret in its output).
 - ``read_from_gcs.py``: run as a subprocess against fake-gcs-server, with
   the endpoint given as an option and through ``STORAGE_EMULATOR_HOST``.
+- ``xarray_s3_distributed.py``: run as a subprocess on a dataset written to moto; it
+  starts its own cluster of two worker processes, and its reductions are compared with
+  xarray's on the dataset in memory.
 """
 
 from __future__ import annotations
@@ -351,11 +354,13 @@ def test_command_line_options() -> None:
 # -- read_from_gcs.py -----------------------------------------------------------------------
 
 
-async def _run_script(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def _run_script(
+    *args: str, env: dict[str, str] | None = None, script: str = "read_from_gcs.py"
+) -> tuple[int, str, str]:
     full_env = _child_env(env)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(EXAMPLES / "read_from_gcs.py"),
+        str(EXAMPLES / script),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -431,3 +436,65 @@ async def test_gcs_script_missing_array_and_bad_slice(gcs_location: StoreLocatio
     code, _, err = await _run_script(gcs_location.url, "--endpoint", endpoint, "--slice", "a:b")
     assert code == 2
     assert "bad --slice" in err
+
+
+# -- xarray_s3_distributed.py ----------------------------------------------------------------
+
+
+def _xr_dataset() -> Any:
+    import pandas as pd
+    import xarray as xr
+
+    rng = np.random.default_rng(3)
+    temp = rng.standard_normal((10, 4, 6)).astype("float32")
+    temp[2, 1, 1] = np.nan
+    return xr.Dataset(
+        {
+            "temp": (("time", "y", "x"), temp),
+            "count": (("y", "x"), np.arange(24, dtype="int32").reshape(4, 6)),
+        },
+        coords={"time": pd.date_range("2020-01-01", periods=10), "x": np.arange(6)},
+    )
+
+
+async def test_xarray_distributed_script_reduces_what_xarray_reduces(
+    moto_s3_server: S3TestServer,
+) -> None:
+    from asyncarr.xarray import to_zarr
+
+    ds = _xr_dataset()
+    bucket = moto_s3_server.create_bucket()
+    try:
+        opts = moto_s3_server.storage_options()
+        url = f"s3://{bucket}/data.zarr"
+        chunked = ds.chunk({"time": 3, "x": 2})
+        await asyncio.to_thread(to_zarr, chunked, url, storage_options=opts)
+        env = {
+            "AWS_ACCESS_KEY_ID": str(opts["aws_access_key_id"]),
+            "AWS_SECRET_ACCESS_KEY": str(opts["aws_secret_access_key"]),
+        }
+        endpoint = ["--endpoint-url", str(opts["endpoint_url"]), "--region", "us-east-1"]
+        code, out, err = await _run_script(
+            url, *endpoint, "--path-style", "--dim", "time", "--json",
+            env=env, script="xarray_s3_distributed.py",
+        )  # fmt: skip
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["workers"] == 2 and result["over"] == ["time"]
+        assert result["dataset"]["dims"] == {"time": 10, "y": 4, "x": 6}
+        for name in ("temp", "count"):
+            for stat in ("mean", "min", "max"):
+                want = getattr(ds[["temp", "count"]], stat)("time")[name].values.astype("f8")
+                got = np.array(result["results"][name][stat], dtype="f8")  # None -> NaN
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert str(opts["aws_secret_access_key"]) not in out + err
+
+        # in this process (no cluster is started for a dataset that does not open)
+        script = _load("xarray_s3_distributed")
+        missing = [f"s3://{bucket}/missing.zarr", *endpoint, "--path-style"]
+        for key, value in opts.items():
+            if key not in ("endpoint_url", "region_name", "addressing_style"):
+                missing += ["-o", f"{key}={json.dumps(value)}"]
+        assert await asyncio.to_thread(script.main, missing) == 1
+    finally:
+        moto_s3_server.delete_bucket(bucket)
