@@ -1,12 +1,12 @@
-"""A small HTTP/1.1 client for one thing: many GETs of object bodies on keep-alive
-connections, with as little CPU per request as asyncio allows.
+"""A small HTTP/1.1 client for one thing: many object requests (GETs of bodies, PUTs of
+them, DELETEs) on keep-alive connections, with as little CPU per request as asyncio allows.
 
 Why it exists: the S3 store's value reads are CPU-bound on the event loop when the
 service is close (loopback, same zone). aiohttp spent ~0.8 ms of CPU per 256 KiB GET
 here (request and response objects, header multidicts, stream readers, timers); this
 client spends a fraction of that (measured figures in docs/benchmarks.md). It is used by
-:mod:`._s3_lean` for direct GETs only; anything else (proxies, every other call) keeps
-aiohttp or botocore.
+:mod:`._s3_lean` for direct requests (value reads and writes); anything else (proxies,
+listings and the other calls) keeps aiohttp or botocore.
 
 What it does:
 
@@ -18,9 +18,16 @@ What it does:
   (warm memory, nothing to zero per response) besides a 64 KiB scratch buffer, so an
   open connection holds at most ~1.1 MiB. ``Transfer-Encoding: chunked`` and bodies
   delimited by the connection's end are read too.
+* A request body (``bytes``) is handed to the transport with the head in one
+  ``writelines`` (no copy); ``Content-Length`` is added. A response that arrives before
+  the whole body was sent (an early refusal) is returned, and its connection is not
+  reused. While a body is being sent, draining bytes counts as activity for the read
+  timeout (a large upload on a slow link is not "no data for ``read_timeout``").
 * A reused connection that the server had already closed (its idle timeout raced the
-  request: nothing at all came back) is replaced and the GET sent once more; GETs are
-  idempotent. Any other fault raises: ``OSError`` subclasses for the transport
+  request: nothing at all came back) is replaced and the request sent once more, if it is
+  idempotent (GETs, unconditional PUTs, DELETEs: the caller says); a conditional write
+  is not re-sent behind the caller's back, whose retry logic must know that an attempt
+  may have landed. Any other fault raises: ``OSError`` subclasses for the transport
   (:class:`ConnectionError` for resets and refusals, :class:`IncompleteBodyError` for a
   body cut short, :class:`HTTPProtocolError` for a response that is not HTTP/1.x), and
   :class:`TimeoutError` when connecting takes longer than ``connect_timeout`` or no byte
@@ -28,8 +35,8 @@ What it does:
   retried).
 * A cancelled request aborts its connection (its state is unknown); the others go on.
 
-Not supported, on purpose: request bodies, pipelining, ``Expect``, redirects (S3 GETs
-are not redirected once botocore has shown the route), content decoding (bodies are
+Not supported, on purpose: streamed request bodies, pipelining, ``Expect``, redirects (S3
+requests are not redirected once botocore has shown the route), content decoding (bodies are
 returned as stored, as botocore does), proxies (the caller uses aiohttp for those).
 """
 
@@ -108,6 +115,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._waiter: asyncio.Future[HTTPResponse] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
+        self._unsent = 0  # request bytes still in the transport's buffer, at the last look
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -178,16 +186,22 @@ class _Connection(asyncio.BufferedProtocol):
             )
 
     # -- requests -------------------------------------------------------------------------
-    async def request(self, data: bytes) -> HTTPResponse:
-        """Send ``data`` (a whole GET request) and return the response."""
-        assert self.transport is not None and self._state == _IDLE
+    async def request(self, head: bytes, body: bytes | memoryview | None = None) -> HTTPResponse:
+        """Send ``head`` (request line and headers) and ``body``; return the response."""
+        transport = self.transport
+        assert transport is not None and self._state == _IDLE
         self._reset_response()
         self._state = _HEAD
         waiter: asyncio.Future[HTTPResponse] = self._loop.create_future()
         self._waiter = waiter
         self._last_data = self._loop.time()
         self._timer = self._loop.call_at(self._last_data + self._read_timeout, self._check_idle)
-        self.transport.write(data)
+        if body:
+            transport.writelines((head, body))
+            self._unsent = transport.get_write_buffer_size()
+        else:
+            self._unsent = 0
+            transport.write(head)
         try:
             return await waiter
         except BaseException:
@@ -205,6 +219,11 @@ class _Connection(asyncio.BufferedProtocol):
     def _check_idle(self) -> None:
         """The read timeout: fires ``read_timeout`` after the last byte, not per byte."""
         self._timer = None
+        if self._unsent and self.transport is not None:  # still sending a request body
+            unsent = self.transport.get_write_buffer_size()
+            if unsent != self._unsent:  # it drains: the peer is reading
+                self._unsent = unsent
+                self._last_data = self._loop.time()
         due = self._last_data + self._read_timeout
         if self._loop.time() < due:
             self._timer = self._loop.call_at(due, self._check_idle)
@@ -360,7 +379,7 @@ class _Connection(asyncio.BufferedProtocol):
 
 
 class HTTP1Client:
-    """GETs over pooled HTTP/1.1 connections, on the event loop that first uses it.
+    """Requests over pooled HTTP/1.1 connections, on the event loop that first uses it.
 
     ``connections`` bounds the requests in flight (others wait for a connection);
     ``ssl_context`` is used for ``https`` origins.
@@ -388,9 +407,25 @@ class HTTP1Client:
     ) -> HTTPResponse:
         """``GET target`` (an encoded path) from ``origin`` with ``headers`` (``Host`` is
         added unless given). Raises the exceptions the module docstring lists."""
+        return await self.request("GET", origin, target, headers)
+
+    async def request(
+        self,
+        method: str,
+        origin: Origin,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | memoryview | None = None,
+        *,
+        idempotent: bool = True,
+    ) -> HTTPResponse:
+        """``method target`` (an encoded path and query) on ``origin`` with ``headers``
+        (``Host`` is added unless given) and ``body`` (``Content-Length`` is added; ``None``:
+        no body). ``idempotent=False``: never re-sent on a connection the server had closed
+        (the caller's retry decides). Raises the exceptions the module docstring lists."""
         if self._closed:
             raise ConnectionError("the HTTP client is closed")
-        lines = [f"GET {target} HTTP/1.1"]
+        lines = [f"{method} {target} HTTP/1.1"]
         if not any(name.lower() == "host" for name, _ in headers):
             default = 443 if origin.scheme == "https" else 80
             host = f"[{origin.host}]" if ":" in origin.host else origin.host
@@ -398,18 +433,22 @@ class HTTP1Client:
                 f"host: {host}" if origin.port == default else f"host: {host}:{origin.port}"
             )
         lines.extend(f"{name}: {value}" for name, value in headers)
+        if body is not None:
+            lines.append(f"content-length: {len(body)}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         async with self._slots:
             for _attempt in range(3):
                 conn = self._take_idle(origin) or await self._connect(origin)
                 try:
-                    response = await conn.request(data)
+                    response = await conn.request(data, body)
                 except _StaleConnectionError:
-                    if conn.reused:
+                    if conn.reused and idempotent:
                         continue  # the server had closed it while idle: try a fresh one
                     raise ConnectionResetError(
                         f"{origin.host}:{origin.port} closed the connection without answering"
                     ) from None
+                if conn.transport is not None and conn.transport.get_write_buffer_size():
+                    conn.abort()  # answered before the whole body was sent: out of step
                 if not conn.closed and not self._closed:
                     conn.reused = True
                     self._idle.setdefault(origin, []).append(conn)

@@ -15,14 +15,26 @@ Clients
     retries are off (one attempt per call); asyncarr's runtime retries
     :class:`~asyncarr.errors.TransientStoreError`.
 
-Lean reads
-    Value reads (``get``/``get_ranges``) leave botocore's per-request
-    pipeline once its first ``GetObject`` of a bucket has shown the URL and
-    signing region: later GETs are signed with :mod:`._sigv4` and sent over
-    asyncarr's HTTP/1.1 client (:mod:`._s3_lean`, :mod:`._http1`; aiohttp behind a
-    proxy), several times cheaper in CPU. Errors map
-    exactly as botocore's do. ``lean_reads=False`` keeps every call on
-    botocore.
+Lean reads and writes
+    Value reads (``get``/``get_ranges``) and writes (``set``, the conditional
+    writes, ``delete``, ``delete_if_version``) leave botocore's per-request
+    pipeline once its first object call on a bucket has shown the URL and
+    signing region: later requests are signed with :mod:`._sigv4` and sent over
+    asyncarr's HTTP/1.1 client (:mod:`._s3_lean`, :mod:`._s3_write`,
+    :mod:`._http1`; aiohttp behind a proxy), several times cheaper in CPU. PUTs
+    carry a CRC32C checksum the service verifies and keeps. Errors map exactly as
+    botocore's do (:mod:`._s3_errors`). ``lean_reads=False`` /
+    ``lean_writes=False`` keep those calls on botocore.
+
+Large values
+    Values of at least ``multipart_threshold`` bytes (default 64 MiB) are
+    written with a multipart upload, ``multipart_part_size`` bytes per part
+    (default 16 MiB), several parts in flight, aborted on failure or
+    cancellation (:mod:`._s3_write`). Conditional writes go in one PUT up to
+    S3's 5 GiB limit (services that honour the conditions on ``PutObject`` do
+    not all honour them on ``CompleteMultipartUpload``: moto ignores
+    ``If-Match`` there). Without the lean write path values go as one
+    ``PutObject`` (at most 5 GiB).
 
 Conditional writes
     ``set_if_not_exists`` sends ``PutObject`` with ``If-None-Match: *``;
@@ -50,6 +62,15 @@ Conditional writes
     that is **not atomic** (a warning is logged once per store).
     SeaweedFS 4.x honours both headers atomically; moto checks and writes
     in separate steps (its test fixture serialises requests).
+
+Conditional deletes
+    ``delete_if_version`` sends ``DeleteObject`` with ``If-Match: <etag>``.
+    A service that ignored the header would delete unconditionally, so it
+    is only used where the service is known to honour it: the
+    ``conditional_deletes`` option defaults to ``True`` on AWS (no
+    ``endpoint_url``) and ``False`` elsewhere (``delete_if_version`` then
+    raises :class:`~asyncarr.errors.UnsupportedOperationError` and callers
+    fall back to conditional writes). SeaweedFS 4.x and moto honour it.
 """
 
 from __future__ import annotations
@@ -57,16 +78,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
-import hashlib
 import logging
 import os
 import re
-import threading
-import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,17 +95,20 @@ from asyncarr.errors import (
     ConfigError,
     InvalidKeyError,
     KeyNotFoundError,
-    MissingExtraError,
-    PermissionDeniedError,
     PreconditionFailedError,
     StoreError,
-    ThrottledError,
     TransientStoreError,
     TruncatedReadError,
     UnsupportedOperationError,
 )
-from asyncarr.stores._client_pool import Lease, LoopClientPool
-from asyncarr.stores._http1 import IncompleteBodyError
+from asyncarr.stores._http1 import HTTPResponse, IncompleteBodyError
+from asyncarr.stores._s3_client import ClientLease, ClientSettings, S3Clients, client_pool, sdk
+from asyncarr.stores._s3_errors import (
+    ConditionalRequestConflict,
+    RangeNotSatisfiable,
+    error_from_code,
+    translate,
+)
 from asyncarr.stores._s3_lean import (
     LeanReader,
     Route,
@@ -97,166 +116,17 @@ from asyncarr.stores._s3_lean import (
     clean_endpoint,
     error_code,
 )
+from asyncarr.stores._s3_write import SINGLE_PUT_LIMIT, MultipartConfig, crc32c_b64
 
 __all__ = ["S3Store", "s3_store_from_url"]
 
 logger = logging.getLogger(__name__)
 
 _DELETE_BATCH = 1000
+_BOTOCORE_CONDITIONS = {"if-none-match": "IfNoneMatch", "if-match": "IfMatch"}
+"""The conditional write headers as botocore's ``PutObject`` parameters."""
 _ADDRESSING_STYLES = ("auto", "path", "virtual")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
-
-
-def _codes(names: str) -> frozenset[str]:
-    return frozenset(names.split())
-
-
-_PERMISSION_CODES = _codes(
-    "AccessDenied AllAccessDisabled AccountProblem ExpiredToken InvalidAccessKeyId "
-    "InvalidClientTokenId InvalidToken SignatureDoesNotMatch UnrecognizedClientException"
-)
-_THROTTLE_CODES = _codes(
-    "SlowDown Throttling ThrottlingException ThrottledException RequestLimitExceeded "
-    "RequestThrottled RequestThrottledException TooManyRequestsException "
-    "ProvisionedThroughputExceededException"
-)
-_TRANSIENT_CODES = _codes(
-    "InternalError ServiceUnavailable RequestTimeout RequestTimeoutException "
-    "OperationAborted PriorRequestNotComplete"
-)
-
-
-class _RangeNotSatisfiable(StoreError):
-    """416: the requested range starts past the end of an existing value."""
-
-
-# -- the lazily imported SDK -----------------------------------------------------------
-@functools.cache
-def _sdk() -> Any:
-    """aiobotocore and friends, imported on first use; a missing extra is a clear error."""
-    try:
-        import aiohttp
-        import botocore.exceptions
-        from aiobotocore.config import AioConfig
-        from aiobotocore.session import AioSession
-        from botocore import UNSIGNED
-    except ImportError as exc:
-        raise MissingExtraError("the S3 store", "s3", "aiobotocore") from exc
-    return types.SimpleNamespace(
-        session_cls=AioSession,
-        config_cls=AioConfig,
-        errors=botocore.exceptions,
-        unsigned=UNSIGNED,
-        aiohttp=aiohttp,
-    )
-
-
-# -- resolved client settings -----------------------------------------------------------
-@dataclass(frozen=True)
-class _ClientSettings:
-    """Everything that decides which shared client a store uses.
-
-    Secrets are excluded from ``repr`` and only their fingerprint is hashed
-    into the cache key.
-    """
-
-    endpoint_url: str | None
-    region_name: str | None
-    profile: str | None
-    anon: bool
-    addressing_style: str
-    connect_timeout: float
-    read_timeout: float
-    max_pool_connections: int
-    lean_reads: bool = True
-    aws_access_key_id: str | None = field(default=None, repr=False)
-    aws_secret_access_key: str | None = field(default=None, repr=False)
-    aws_session_token: str | None = field(default=None, repr=False)
-
-    def cache_key(self) -> tuple[object, ...]:
-        public = tuple(getattr(self, f.name) for f in fields(self) if f.repr)
-        secret = repr((self.aws_access_key_id, self.aws_secret_access_key, self.aws_session_token))
-        return (*public, hashlib.sha256(secret.encode()).hexdigest())
-
-    async def open_client(self) -> _S3Clients:
-        """New clients for these settings, bound to the running loop."""
-        s3 = await self._open_botocore()
-        lean = None
-        if self.lean_reads:
-            lean = LeanReader(
-                s3,
-                connections=self.max_pool_connections,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-            )
-        return _S3Clients(s3, lean)
-
-    async def _open_botocore(self) -> Any:
-        """A new aiobotocore client for these settings, bound to the running loop."""
-        sdk = _sdk()
-        config_kwargs: dict[str, Any] = {
-            "retries": {"total_max_attempts": 1, "mode": "standard"},
-            "connect_timeout": self.connect_timeout,
-            "read_timeout": self.read_timeout,
-            "max_pool_connections": self.max_pool_connections,
-            "warm_up_loader_caches": True,
-        }
-        if self.addressing_style != "auto":
-            config_kwargs["s3"] = {"addressing_style": self.addressing_style}
-        if self.anon:
-            config_kwargs["signature_version"] = sdk.unsigned
-        # one session per thread and profile: it caches the parsed service model
-        sessions: dict[str | None, Any] = _thread_state.__dict__.setdefault("sessions", {})
-        if self.profile not in sessions:
-            sessions[self.profile] = sdk.session_cls(profile=self.profile)
-        session = sessions[self.profile]
-        creds: dict[str, Any] = {}
-        if not self.anon and self.aws_access_key_id is not None:
-            creds = {
-                "aws_access_key_id": self.aws_access_key_id,
-                "aws_secret_access_key": self.aws_secret_access_key,
-                "aws_session_token": self.aws_session_token,
-            }
-        creator = session.create_client(
-            "s3",
-            region_name=self.region_name,
-            endpoint_url=self.endpoint_url,
-            config=sdk.config_cls(**config_kwargs),
-            **creds,
-        )
-        return await creator.__aenter__()
-
-
-# -- the shared clients: one per (settings, event loop), see _client_pool -----------------
-@dataclass(eq=False)
-class _S3Clients:
-    """What one pool entry holds: the aiobotocore client and, unless disabled, the lean
-    GET path that reads values once botocore has shown it the way (:mod:`._s3_lean`)."""
-
-    s3: Any
-    lean: LeanReader | None
-
-
-async def _close_client(clients: _S3Clients) -> None:
-    try:
-        if clients.lean is not None:
-            await clients.lean.aclose()
-    finally:
-        await clients.s3.__aexit__(None, None, None)
-
-
-_clients: LoopClientPool[tuple[object, ...], _S3Clients] = LoopClientPool("S3", close=_close_client)
-_Lease = Lease[tuple[object, ...], _S3Clients]
-_thread_state = threading.local()
-
-
-# -- helpers ------------------------------------------------------------------------------
-def _error_info(exc: BaseException) -> tuple[str, int]:
-    """(error code, HTTP status) of a botocore ``ClientError``."""
-    response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code, status
 
 
 class S3Store(Store):
@@ -286,13 +156,17 @@ class S3Store(Store):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         conditional_writes: bool = True,
+        conditional_deletes: bool | None = None,
         verify_dir_prefixes: bool = False,
         lean_reads: bool = True,
+        lean_writes: bool = True,
+        multipart_threshold: int = MultipartConfig.threshold,
+        multipart_part_size: int = MultipartConfig.part_size,
         read_only: bool = False,
         limits: StoreLimits | None = None,
     ) -> None:
         super().__init__(read_only=read_only, limits=limits)
-        _sdk()
+        sdk()
         if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
             raise ConfigError(f"invalid S3 bucket name {bucket!r}")
         self._bucket = bucket
@@ -333,7 +207,7 @@ class S3Store(Store):
             if env_key and env_secret:  # snapshot, so the client cache key is exact
                 aws_access_key_id, aws_secret_access_key = env_key, env_secret
                 aws_session_token = os.environ.get("AWS_SESSION_TOKEN") or None
-        self._settings = _ClientSettings(
+        self._settings = ClientSettings(
             endpoint_url=endpoint_url,
             region_name=region_name,
             profile=profile,
@@ -343,14 +217,23 @@ class S3Store(Store):
             read_timeout=float(read_timeout),
             max_pool_connections=self.limits.max_concurrency,
             lean_reads=bool(lean_reads),
+            lean_writes=bool(lean_writes),
             aws_access_key_id=aws_access_key_id,
             aws_secret_access_key=aws_secret_access_key,
             aws_session_token=aws_session_token,
         )
         self._conditional = bool(conditional_writes)
+        self._conditional_deletes = (
+            endpoint_url is None if conditional_deletes is None else bool(conditional_deletes)
+        )
+        self._multipart = MultipartConfig(
+            threshold=multipart_threshold,
+            part_size=multipart_part_size,
+            concurrency=max(1, min(MultipartConfig.concurrency, self.limits.max_concurrency)),
+        )
         self._verify_dir_prefixes = bool(verify_dir_prefixes)
         self._warned_non_atomic = False
-        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lease]
+        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientLease]
         self._entries = weakref.WeakKeyDictionary()
 
     # -- identity -----------------------------------------------------------------------
@@ -401,14 +284,16 @@ class S3Store(Store):
         """The shared aiobotocore client for the running loop."""
         return (await self._clients()).s3
 
-    async def _clients(self) -> _S3Clients:
+    async def _clients(self) -> S3Clients:
         loop = asyncio.get_running_loop()
         lease = self._entries.get(loop)
         if lease is None:
-            lease = await _clients.acquire(self._settings.cache_key(), self._settings.open_client)
+            lease = await client_pool.acquire(
+                self._settings.cache_key(), self._settings.open_client
+            )
             held = self._entries.setdefault(loop, lease)
             if held is not lease:  # a concurrent first call of this store got one first
-                await _clients.release(lease)
+                await client_pool.release(lease)
                 lease = held
             self._closed = False
         return lease.client
@@ -422,52 +307,35 @@ class S3Store(Store):
 
     def _translate(self, exc: Exception, key: str | None) -> StoreError:
         """Map an SDK/transport exception onto the asyncarr error tree."""
-        if isinstance(exc, StoreError):
-            return exc
-        sdk = _sdk()
-        errors = sdk.errors
-        if isinstance(exc, errors.ClientError):
-            code, status = _error_info(exc)
-            return self._from_code(code, status, exc.response.get("Error", {}).get("Message"), key)
-        if isinstance(exc, errors.IncompleteReadError):
-            return TruncatedReadError(f"S3 body ended early: {exc}", store=self, key=key)
-        if isinstance(exc, errors.NoCredentialsError | errors.PartialCredentialsError):
-            return PermissionDeniedError(
-                f"no usable AWS credentials ({type(exc).__name__}); pass aws_access_key_id/"
-                "aws_secret_access_key, set AWS_* variables or a profile, or anon=True",
-                store=self,
-                key=key,
-            )
-        if isinstance(exc, errors.SSLError):  # e.g. certificate verification: not retried
-            return StoreError(f"S3 TLS failure: {exc}", store=self, key=key)
-        what = f"S3 request failed: {type(exc).__name__}: {exc}"
-        # refused/unreachable/timeouts (ConnectionError), resets and broken streams
-        # (HTTPClientError covers ResponseStreamingError), corrupted bodies
-        transient = (errors.ConnectionError, errors.HTTPClientError, errors.FlexibleChecksumError)
-        aio = (sdk.aiohttp.ClientPayloadError, sdk.aiohttp.ClientConnectionError)
-        if isinstance(exc, transient + aio + (TimeoutError, ConnectionError)):
-            return TransientStoreError(what, store=self, key=key)
-        return StoreError(what, store=self, key=key)
+        return translate(exc, sdk(), store=self, bucket=self._bucket, key=key)
 
     def _from_code(
         self, code: str, status: int, message: str | None, key: str | None
     ) -> StoreError:
-        what = f"S3 {code or status}: {message or code or 'error'}"
-        if code == "NoSuchBucket":
-            return StoreError(f"S3 bucket {self._bucket!r} does not exist", store=self, key=key)
-        if code in ("NoSuchKey", "NotFound") or status == 404:
-            return KeyNotFoundError("no such key", store=self, key=key)
-        if code == "InvalidRange" or status == 416:
-            return _RangeNotSatisfiable(what, store=self, key=key)
-        if code in _PERMISSION_CODES or status in (401, 403):
-            return PermissionDeniedError(what, store=self, key=key)
-        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
-            return PreconditionFailedError(what, store=self, key=key)
-        if code in _THROTTLE_CODES or status == 429:
-            return ThrottledError(what, store=self, key=key)
-        if code in _TRANSIENT_CODES or status >= 500:
-            return TransientStoreError(what, store=self, key=key)
-        return StoreError(what, store=self, key=key)
+        return error_from_code(code, status, message, store=self, bucket=self._bucket, key=key)
+
+    def _answer_error(self, resp: HTTPResponse, key: str | None) -> StoreError:
+        """The error for a lean request's error answer."""
+        code, message = error_code(resp.body)
+        return self._from_code(code, resp.status, message, key)
+
+    async def _call_learning(
+        self, clients: S3Clients, operation: str, key: str, **params: Any
+    ) -> Any:
+        """:meth:`_call` of an object operation (``Key`` is ``key``'s); where the lean path
+        has no route for the bucket yet, it learns the one botocore takes (from an answer
+        that is not a transport fault or a refusal: success, not found, precondition)."""
+        lean = clients.lean
+        if lean is None or lean.route(self._bucket) is not None:
+            return await self._call(operation, key, **params)
+        with lean.watch() as sent:
+            try:
+                result = await self._call(operation, key, **params)
+            except (KeyNotFoundError, PreconditionFailedError):
+                lean.learn(self._bucket, self._full(key), sent)
+                raise
+        lean.learn(self._bucket, self._full(key), sent)
+        return result
 
     def _full(self, key: str) -> str:
         return self._root + self._key(key)
@@ -486,7 +354,7 @@ class S3Store(Store):
             resp = await self._call("get_object", key, **params)
         except KeyNotFoundError:
             return None
-        except _RangeNotSatisfiable:
+        except RangeNotSatisfiable:
             return b"", ""
         body = resp["Body"]
         try:
@@ -509,7 +377,7 @@ class S3Store(Store):
         return data, str(resp.get("ETag", ""))
 
     async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        lean = (await self._clients()).lean
+        lean = (await self._clients()).reader
         if lean is not None:
             route = lean.route(self._bucket)
             if route is not None:
@@ -534,7 +402,7 @@ class S3Store(Store):
         try:
             resp = await lean.get(route, full, header)
         except Exception as exc:
-            if isinstance(exc, IncompleteBodyError | _sdk().aiohttp.ClientPayloadError):
+            if isinstance(exc, IncompleteBodyError | sdk().aiohttp.ClientPayloadError):
                 # broke mid-body
                 what = f"S3 body read failed: {type(exc).__name__}: {exc}"
                 raise TruncatedReadError(what, store=self, key=key) from exc
@@ -595,28 +463,72 @@ class S3Store(Store):
         return int(head["ContentLength"])
 
     # -- writes -------------------------------------------------------------------------
-    async def _put(self, key: str, value: bytes, **conditions: str) -> None:
+    async def _put(self, key: str, value: bytes, conditions: Mapping[str, str]) -> None:
+        """Store ``value`` (``conditions``: ``if-none-match``/``if-match`` headers): over
+        the lean path once it knows the bucket's route (in parts from the multipart
+        threshold on), else through botocore, which shows the lean path the way."""
         full = self._full(key)
         self._check_writable(key)
-        body = value if isinstance(value, bytes | bytearray) else bytes(value)
-        await self._call("put_object", key, Key=full, Body=body, **conditions)
+        body = value if isinstance(value, bytes) else bytes(value)
+        clients = await self._clients()
+        writer = clients.writer
+        route = None if writer is None else writer.route(self._bucket)
+        # conditional writes go in one PUT up to S3's limit: a service that honours the
+        # conditions on PutObject may not on CompleteMultipartUpload (moto ignores If-Match)
+        limit = SINGLE_PUT_LIMIT if conditions else self._multipart.threshold
+        multipart = len(body) >= limit
+        if writer is not None and route is None and multipart:
+            with contextlib.suppress(KeyNotFoundError):  # learn the route from a HEAD
+                await self._call_learning(clients, "head_object", key, Key=full)
+            route = writer.route(self._bucket)
+        if writer is None or route is None:
+            params = {_BOTOCORE_CONDITIONS[name]: value for name, value in conditions.items()}
+            await self._call_learning(
+                clients,
+                "put_object",
+                key,
+                Key=full,
+                Body=body,
+                ChecksumCRC32C=crc32c_b64(body),
+                **params,
+            )
+        elif multipart:
+            await writer.upload(
+                route,
+                full,
+                body,
+                config=self._multipart,
+                fail=lambda problem: self._lean_failure(problem, key),
+                conditions=conditions,
+            )
+        else:
+            try:
+                resp = await writer.put(route, full, body, conditions=conditions)
+            except Exception as exc:
+                raise self._translate(exc, key) from exc
+            if resp.status != 200:
+                raise self._answer_error(resp, key)
+
+    def _lean_failure(self, problem: HTTPResponse | Exception, key: str) -> StoreError:
+        if isinstance(problem, Exception):
+            return self._translate(problem, key)
+        return self._answer_error(problem, key)
 
     async def set(self, key: str, value: bytes) -> None:
-        await self._put(key, value)
+        await self._put(key, value, {})
 
     async def set_if_not_exists(self, key: str, value: bytes) -> bool:
         if not self._conditional:
             return await self._set_if_absent_best_effort(key, value)
         try:
-            await self._put(key, value, IfNoneMatch="*")
-        except PreconditionFailedError as exc:
-            code, _ = _error_info(exc.__cause__) if exc.__cause__ else ("", 0)
-            if code == "ConditionalRequestConflict":
-                raise TransientStoreError(
-                    "a concurrent conditional write to this key is in flight; retry",
-                    store=self,
-                    key=key,
-                ) from exc
+            await self._put(key, value, {"if-none-match": "*"})
+        except ConditionalRequestConflict as exc:
+            raise TransientStoreError(
+                "a concurrent conditional write to this key is in flight; retry",
+                store=self,
+                key=key,
+            ) from exc
+        except PreconditionFailedError:
             return False
         return True
 
@@ -631,18 +543,18 @@ class S3Store(Store):
             )
         if await self.exists(key):
             return False
-        await self._put(key, value)
+        await self._put(key, value, {})
         return True
 
     async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
         self._require_conditional(key)
         if version is None:
-            await self._put(key, value, IfNoneMatch="*")
+            await self._put(key, value, {"if-none-match": "*"})
             return
         if not version:  # an empty If-Match would be dropped: an unconditional write
             raise PreconditionFailedError(f"invalid version {version!r}", store=self, key=key)
         try:
-            await self._put(key, value, IfMatch=version)
+            await self._put(key, value, {"if-match": version})
         except KeyNotFoundError as exc:
             raise PreconditionFailedError(
                 "the value was deleted since it was read", store=self, key=key
@@ -656,11 +568,51 @@ class S3Store(Store):
                 key=key,
             )
 
-    async def delete(self, key: str) -> None:
+    async def _delete(self, key: str, if_match: str | None) -> None:
+        """``DeleteObject`` (``if_match``: only if the ETag is still that); a missing key
+        is no error, unless a version was expected (:class:`KeyNotFoundError`)."""
         full = self._full(key)
         self._check_writable(key)
-        with contextlib.suppress(KeyNotFoundError):
-            await self._call("delete_object", key, Key=full)
+        clients = await self._clients()
+        writer = clients.writer
+        route = None if writer is None else writer.route(self._bucket)
+        if writer is None or route is None:
+            params = {} if if_match is None else {"IfMatch": if_match}
+            try:
+                await self._call_learning(clients, "delete_object", key, Key=full, **params)
+            except KeyNotFoundError:
+                if if_match is not None:
+                    raise
+            return
+        try:
+            resp = await writer.delete(route, full, if_match=if_match)
+        except Exception as exc:
+            raise self._translate(exc, key) from exc
+        if resp.status not in (200, 204):
+            error = self._answer_error(resp, key)
+            if if_match is not None or not isinstance(error, KeyNotFoundError):
+                raise error
+
+    async def delete(self, key: str) -> None:
+        await self._delete(key, None)
+
+    async def delete_if_version(self, key: str, version: str) -> None:
+        self._require_conditional(key)
+        if not self._conditional_deletes:
+            raise UnsupportedOperationError(
+                "conditional deletes are not enabled for this S3 service "
+                "(conditional_deletes=False)",
+                store=self,
+                key=key,
+            )
+        if not version:  # an empty If-Match would be dropped: an unconditional delete
+            raise PreconditionFailedError(f"invalid version {version!r}", store=self, key=key)
+        try:
+            await self._delete(key, version)
+        except KeyNotFoundError as exc:
+            raise PreconditionFailedError(
+                "the value was deleted since it was read", store=self, key=key
+            ) from exc
 
     async def delete_prefix(self, prefix: str) -> None:
         """Remove every key under ``prefix`` with ``DeleteObjects`` batches of 1000."""
@@ -738,7 +690,7 @@ class S3Store(Store):
         leases = list(self._entries.values())
         self._entries.clear()
         self._closed = True
-        await _clients.release_all(leases)
+        await client_pool.release_all(leases)
 
 
 _OPTIONS: dict[str, tuple[type, ...]] = {
@@ -753,8 +705,12 @@ _OPTIONS: dict[str, tuple[type, ...]] = {
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
     "conditional_writes": (bool,),
+    "conditional_deletes": (bool,),
     "verify_dir_prefixes": (bool,),
     "lean_reads": (bool,),
+    "lean_writes": (bool,),
+    "multipart_threshold": (int,),
+    "multipart_part_size": (int,),
     "limits": (StoreLimits, Mapping),
 }
 
@@ -767,11 +723,15 @@ def s3_store_from_url(url: str, *, read_only: bool, storage_options: Mapping[str
     ``profile``, ``anon``, ``addressing_style`` (``"auto"``, ``"path"``,
     ``"virtual"``), ``connect_timeout``, ``read_timeout`` (seconds),
     ``conditional_writes`` (whether the service honours ``If-Match`` /
-    ``If-None-Match``), ``verify_dir_prefixes`` (for services such as
-    SeaweedFS that keep listing a "directory" for a while after its last
-    value was deleted: ``list_dir`` then checks each listed prefix),
-    ``lean_reads`` (default ``True``: value GETs bypass botocore once it has
-    shown the route, see :mod:`asyncarr.stores._s3_lean`) and
+    ``If-None-Match``), ``conditional_deletes`` (whether it honours ``If-Match``
+    on ``DeleteObject``; default: on AWS only), ``verify_dir_prefixes`` (for
+    services such as SeaweedFS that keep listing a "directory" for a while after
+    its last value was deleted: ``list_dir`` then checks each listed prefix),
+    ``lean_reads`` / ``lean_writes`` (default ``True``: value GETs / PUTs and
+    DELETEs bypass botocore once it has shown the route, see
+    :mod:`asyncarr.stores._s3_lean` and :mod:`asyncarr.stores._s3_write`),
+    ``multipart_threshold`` / ``multipart_part_size`` (bytes: values from the
+    threshold on are uploaded in parts of that size) and
     ``limits`` (a :class:`~asyncarr.config.StoreLimits` or a mapping of its fields).
     ``None`` values mean "not given".
     """

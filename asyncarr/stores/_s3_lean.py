@@ -1,5 +1,6 @@
-"""The S3 store's lean read path: plain GETs signed with :mod:`._sigv4`, sent over
-:mod:`._http1` (aiohttp where a proxy is configured).
+"""The S3 store's lean request path: plain GETs (and, through :mod:`._s3_write`, PUTs,
+DELETEs and multipart uploads) signed with :mod:`._sigv4`, sent over :mod:`._http1`
+(aiohttp where a proxy is configured).
 
 botocore's generic request pipeline (serialisation, event hooks, signing,
 response parsing) costs about a millisecond of CPU per request, which capped
@@ -7,7 +8,8 @@ chunk reads well below what the network and the service deliver (the
 benchmarks' raw aiobotocore GET baseline was slower than tensorstore). Value
 reads - the hot path - therefore bypass it once it has shown the way:
 
-* The first ``GetObject`` of a bucket goes through botocore as usual. A
+* The first ``GetObject`` of a bucket (or ``PutObject``, ``DeleteObject``,
+  ``HeadObject``: whichever the store sends first) goes through botocore as usual. A
   ``before-send`` hook records the URL botocore built and the region in its
   ``Authorization`` scope, so endpoint resolution, addressing style (path or
   virtual host), region redirects and the like stay botocore's decisions;
@@ -41,7 +43,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import crc32c
 
-from asyncarr.stores._http1 import HTTP1Client, Origin
+from asyncarr.stores._http1 import HTTP1Client, HTTPResponse, Origin
 from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
 
 __all__ = [
@@ -59,7 +61,9 @@ _MESSAGE_RE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _Sent = list[tuple[str, str | None]]
-"""``(url, Authorization header)`` of each GetObject request botocore sent."""
+"""``(url, Authorization header)`` of each object request botocore sent."""
+_LEARNED_FROM = ("GetObject", "PutObject", "DeleteObject", "HeadObject")
+"""The operations whose URL is the object's (``/bucket/key`` or ``/key``, no query)."""
 _watching: contextvars.ContextVar[_Sent | None] = contextvars.ContextVar(
     "asyncarr_s3_lean_watching", default=None
 )
@@ -213,13 +217,14 @@ class LeanReader:
         self._credentials: Any = getattr(signer, "_credentials", None)
         config = getattr(getattr(client, "meta", None), "config", None)
         self._unsigned = _is_unsigned(config)
-        client.meta.events.register("before-send.s3.GetObject", self._observe)
+        for operation in _LEARNED_FROM:
+            client.meta.events.register(f"before-send.s3.{operation}", self._observe)
 
     # -- learning ---------------------------------------------------------------------
     @staticmethod
     def _observe(request: Any, **_: Any) -> None:
         """botocore's ``before-send`` hook: record the URL and signature it sends for the
-        GetObject call being watched (:meth:`watch`) in this task, if any."""
+        object call being watched (:meth:`watch`) in this task, if any."""
         sent = _watching.get()
         if sent is None:
             return
@@ -232,7 +237,7 @@ class LeanReader:
     @staticmethod
     @contextlib.contextmanager
     def watch() -> Iterator[_Sent]:
-        """Record the requests botocore sends for the GetObject call made in this block
+        """Record the requests botocore sends for the object call made in this block
         (pass them to :meth:`learn`). Only this call's: several buckets' reads may be in
         flight on one client at once, and another bucket's URL can end with the same key
         (its reads must never be sent there)."""
@@ -244,9 +249,9 @@ class LeanReader:
             _watching.reset(token)
 
     def learn(self, bucket: str, full_key: str, sent: _Sent) -> None:
-        """After botocore sent ``GetObject(bucket, full_key)`` as ``sent`` (:meth:`watch`;
-        the last request is the one that was answered, after any redirect): adopt its
-        route for ``bucket``."""
+        """After botocore sent an object call on ``(bucket, full_key)`` as ``sent``
+        (:meth:`watch`; the last request is the one that was answered, after any redirect):
+        adopt its route for ``bucket``."""
         if bucket in self._routes or not sent:
             return
         url, auth = sent[-1]
@@ -260,7 +265,8 @@ class LeanReader:
         return self._routes.get(bucket)
 
     # -- sending ------------------------------------------------------------------------
-    async def _signing_credentials(self) -> SigningCredentials:
+    async def signing_credentials(self) -> SigningCredentials:
+        """The credentials botocore resolved, frozen for one signing."""
         frozen = self._credentials.get_frozen_credentials()
         if inspect.isawaitable(frozen):
             frozen = await frozen
@@ -326,7 +332,7 @@ class LeanReader:
             headers = sign_get(
                 route.host,
                 path,
-                await self._signing_credentials(),
+                await self.signing_credentials(),
                 route.region,
                 signed=_CHECKSUM_MODE,
             )
@@ -352,6 +358,41 @@ class LeanReader:
             },
             found.get("x-amz-checksum-type"),
         )
+
+    async def send(
+        self,
+        route: Route,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes | memoryview | None = None,
+        *,
+        idempotent: bool = True,
+    ) -> HTTPResponse:
+        """One request (``target``: the canonical path and query, ``headers`` signed) on
+        ``route``, direct or through the configured proxy; transport errors propagate
+        (:mod:`._http1`, aiohttp's). Header names of the answer are lower case."""
+        proxy, proxy_auth = self._proxy(route.origin)
+        if proxy is None and self.direct:
+            return await self._direct().request(
+                method, route.endpoint, target, list(headers.items()), body, idempotent=idempotent
+            )
+        import yarl
+
+        url = yarl.URL(route.origin + target, encoded=True)
+        async with self._http().request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+        ) as resp:
+            answer = await resp.read()
+            return HTTPResponse(
+                resp.status, {name.lower(): value for name, value in resp.headers.items()}, answer
+            )
 
     async def _get_aiohttp(
         self, route: Route, path: str, headers: dict[str, str], proxy: Any, proxy_auth: Any

@@ -1,4 +1,5 @@
-"""AWS Signature Version 4 for plain S3 object GETs (the S3 store's lean read path).
+"""AWS Signature Version 4 for the S3 store's lean requests (object GETs, PUTs, DELETEs,
+multipart uploads).
 
 botocore signs, serialises and parses every request through a generic,
 event-driven pipeline that costs on the order of a millisecond of CPU per
@@ -11,9 +12,12 @@ aiohttp. Written by hand because botocore's own signer (``S3SigV4Auth`` on an
 the algorithm is AWS's published one, and the tests check the output against
 botocore's signer byte for byte.
 
-Only what a GET needs is covered: no query parameters, an empty payload
-(``x-amz-content-sha256`` is the SHA-256 of no bytes, valid over http and
-https alike), and the minimal signed header set (``host``, ``x-amz-*``).
+Only what these requests need is covered: the minimal signed header set
+(``host``, ``x-amz-*`` and whatever the caller adds), query parameters already in
+canonical form (:func:`canonical_query`), and a payload given by its hash: the
+SHA-256 of no bytes for bodiless requests, ``UNSIGNED-PAYLOAD`` for object bodies
+(their integrity is a signed ``x-amz-checksum-crc32c`` header instead, see
+:mod:`._s3_write`), the real SHA-256 for small XML bodies.
 """
 
 from __future__ import annotations
@@ -22,12 +26,23 @@ import datetime as _dt
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-__all__ = ["EMPTY_SHA256", "SigningCredentials", "canonical_path", "sign_get"]
+__all__ = [
+    "EMPTY_SHA256",
+    "UNSIGNED_PAYLOAD",
+    "SigningCredentials",
+    "canonical_path",
+    "canonical_query",
+    "sign_get",
+    "sign_request",
+]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+"""``x-amz-content-sha256`` of a request whose body is not part of the signature."""
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 
@@ -45,6 +60,16 @@ def canonical_path(path: str) -> str:
     """The URI-encoded path S3 signs (and is sent): RFC 3986 unreserved characters and
     ``/`` stay, everything else is percent-encoded once (S3 does not double-encode)."""
     return quote(path, safe="/~")
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    """``params`` as SigV4 signs a query string (and as it is sent): names and values
+    percent-encoded (unreserved characters kept), sorted by name; an empty value keeps
+    its ``=`` (``uploads=``)."""
+    return "&".join(
+        f"{quote(name, safe='~')}={quote(value, safe='~')}"
+        for name, value in sorted(params.items())
+    )
 
 
 _key_cache: dict[tuple[str, str, str, str], bytes] = {}
@@ -94,12 +119,39 @@ def sign_get(
     headers to send and sign (lower-case names; every ``x-amz-*`` header must be signed).
     Extra unsigned headers (``Range``) may be added by the caller.
     """
+    return sign_request(
+        "GET", host, path, credentials, region, now=now, service=service, signed=signed
+    )
+
+
+def sign_request(
+    method: str,
+    host: str,
+    path: str,
+    credentials: SigningCredentials,
+    region: str,
+    *,
+    query: str = "",
+    payload_hash: str = EMPTY_SHA256,
+    now: _dt.datetime | None = None,
+    service: str = "s3",
+    signed: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Headers that authenticate ``method path?query`` on ``host`` (``host[:port]`` as
+    sent).
+
+    ``path`` and ``query`` must already be canonical (:func:`canonical_path`,
+    :func:`canonical_query`). ``payload_hash``: the body's SHA-256 in hex,
+    :data:`EMPTY_SHA256` for none, or :data:`UNSIGNED_PAYLOAD`. ``signed``: more headers
+    to send and sign (lower-case names; every ``x-amz-*`` header must be signed). Headers
+    the caller adds afterwards (``Range``, ``Content-Length``) are sent unsigned.
+    """
     amz_date = _amz_now() if now is None else now.astimezone(_dt.UTC).strftime(_AMZ_DATE)
     date = amz_date[:8]
     headers = {
         **(signed or {}),
         "host": host,
-        "x-amz-content-sha256": EMPTY_SHA256,
+        "x-amz-content-sha256": payload_hash,
         "x-amz-date": amz_date,
     }
     if credentials.token:
@@ -108,12 +160,12 @@ def sign_get(
     signed_headers = ";".join(names)
     canonical_request = "\n".join(
         (
-            "GET",
+            method,
             path,
-            "",  # no query string
+            query,
             "".join(f"{n}:{headers[n].strip()}\n" for n in names),
             signed_headers,
-            EMPTY_SHA256,
+            payload_hash,
         )
     )
     scope = f"{date}/{region}/{service}/aws4_request"

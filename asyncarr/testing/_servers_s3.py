@@ -79,6 +79,8 @@ class S3TestServer:
     public_bucket: str = PUBLIC_BUCKET
     conditional_writes: bool = True
     """Whether ``If-Match``/``If-None-Match`` writes are honoured atomically."""
+    conditional_deletes: bool = True
+    """Whether ``If-Match`` on ``DeleteObject`` is honoured (moto and SeaweedFS 4.x do)."""
     checks_credentials: bool = False
     """Whether wrong keys are refused (moto accepts any)."""
     stale_dir_prefixes: bool = False
@@ -94,6 +96,7 @@ class S3TestServer:
             "aws_secret_access_key": self.secret_key,
             "addressing_style": "path",
             "conditional_writes": self.conditional_writes,
+            "conditional_deletes": self.conditional_deletes,
             "verify_dir_prefixes": self.stale_dir_prefixes,
         }
         options.update(extra)

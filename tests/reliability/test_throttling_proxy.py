@@ -186,12 +186,12 @@ async def test_cut_off_bodies_through_the_proxy_are_retried(
 async def test_read_only_views_do_not_keep_the_s3_client_open(
     moto_s3_server: S3TestServer, bucket: str
 ) -> None:
-    from asyncarr.stores import _s3
+    from asyncarr.stores import _s3_client
 
     loop = asyncio.get_running_loop()
 
     def client_refs() -> dict[object, int]:
-        entries = _s3._clients.get(loop, {})
+        entries = _s3_client.client_pool.get(loop, {})
         return {k: e.refs for k, e in entries.items() if k[0] == moto_s3_server.endpoint}
 
     before = client_refs()

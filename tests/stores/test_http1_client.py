@@ -461,3 +461,121 @@ async def test_https_with_a_trusted_certificate_and_a_refused_one(tmp_path: Path
         with pytest.raises(ssl.SSLCertVerificationError):
             await untrusting.get(origin, "/", [])
         await untrusting.aclose()
+
+
+# -- request bodies (the S3 lean writes) ----------------------------------------------------
+async def _request_with_body(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """(head, body) of one request, its body as long as its Content-Length says."""
+    head = await _request(reader)
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            return head, await reader.readexactly(int(value))
+    return head, b""
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+async def test_request_bodies_are_sent_whole_with_their_length(
+    secure: bool, tmp_path: Path
+) -> None:
+    import hashlib
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            head, body = await _request_with_body(reader)
+            seen.append((head, body))
+            writer.write(_ok(hashlib.sha256(body).hexdigest().encode()))
+
+    server_ctx, client_ctx = _self_signed(tmp_path) if secure else (None, None)
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB: more than the socket buffers take at once
+    async with _serving(handler, server_ctx) as (server, origin):
+        client = HTTP1Client(
+            connections=2, connect_timeout=5, read_timeout=5, ssl_context=client_ctx
+        )
+        for method, body in [("PUT", big), ("POST", b""), ("DELETE", None), ("PUT", b"abc")]:
+            got = await client.request(method, origin, "/b/k?partNumber=1", [("x-a", "1")], body)
+            assert got.body == hashlib.sha256(body or b"").hexdigest().encode()
+        await client.aclose()
+        assert server.connections == 1
+    heads = [head.decode("latin-1").lower() for head, _ in seen]
+    assert heads[0].startswith("put /b/k?partnumber=1 http/1.1") and "x-a: 1" in heads[0]
+    assert f"content-length: {len(big)}" in heads[0]
+    assert "content-length: 0" in heads[1]  # a POST without body still says so
+    assert "content-length" not in heads[2]  # a DELETE has no body at all
+    assert seen[0][1] == big and seen[3][1] == b"abc"
+
+
+async def test_an_answer_before_the_whole_body_was_sent_drops_the_connection() -> None:
+    """An early refusal (the server answers without reading the body) is returned; the
+    connection, with the rest of the body still on its way, is never used again."""
+    finished = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 0:
+            await _request(reader)
+            writer.write(_ok(b"refused"))  # keep-alive, but out of step from now on
+            await writer.drain()
+            await finished.wait()  # read nothing more
+            return
+        while True:
+            await _request_with_body(reader)
+            writer.write(_ok(b"fine"))
+
+    async with _serving(handler) as (server, origin):
+        client = _client()
+        got = await client.request("PUT", origin, "/", [], b"x" * (32 << 20))
+        assert got.body == b"refused"
+        assert (await client.request("PUT", origin, "/", [], b"y")).body == b"fine"
+        finished.set()
+        await client.aclose()
+        assert server.connections == 2
+
+
+async def test_a_request_that_is_not_idempotent_is_not_sent_again_on_a_stale_connection() -> None:
+    """A conditional write whose connection closed without an answer may have landed: the
+    client says so (a reset) instead of sending it again behind its caller's back."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _request_with_body(reader)
+        writer.write(_ok(f"conn {n}".encode()))
+        await _request_with_body(reader)  # the second request: hang up without answering
+
+    async with _serving(handler) as (server, origin):
+        client = _client()
+        assert (await client.request("PUT", origin, "/", [], b"a")).body == b"conn 0"
+        with pytest.raises(ConnectionResetError, match="without answering"):
+            await client.request("PUT", origin, "/", [], b"b", idempotent=False)
+        await client.aclose()
+        assert server.connections == 1
+
+
+async def test_a_body_read_slowly_is_not_a_timeout() -> None:
+    """While the server reads the body (slowly: a far service), the read timeout counts
+    from the last bytes it took, not from the request."""
+    import socket
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        head = await _request(reader)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while length:
+            length -= len(await reader.readexactly(min(length, 512 << 10)))
+            await asyncio.sleep(0.04)
+        writer.write(_ok(b"stored"))
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # little buffered
+    sock.bind(("127.0.0.1", 0))
+    server = _Server(handler)
+    srv = await asyncio.start_server(server._serve, sock=sock)
+    origin = Origin("http", "127.0.0.1", sock.getsockname()[1])
+    try:
+        client = _client(read_timeout=0.5)
+        # 32 reads 40 ms apart: well over the read timeout from start to end
+        got = await client.request("PUT", origin, "/", [], b"z" * (16 << 20))
+        assert got.body == b"stored"
+        await client.aclose()
+    finally:
+        srv.close()
+        await srv.wait_closed()

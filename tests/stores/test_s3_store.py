@@ -30,6 +30,7 @@ from asyncarr.errors import (
 from asyncarr.runtime import managed
 from asyncarr.stores import store_from_url
 from asyncarr.stores._s3 import S3Store, s3_store_from_url
+from asyncarr.stores._s3_errors import ConditionalRequestConflict
 from asyncarr.testing import StoreTests
 from asyncarr.testing._procs import StoreLocation, free_port
 from asyncarr.testing._servers_s3 import S3TestServer
@@ -616,19 +617,28 @@ def _client_error(code: str, status: int) -> Exception:
         ("SignatureDoesNotMatch", 403, PermissionDeniedError),
         ("ExpiredToken", 400, PermissionDeniedError),
         ("PreconditionFailed", 412, PreconditionFailedError),
-        ("ConditionalRequestConflict", 409, PreconditionFailedError),
+        ("ConditionalRequestConflict", 409, ConditionalRequestConflict),
         ("NoSuchKey", 404, KeyNotFoundError),
         ("NoSuchBucket", 404, StoreError),
         ("InvalidArgument", 400, StoreError),
+        ("", 503, TransientStoreError),
+        ("BadDigest", 400, TransientStoreError),  # a body damaged on its way: sent again
+        ("NoSuchUpload", 404, TransientStoreError),  # a multipart upload aborted elsewhere
+        ("EntityTooLarge", 400, StoreError),
     ],
 )
 def test_client_error_translation(code: str, status: int, expected: type[Exception]) -> None:
+    """botocore's errors, and the lean path's answers (the XML error body) alike."""
+    from asyncarr.stores._http1 import HTTPResponse
+
     s = S3Store("my-bucket", "p")
     err = s._translate(_client_error(code, status), "k")
-    assert type(err) is expected
-    assert err.key == "k"
+    body = f"<Error><Code>{code}</Code><Message>m</Message></Error>".encode() if code else b""
+    lean = s._answer_error(HTTPResponse(status, {}, body), "k")
+    assert type(err) is type(lean) is expected
+    assert err.key == lean.key == "k"
     if code == "NoSuchBucket":
-        assert "'my-bucket' does not exist" in str(err)
+        assert "'my-bucket' does not exist" in str(err) and "does not exist" in str(lean)
 
 
 def test_transport_error_translation() -> None:
@@ -654,16 +664,16 @@ def test_transport_error_translation() -> None:
 
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from asyncarr.errors import MissingExtraError
-    from asyncarr.stores import _s3
+    from asyncarr.stores import _s3_client
 
-    _s3._sdk.cache_clear()
+    _s3_client.sdk.cache_clear()
     for name in [m for m in sys.modules if m.split(".")[0] == "aiobotocore"] + ["aiobotocore"]:
         monkeypatch.setitem(sys.modules, name, None)
     try:
         with pytest.raises(MissingExtraError, match=r"asyncarr\[s3\]"):
             s3_store_from_url("s3://bucket/x", read_only=False, storage_options={})
     finally:
-        _s3._sdk.cache_clear()
+        _s3_client.sdk.cache_clear()
 
 
 # -- the lean read path (asyncarr.stores._s3_lean) -------------------------------------------
@@ -692,7 +702,8 @@ async def test_value_reads_leave_botocore_after_the_first_get(
     try:
         async with _store(s3_server, bucket, "p r/é", lean_reads=lean) as s:
             value = bytes(range(256)) * 40
-            await s.set("a/k+1", value)
+            # written by another client: this store's first object call is a GET
+            s3_server.admin.put_object(Bucket=bucket, Key="p r/é/a/k+1", Body=value)
             sent = _count_botocore_gets(s, await s._client())
             for _ in range(3):
                 assert await s.get("a/k+1") == value
