@@ -131,6 +131,8 @@ def variable_parts(
         "preferred_chunks": dict(zip(dims, chunks, strict=True)),
         "shards": _shards(array),
     }
+    if array.dtype.kind == "T":  # numpy's variable-width strings stay what they are
+        encoding["dtype"] = array.dtype
     if fill_value_as_mask:
         if array.fill_value is not None:
             attrs["_FillValue"] = array.fill_value
