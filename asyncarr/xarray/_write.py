@@ -12,7 +12,7 @@ import numpy as np
 from xarray import Dataset, Variable, conventions
 
 import asyncarr
-from asyncarr.abc import Store
+from asyncarr.abc import NDArray, Store
 from asyncarr.core import AsyncArray, AsyncGroup
 from asyncarr.errors import ConfigError, ContainsArrayError, ContainsGroupError, SelectionError
 from asyncarr.runtime import gather_all, get_portal
@@ -133,10 +133,16 @@ def _plan(
     variables, attrs = conventions.encode_dataset_coordinates(ds)
     apply_encoding(variables, encoding)
     names = [str(n) for n in variables]
-    if mode == "r+" and (new := [n for n in names if n not in existing]):
+    new = [n for n in names if n not in existing]
+    if new and mode == "r+":
         raise ConfigError(
             f"mode='r+' writes only into existing arrays; {new} are not in the group "
             "(use mode='a' to add them)"
+        )
+    if new and region:
+        raise ConfigError(
+            f"a region write fills existing arrays; {new} are not in the group (write "
+            "them whole first, or leave them out)"
         )
     region = region or {}
     stored = {
@@ -213,10 +219,11 @@ async def _prepare_and_write(
     target: AsyncGroup,
     existing: Mapping[str, AsyncArray],
     writes: list[_Write],
+    in_memory: list[NDArray | None],
     attrs: dict[str, Any] | None,
 ) -> list[tuple[AsyncArray, tuple[slice, ...]]]:
-    """Create (or grow) every array, write the in-memory variables concurrently, and
-    return where the chunked (dask) ones go."""
+    """Create (or grow) every array, write the ``in_memory`` values (one per write,
+    ``None`` for the chunked ones) concurrently, and return where each write goes."""
     if attrs is not None:
         await target.set_attributes(attrs)
 
@@ -231,11 +238,13 @@ async def _prepare_and_write(
     arrays = await gather_all(*(prepare(w) for w in writes))
     places = [(a, _selection(w, a.shape)) for a, w in zip(arrays, writes, strict=True)]
 
-    async def write_values(write: _Write, array: AsyncArray, where: tuple[slice, ...]) -> None:
-        if write.variable.chunks is None:
-            await array.write(np.asarray(write.variable.values), where)
-
-    await gather_all(*(write_values(w, *p) for w, p in zip(writes, places, strict=True)))
+    await gather_all(
+        *(
+            array.write(values, where)
+            for (array, where), values in zip(places, in_memory, strict=True)
+            if values is not None
+        )
+    )
     return places
 
 
@@ -272,6 +281,11 @@ def to_zarr(
     ``filters``, ``codecs``, ``chunk_key_encoding``, ``write_empty_chunks``; v3
     ``fill_value``).
     """
+    if not isinstance(ds, Dataset):
+        raise ConfigError(
+            f"to_zarr writes an xarray Dataset, got {type(ds).__name__} "
+            "(a DataArray: da.to_dataset(name=...))"
+        )
     mode = _resolve_mode(mode, append_dim, region)
     where = url if isinstance(url, Store) else os.fspath(url)
     path = (group or "").strip("/")
@@ -331,11 +345,17 @@ def _execute(
 ) -> None:
     """Create or grow the arrays, write the data, consolidate the metadata."""
     portal = get_portal()
+    # Values are made numpy here, in the caller's thread, not on the portal loop (which
+    # must neither block on a conversion nor read a lazy source through the blocking API).
+    in_memory = [
+        None if w.variable.chunks is not None else np.asarray(w.variable.values) for w in writes
+    ]
     places = portal.call(
         _prepare_and_write,
         target.async_group,
         {name: a.async_array for name, a in existing.items()},
         writes,
+        in_memory,
         attrs,
     )
     store_chunked(

@@ -54,10 +54,11 @@ def test_writes_what_xarray_writes(tmp_path: Path, fmt: int) -> None:
     to_zarr(ds.chunk({"time": 5, "x": 3}), tmp_path / "ours.zarr", mode="w", zarr_format=fmt)
     xr.testing.assert_identical(_open(tmp_path / "ours.zarr"), _open(theirs))
     assert _open(tmp_path / "ours.zarr").elapsed.encoding["chunks"] == (5,)  # the dask chunks
-    # what asyncarr's engine reads back is what xarray's reads
-    xr.testing.assert_identical(
-        xr.open_dataset(tmp_path / "ours.zarr", engine="asyncarr").load(), _open(theirs)
-    )
+    # what asyncarr's engine reads back is what xarray's reads, and copies lazily
+    with xr.open_dataset(tmp_path / "ours.zarr", engine="asyncarr") as lazy:
+        to_zarr(lazy, tmp_path / "copy.zarr", zarr_format=fmt)
+        xr.testing.assert_identical(lazy.load(), _open(theirs))
+    xr.testing.assert_identical(_open(tmp_path / "copy.zarr"), _open(theirs))
 
 
 @pytest.mark.parametrize("fmt", [2, 3])
