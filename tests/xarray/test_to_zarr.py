@@ -135,6 +135,11 @@ def test_bad_requests_are_refused_by_name(tmp_path: Path) -> None:
         to_zarr(
             shifted.assign_coords(time=shifted.time + np.timedelta64(1, "h")), path, region="auto"
         )
+    extra = shifted.assign(extra=shifted["temp"] * 2)
+    with pytest.raises(ConfigError, match=r"fills existing arrays; \['extra'\]"):
+        to_zarr(extra, path, region={"time": slice(0, 2)}, mode="a")
+    with pytest.raises(ConfigError, match="writes an xarray Dataset, got DataArray"):
+        to_zarr(ds["temp"], path, mode="w")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="equal chunks"):
         to_zarr(ds.chunk({"time": (2, 5, 5)}), path, mode="w")
     xr.testing.assert_identical(
