@@ -39,14 +39,18 @@ from asyncarr.core import (
     ChunkGrid,
     GroupInfo,
     GroupMetadata,
+    Unit,
     UnsupportedNode,
 )
+from asyncarr.core import BlockIterator as AsyncBlockIterator
+from asyncarr.core import BlockWriter as AsyncBlockWriter
 from asyncarr.core._node import NodeBase
 from asyncarr.errors import SelectionError
 from asyncarr.runtime import SyncPortal, get_portal
 
 __all__ = [
     "Array",
+    "BlockWriter",
     "Group",
     "consolidate_metadata",
     "create_array",
@@ -246,6 +250,56 @@ def _uses_arrays(selection: Any) -> bool:
     return n == 1
 
 
+def _blocking_blocks(blocks: AsyncBlockIterator) -> Iterator[tuple[tuple[slice, ...], NDArray]]:
+    async def step() -> tuple[tuple[slice, ...], NDArray] | None:
+        try:
+            return await blocks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    with get_portal():  # the loop reading ahead lives as long as the generator
+        try:
+            while (item := _run(step)) is not None:
+                yield item
+        finally:
+            _run(blocks.aclose)
+
+
+class BlockWriter:
+    """Blocking :class:`asyncarr.core.BlockWriter` (see :meth:`Array.block_writer`)."""
+
+    def __init__(self, writer: AsyncBlockWriter) -> None:
+        self._writer = writer
+
+    @property
+    def pending_units(self) -> int:
+        """Write units held in part, waiting for the blocks that complete them."""
+        return self._writer.pending_units
+
+    def write(self, region: Any, block: Any) -> None:
+        """Write ``block`` at ``region``; waits while ``max_inflight`` writes run."""
+        _run(self._writer.write, region, block)
+
+    def flush(self) -> None:
+        """Wait for the unit writes in flight."""
+        _run(self._writer.flush)
+
+    def close(self) -> None:
+        """Write what is held in part and wait for every write."""
+        _run(self._writer.aclose)
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _run(self._writer.__aexit__, exc_type, exc, tb)
+
+
 class Array(_Node[AsyncArray]):
     """A blocking handle on a Zarr array; wraps an :class:`asyncarr.AsyncArray`."""
 
@@ -351,6 +405,19 @@ class Array(_Node[AsyncArray]):
     def write(self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False) -> None:
         """Blocking :meth:`AsyncArray.write`."""
         _run(self._async.write, value, selection, orthogonal=orthogonal)
+
+    def iter_blocks(
+        self, selection: Any = None, *, unit: Unit = "chunk", prefetch: int = 4
+    ) -> Iterator[tuple[tuple[slice, ...], NDArray]]:
+        """Blocking :meth:`AsyncArray.iter_blocks`: a generator of ``(region, block)``
+        pairs; the next ``prefetch`` blocks are read on the event loop while the caller
+        works on one. Closing the generator (or leaving the loop) cancels them."""
+        return _blocking_blocks(self._async.iter_blocks(selection, unit=unit, prefetch=prefetch))
+
+    def block_writer(self, *, max_inflight: int = 4) -> BlockWriter:
+        """Blocking :meth:`AsyncArray.block_writer`: ``with arr.block_writer() as w:
+        w.write(region, block)``."""
+        return BlockWriter(self._async.block_writer(max_inflight=max_inflight))
 
     # zarr-python's names for the kinds of selection (see AsyncArray)
     def get_basic_selection(self, selection: Any = Ellipsis) -> NDArray:

@@ -20,6 +20,7 @@ from asyncarr.core._group import AsyncGroup
 from asyncarr.core._info import ArrayInfo, GroupInfo
 from asyncarr.core._metadata import ArrayMetadata, GroupMetadata
 from asyncarr.core._sharding import ShardingCodec
+from asyncarr.core._streaming import BlockIterator, BlockWriter, Unit
 from asyncarr.core._unsupported import UnsupportedNode
 
 _register_codec("sharding_indexed", ShardingCodec, replace=True)
@@ -31,10 +32,13 @@ __all__ = [
     "ArrayMetadata",
     "AsyncArray",
     "AsyncGroup",
+    "BlockIterator",
+    "BlockWriter",
     "ChunkGrid",
     "GroupInfo",
     "GroupMetadata",
     "ShardingCodec",
+    "Unit",
     "UnsupportedNode",
     "build_array_metadata",
     "consolidate_metadata",

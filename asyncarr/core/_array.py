@@ -17,6 +17,7 @@ from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import save_array_metadata
 from asyncarr.core._read import read_selection
+from asyncarr.core._streaming import BlockIterator, BlockWriter, Unit
 from asyncarr.core._write import write_selection
 from asyncarr.errors import ConfigError, DTypeError, SelectionError, UnsupportedOperationError
 from asyncarr.runtime import bounded_for_each, bounded_map
@@ -210,6 +211,29 @@ class AsyncArray(NodeBase):
         sel = self._selection(selection, orthogonal)
         arr = self._coerce(value, sel)
         await write_selection(self._ctx, sel, arr)
+
+    def iter_blocks(
+        self, selection: Any = None, *, unit: Unit = "chunk", prefetch: int = 4
+    ) -> BlockIterator:
+        """Stream ``selection`` (slices with step 1; everything by default) as ``(region,
+        block)`` pairs in C order, cut by ``unit``: ``"chunk"`` (the inner chunks of a
+        sharded array), ``"shard"``, or a block shape. At most ``prefetch`` blocks are read
+        ahead; leaving the loop early (or ``aclose()``) cancels the reads in flight::
+
+            async for region, block in arr.iter_blocks(unit="shard", prefetch=8):
+                total += block.sum()
+        """
+        return BlockIterator(self, selection, unit, prefetch)
+
+    def block_writer(self, *, max_inflight: int = 4) -> BlockWriter:
+        """A writer for a stream of blocks: ``async with arr.block_writer() as w: await
+        w.write(region, block)``. Whole write units (shards, or chunks when unsharded) are
+        stored as soon as they are complete - from one block or assembled from several -
+        so an aligned stream never reads and rewrites one; at most ``max_inflight`` unit
+        writes run at once (``write`` waits). What is still incomplete at the end is
+        written the ordinary way."""
+        self._check_writable()
+        return BlockWriter(self, max_inflight)
 
     # zarr-python's names for the kinds of selection
     async def get_basic_selection(self, selection: Any = Ellipsis) -> NDArray:
