@@ -21,8 +21,20 @@ with _warnings.catch_warnings():
 
 from asyncarr import errors
 from asyncarr._types import ByteRange, ChunkSpec, OffsetRange, SuffixRange, Versioned
-from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec, Store
-from asyncarr.codecs import register_codec, registered_codecs, unregister_codec
+from asyncarr.abc import (
+    ArrayArrayCodec,
+    ArrayBytesCodec,
+    BytesBytesCodec,
+    Codec,
+    DataType,
+    Store,
+)
+from asyncarr.codecs import (
+    allow_pickle_decoding,
+    register_codec,
+    registered_codecs,
+    unregister_codec,
+)
 from asyncarr.config import CacheConfig, ExecutorConfig, RetryConfig, StoreLimits
 from asyncarr.core import (
     ArrayInfo,
@@ -40,6 +52,7 @@ from asyncarr.core import (
     open_array,
     open_group,
 )
+from asyncarr.dtypes import register_data_type, registered_data_types, unregister_data_type
 from asyncarr.errors import AsyncarrError
 from asyncarr.runtime import StoreStats, set_chunk_cache, set_executor, store_stats
 from asyncarr.stores import MemoryStore, register_store, store_from_url, unregister_store
@@ -60,6 +73,7 @@ __all__ = [
     "ChunkGrid",
     "ChunkSpec",
     "Codec",
+    "DataType",
     "ExecutorConfig",
     "GroupInfo",
     "GroupMetadata",
@@ -73,6 +87,7 @@ __all__ = [
     "UnsupportedNode",
     "Versioned",
     "__version__",
+    "allow_pickle_decoding",
     "consolidate_metadata",
     "create_array",
     "create_group",
@@ -81,12 +96,15 @@ __all__ = [
     "open_array",
     "open_group",
     "register_codec",
+    "register_data_type",
     "register_store",
     "registered_codecs",
+    "registered_data_types",
     "set_chunk_cache",
     "set_executor",
     "store_from_url",
     "store_stats",
     "unregister_codec",
+    "unregister_data_type",
     "unregister_store",
 ]

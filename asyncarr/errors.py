@@ -35,6 +35,7 @@ __all__ = [
     "TransientStoreError",
     "TruncatedReadError",
     "UnknownCodecError",
+    "UnknownDataTypeError",
     "UnsupportedOperationError",
     "ValueTooLargeError",
     "WorkerCrashedError",
@@ -140,6 +141,10 @@ class MetadataError(AsyncarrError, ValueError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(f"{message} (key={key!r})" if key is not None else message)
         self.key = key
+
+
+class UnknownDataTypeError(MetadataError):
+    """Metadata names a data type that no registered data type reads."""
 
 
 class NodeNotFoundError(MetadataError, FileNotFoundError):

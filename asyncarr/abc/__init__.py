@@ -1,4 +1,4 @@
-"""Abstract bases for the extension points: stores and codecs (layer L1)."""
+"""Abstract bases for the extension points: stores, codecs and data types (layer L1)."""
 
 from asyncarr.abc._codec import (
     ArrayArrayCodec,
@@ -8,6 +8,7 @@ from asyncarr.abc._codec import (
     CodecKind,
     NDArray,
 )
+from asyncarr.abc._dtype import DataType, ZarrFormat
 from asyncarr.abc._store import Store, normalize_key, normalize_prefix, validate_prefix
 
 __all__ = [
@@ -16,8 +17,10 @@ __all__ = [
     "BytesBytesCodec",
     "Codec",
     "CodecKind",
+    "DataType",
     "NDArray",
     "Store",
+    "ZarrFormat",
     "normalize_key",
     "normalize_prefix",
     "validate_prefix",

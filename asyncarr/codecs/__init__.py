@@ -2,7 +2,9 @@
 
 Core v3 codecs: :class:`BytesCodec`, :class:`TransposeCodec`,
 :class:`GzipCodec`, :class:`ZstdCodec`, :class:`BloscCodec`,
-:class:`Crc32cCodec` (``sharding_indexed`` lives in ``asyncarr.core``).
+:class:`Crc32cCodec` (``sharding_indexed`` lives in ``asyncarr.core``); for
+variable-length data types :class:`VlenUtf8Codec` and :class:`VlenBytesCodec`, and for
+v2 object arrays :class:`VlenArrayCodec`, :class:`JsonObjectCodec`, :class:`PickleCodec`.
 Any numcodecs codec runs through an adapter, named ``numcodecs.<id>`` in v3
 metadata (:func:`numcodecs_adapter`) or built from a v2 config
 (:func:`numcodecs_from_v2_config`, :func:`v2_codecs`).
@@ -60,22 +62,42 @@ from asyncarr.codecs._registry import (
 from asyncarr.codecs._stdlib import GzipCodec
 from asyncarr.codecs._transpose import TransposeCodec
 from asyncarr.codecs._v2 import numcodecs_from_v2_config, v2_codecs, v2_endian
+from asyncarr.codecs._vlen import (
+    PICKLE_ENV_VAR,
+    JsonObjectCodec,
+    PickleCodec,
+    VlenArrayCodec,
+    VlenBytesCodec,
+    VlenCodec,
+    VlenUtf8Codec,
+    allow_pickle_decoding,
+    object_codec_from_v2,
+    pickle_decoding_allowed,
+)
 from asyncarr.codecs._zstd import ZstdCodec
 
 __all__ = [
     "DEFAULT_COMPRESSOR",
+    "PICKLE_ENV_VAR",
     "BloscCodec",
     "BytesCodec",
     "CodecConfigError",
     "Crc32cCodec",
     "DecodeInto",
     "GzipCodec",
+    "JsonObjectCodec",
     "NumcodecsArrayArrayCodec",
     "NumcodecsArrayBytesCodec",
     "NumcodecsBytesBytesCodec",
     "NumcodecsCodec",
+    "PickleCodec",
     "TransposeCodec",
+    "VlenArrayCodec",
+    "VlenBytesCodec",
+    "VlenCodec",
+    "VlenUtf8Codec",
     "ZstdCodec",
+    "allow_pickle_decoding",
     "codec_from_metadata",
     "codecs_from_compressor",
     "decode_bytes_into",
@@ -86,6 +108,8 @@ __all__ = [
     "numcodecs_adapter_class",
     "numcodecs_from_v2_config",
     "numcodecs_kind",
+    "object_codec_from_v2",
+    "pickle_decoding_allowed",
     "register_codec",
     "registered_codecs",
     "unregister_codec",

@@ -198,7 +198,8 @@ class BloscCodec(BytesBytesCodec):
         """Fill in ``typesize`` / ``shuffle`` from ``spec.dtype`` where left unset."""
         if not self._tunable:
             return self
-        item_size = max(1, spec.dtype.itemsize)
+        # object items (strings, bytes) are serialised as bytes: shuffle those bytewise
+        item_size = 1 if spec.dtype.hasobject else max(1, spec.dtype.itemsize)
         config = self.to_config()
         if "typesize" in self._tunable:
             config["typesize"] = item_size

@@ -61,9 +61,7 @@ class BytesCodec(ArrayBytesCodec):
     def for_dtype(cls, dtype: np.dtype[Any] | str, endian: Endian = "little") -> Self:
         """The codec zarr-python writes for ``dtype``: no ``endian`` for order-free dtypes."""
         dtype = np.dtype(dtype)
-        if endian_sensitive(dtype) or (dtype.fields is not None and dtype.itemsize > 1):
-            return cls(endian=endian)
-        return cls(endian=None)
+        return cls(endian=endian if endian_sensitive(dtype) else None)
 
     @classmethod
     def from_config(cls, configuration: dict[str, Any]) -> Self:
@@ -83,8 +81,16 @@ class BytesCodec(ArrayBytesCodec):
             )
 
     def evolve(self, spec: ChunkSpec) -> Self:
-        """Structured dtypes with multi-byte fields and no ``endian`` read as little-endian."""
-        if self.endian is None and endian_sensitive(spec.dtype) and spec.dtype.fields is not None:
+        """A v3 struct with multi-byte fields and no ``endian`` reads as little-endian (the
+        legacy ``structured`` rule). A struct whose fields name their own byte orders (a
+        v2 dtype such as ``[["a", ">i4"], ["b", "<f8"]]``) is stored as it says."""
+        dtype = spec.dtype
+        if (
+            self.endian is None
+            and dtype.fields is not None
+            and endian_sensitive(dtype)
+            and dtype.newbyteorder("=") == dtype
+        ):
             return type(self)(endian="little")
         return self
 

@@ -18,8 +18,8 @@ zarr-python writes. Decoding is bounded by ``max_size`` before allocating
 for zlib, gzip, bz2, lzma, zstd, blosc and lz4 (streaming limits or the
 size in the frame header); checksums, shuffle and base64 never grow their
 input; any other codec is checked *after* decoding (it has no streaming
-API). ``pickle`` is refused (decoding it runs arbitrary code), and the
-object-dtype codecs (``vlen-*``, ``json2``, ``msgpack2``) are not supported.
+API). ``pickle`` and the object codecs (``vlen-*``, ``json2``, ``msgpack2``) are not
+numcodecs adapters: v2 object arrays use them through :mod:`asyncarr.codecs._vlen`.
 """
 
 from __future__ import annotations
@@ -78,11 +78,11 @@ _ARRAY_ARRAY = frozenset(
 _ARRAY_BYTES = frozenset({"pcodec", "zfpy"})
 _REFUSED = {
     "pickle": "decoding pickled data can run arbitrary code",
-    "vlen-utf8": "object-dtype (variable-length) codecs are not supported",
-    "vlen-bytes": "object-dtype (variable-length) codecs are not supported",
-    "vlen-array": "object-dtype (variable-length) codecs are not supported",
-    "json2": "object-dtype codecs are not supported",
-    "msgpack2": "object-dtype codecs are not supported",
+    "vlen-utf8": "use the v3 codec 'vlen-utf8' (v2 object arrays name it as a filter)",
+    "vlen-bytes": "use the v3 codec 'vlen-bytes' (v2 object arrays name it as a filter)",
+    "vlen-array": "object codecs store v2 object arrays (as a filter); Zarr v3 has none",
+    "json2": "object codecs store v2 object arrays (as a filter); Zarr v3 has none",
+    "msgpack2": "msgpack2 object arrays are not supported",
 }
 # Which ids hold the GIL while they work (measured with a 2-thread benchmark, see
 # the package docs); unknown ids are assumed to hold it.
@@ -291,14 +291,17 @@ class NumcodecsBytesBytesCodec(NumcodecsCodec, BytesBytesCodec):
     supports_decode_into: ClassVar[bool] = False
 
     def encode(self, data: bytes | memoryview, spec: ChunkSpec) -> bytes:
-        size = spec.dtype.itemsize
+        dtype = spec.dtype
+        size = dtype.itemsize
         if (
             self.typed_input
             and size > 1
             and buffer_len(data) % size == 0
-            and not spec.dtype.hasobject
+            and dtype.kind not in "OVT"  # objects and records go as bytes
         ):
-            data = np.frombuffer(data, dtype=spec.dtype)  # type: ignore[assignment]
+            if dtype.kind in "Mm":  # as numcodecs sees dates: their 64-bit counts
+                dtype = np.dtype(np.int64).newbyteorder(dtype.byteorder)
+            data = np.frombuffer(data, dtype=dtype)  # type: ignore[assignment]
         try:
             out = self.numcodecs_codec.encode(data)
         except CodecConfigError:

@@ -37,6 +37,8 @@ _BUILTIN: dict[str, str] = {
     "zstd": "asyncarr.codecs._zstd:ZstdCodec",
     "blosc": "asyncarr.codecs._blosc:BloscCodec",
     "crc32c": "asyncarr.codecs._crc32c:Crc32cCodec",
+    "vlen-utf8": "asyncarr.codecs._vlen:VlenUtf8Codec",
+    "vlen-bytes": "asyncarr.codecs._vlen:VlenBytesCodec",
 }
 _codecs: dict[str, type[Codec] | str] = dict(_BUILTIN)
 _entry_points_loaded = False

@@ -28,6 +28,7 @@ from asyncarr.abc import Codec
 from asyncarr.codecs._base import CodecConfigError
 from asyncarr.codecs._bytes import BytesCodec, Endian
 from asyncarr.codecs._numcodecs import NumcodecsCodec, numcodecs_adapter
+from asyncarr.codecs._vlen import object_codec_from_v2
 
 __all__ = ["numcodecs_from_v2_config", "v2_codecs", "v2_endian"]
 
@@ -54,16 +55,9 @@ def v2_endian(dtype: np.dtype[Any]) -> Endian | None:
     """The ``bytes`` codec byte order that stores ``dtype`` as-is."""
     order = dtype.byteorder
     if order == "|" or dtype.newbyteorder("<") == dtype.newbyteorder(">"):
-        return None
+        return None  # (structs too: their fields keep the byte orders the dtype gives)
     if order == "=":
         return "little" if sys.byteorder == "little" else "big"
-    if dtype.fields is not None:
-        # numpy reports '|' for structs; find a multi-byte field's order.
-        for field_dtype, *_ in dtype.fields.values():
-            sub = v2_endian(field_dtype)
-            if sub is not None:
-                return sub
-        return None
     return "little" if order == "<" else "big"
 
 
@@ -72,13 +66,18 @@ def v2_codecs(
     compressor: Mapping[str, Any] | NumcodecsCodec | None,
     filters: Sequence[Mapping[str, Any] | NumcodecsCodec] | None,
     dtype: np.dtype[Any] | str,
+    object_codec: str | None = None,
 ) -> list[Codec]:
     """The v3-style codec chain equivalent to a v2 ``compressor`` + ``filters``.
 
     ``dtype`` is the array's v2 dtype (with its byte order). Filters missing
-    a dtype are completed from it, as zarr-python does.
+    a dtype are completed from it, as zarr-python does. For an object array,
+    ``object_codec`` is the id of the filter (or compressor) that serialises its
+    elements (``vlen-utf8``, ``json2``, ...): it takes the bytes codec's place.
     """
     dtype = np.dtype(dtype)
+    if object_codec is not None:
+        return _object_chain(compressor, filters, dtype, object_codec)
     adapters = [
         f if isinstance(f, NumcodecsCodec) else numcodecs_from_v2_config(f) for f in filters or ()
     ]
@@ -112,4 +111,44 @@ def v2_codecs(
         if comp.kind != "bytes_to_bytes":
             raise CodecConfigError(f"v2 compressor {comp.codec_name!r} is not a bytes codec")
         chain.append(comp.evolve(spec))
+    return chain
+
+
+def _object_chain(
+    compressor: Mapping[str, Any] | NumcodecsCodec | None,
+    filters: Sequence[Mapping[str, Any] | NumcodecsCodec] | None,
+    dtype: np.dtype[Any],
+    object_codec: str,
+) -> list[Codec]:
+    """``[object codec] + bytes filters after it + compressor`` for a v2 object array."""
+    entries = [*(filters or []), compressor]
+    at = next(
+        (
+            i
+            for i, f in enumerate(entries)
+            if isinstance(f, Mapping) and f.get("id") == object_codec
+        ),
+        None,
+    )
+    if at is None:
+        raise CodecConfigError(f"the object codec {object_codec!r} is not among the filters")
+    if at > 0:
+        raise CodecConfigError(
+            f"v2 filters before the object codec {object_codec!r} are not supported: "
+            f"{[f.get('id') if isinstance(f, Mapping) else f for f in entries[:at]]}"
+        )
+    object_entry = entries[at]
+    assert isinstance(object_entry, Mapping)
+    spec = ChunkSpec(shape=(1,), dtype=dtype, fill_value=None)
+    chain: list[Codec] = [object_codec_from_v2(dict(object_entry))]
+    for entry in entries[at + 1 :]:
+        if entry is None:
+            continue
+        codec = entry if isinstance(entry, NumcodecsCodec) else numcodecs_from_v2_config(entry)
+        if codec.kind != "bytes_to_bytes":
+            raise CodecConfigError(
+                f"v2 filter {codec.codec_name!r} after the object codec {object_codec!r} must "
+                "work on bytes"
+            )
+        chain.append(codec.evolve(spec))
     return chain

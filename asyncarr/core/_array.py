@@ -10,6 +10,7 @@ import numpy as np
 
 from asyncarr.abc import Codec, NDArray, Store
 from asyncarr.core._chunk_grid import ChunkGrid
+from asyncarr.core._coerce import coerce_values
 from asyncarr.core._context import ArrayContext, chunk_lock, forget_cached_prefix
 from asyncarr.core._indexing import PointForm, Selection, normalize_points, normalize_selection
 from asyncarr.core._info import ArrayInfo
@@ -19,7 +20,7 @@ from asyncarr.core._nodes import save_array_metadata
 from asyncarr.core._read import read_selection
 from asyncarr.core._streaming import BlockIterator, BlockWriter, Unit
 from asyncarr.core._write import write_selection
-from asyncarr.errors import ConfigError, DTypeError, SelectionError, UnsupportedOperationError
+from asyncarr.errors import ConfigError, SelectionError, UnsupportedOperationError
 from asyncarr.runtime import bounded_for_each, bounded_map
 
 __all__ = ["AsyncArray"]
@@ -279,22 +280,7 @@ class AsyncArray(NodeBase):
         await write_selection(self._ctx, sel, self._coerce(value, sel))
 
     def _coerce(self, value: Any, sel: Selection) -> NDArray:
-        try:
-            arr = np.asarray(value)
-        except (TypeError, ValueError) as exc:
-            raise SelectionError(
-                f"cannot convert value of type {type(value).__name__} to an array"
-            ) from exc
-        if arr.dtype != self.dtype:
-            if not np.can_cast(arr.dtype, self.dtype, casting="same_kind") and not (
-                arr.dtype.kind in "biu" and self.dtype.kind in "biufc"
-            ):
-                raise DTypeError(
-                    f"cannot write values of dtype {arr.dtype} to the {self.dtype} array "
-                    f"{self.name!r} without loss; cast them first (e.g. value.astype({str(self.dtype)!r}))"
-                )
-            _check_range(arr, self.dtype, self.name)
-            arr = arr.astype(self.dtype)
+        arr = coerce_values(value, self.metadata.data_type, self.name)
         try:
             arr = np.broadcast_to(arr, sel.result_shape)
         except ValueError as exc:
@@ -516,22 +502,3 @@ def _reopen_array(
         read_only=read_only,
     )
 
-
-def _check_range(value: NDArray, dtype: np.dtype[Any], name: str) -> None:
-    """Refuse integers that ``dtype`` cannot hold (numpy's cast would wrap them around, or
-    make them infinite in a small float type)."""
-    if value.dtype.kind not in "iu" or not value.size or np.can_cast(value.dtype, dtype, "safe"):
-        return
-    if dtype.kind in "iu":
-        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
-    elif dtype.kind in "fc":
-        high = int(np.finfo(dtype).max)
-        low = -high
-    else:
-        return
-    lo, hi = int(value.min()), int(value.max())
-    if lo < low or hi > high:
-        raise DTypeError(
-            f"values {lo}..{hi} do not fit the {dtype} array {name!r} "
-            f"(it holds {low}..{high}); numpy's cast would change them"
-        )

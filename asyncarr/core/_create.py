@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, Codec
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, Codec, DataType
 from asyncarr.codecs import (
     BytesCodec,
     TransposeCodec,
@@ -19,11 +19,17 @@ from asyncarr.codecs import (
 from asyncarr.core._chunk_grid import MAX_EXTENT, ChunkGrid, EdgesDim, RegularDim
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
 from asyncarr.core._codec_lookup import check_codecs_fit
-from asyncarr.core._dtype import decode_fill_value, parse_dtype
 from asyncarr.core._metadata import ArrayMetadata, plain_attributes, validate_codec_chain
 from asyncarr.core._pipeline import CodecPipeline
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.core._types_bridge import chunk_spec
+from asyncarr.dtypes import (
+    OBJECT_CODECS,
+    NumericDataType,
+    ObjectDataType,
+    data_type_from_json,
+    data_type_from_user,
+)
 from asyncarr.errors import ConfigError, MetadataError
 
 __all__ = ["DEFAULT_COMPRESSOR", "build_array_metadata"]
@@ -40,15 +46,25 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+def _serializer(data_type: DataType, endian: Literal["big", "little"]) -> ArrayBytesCodec:
+    """The array -> bytes codec zarr-python writes for ``data_type``."""
+    if data_type.object_codec is not None:
+        codec = codec_from_metadata({"name": data_type.object_codec})
+        assert isinstance(codec, ArrayBytesCodec)
+        return codec
+    return BytesCodec.for_dtype(data_type.dtype, endian)
+
+
 def _v3_chain(
     *,
-    dtype: np.dtype[Any],
+    data_type: DataType,
     compressor: Any,
     filters: Any,
     codecs: Any,
     order: str,
     ndim: int,
 ) -> list[Codec]:
+    dtype = data_type.dtype
     endian: Literal["big", "little"] = "big" if dtype.byteorder == ">" else "little"
     if codecs is not None:
         if compressor not in (DEFAULT_COMPRESSOR, None) or filters:
@@ -56,12 +72,12 @@ def _v3_chain(
         chain = [c if isinstance(c, Codec) else codec_from_metadata(c) for c in _as_list(codecs)]
         if not any(isinstance(c, ArrayBytesCodec) for c in chain):
             split = sum(1 for c in chain if isinstance(c, ArrayArrayCodec))
-            chain = [*chain[:split], BytesCodec.for_dtype(dtype, endian), *chain[split:]]
+            chain = [*chain[:split], _serializer(data_type, endian), *chain[split:]]
         return chain
     chain = list(filters_from_spec(filters, zarr_format=3, dtype=dtype))
     if order == "F" and ndim > 1:
         chain.insert(0, TransposeCodec(order=list(range(ndim))[::-1]))
-    chain.append(BytesCodec.for_dtype(dtype, endian))
+    chain.append(_serializer(data_type, endian))
     chain.extend(codecs_from_compressor(compressor, zarr_format=3, dtype=dtype))
     return chain
 
@@ -146,7 +162,7 @@ def build_array_metadata(
         raise ConfigError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if order not in ("C", "F"):
         raise ConfigError(f"order must be 'C' or 'F', got {order!r}")
-    dt = parse_dtype(dtype)
+    dt = _user_data_type(dtype, zarr_format, filters)
     shape_t = _shape(shape, "shape")
     if any(s < 0 for s in shape_t):
         raise ConfigError(f"shape must be >= 0, got shape={shape_t}")
@@ -168,13 +184,13 @@ def build_array_metadata(
             f"dimension_names {list(names)} must name each of {len(shape_t)} dimensions"
         )
     attrs = plain_attributes(attributes or {})
-    fv_json = _fill_to_json(fill_value, dt)
 
     if zarr_format == 2:
         if codecs is not None or shards is not None:
             raise ConfigError("codecs= and shards= need zarr_format=3")
-        comp = codecs_from_compressor(compressor, zarr_format=2, dtype=dt)
-        filt = filters_from_spec(filters, zarr_format=2, dtype=dt)
+        object_entry, filters = _split_object_codec(dt, filters)
+        comp = codecs_from_compressor(compressor, zarr_format=2, dtype=dt.dtype)
+        filt = filters_from_spec(filters, zarr_format=2, dtype=dt.dtype)
         comp_config = comp[0].to_v2_config() if comp else None  # type: ignore[attr-defined]
         if (
             comp_config
@@ -182,19 +198,31 @@ def build_array_metadata(
             and not comp_config.get("checksum", True)
         ):
             del comp_config["checksum"]  # tensorstore refuses the (default) key
-        filter_configs = [f.to_v2_config() for f in filt] or None  # type: ignore[attr-defined]
+        filter_configs = [
+            *([object_entry] if object_entry is not None else []),
+            *(f.to_v2_config() for f in filt),  # type: ignore[attr-defined]
+        ] or None
         sep = parse_chunk_key_encoding(
             chunk_key_encoding or {"name": "v2", "configuration": {"separator": "."}}
         )
         if names is not None:
             attrs.setdefault("_ARRAY_DIMENSIONS", list(names))
+        fill = _user_fill(fill_value, dt, zarr_format=2)
         meta = ArrayMetadata(
             zarr_format=2,
             shape=shape_t,
             chunk_grid=chunk_grid,
-            dtype=dt,
-            fill_value=_user_fill(fv_json, dt, zarr_format=2),
-            codecs=tuple(v2_codecs(compressor=comp_config, filters=filter_configs, dtype=dt)),
+            dtype=dt.dtype,
+            data_type=dt,
+            fill_value=fill,
+            codecs=tuple(
+                v2_codecs(
+                    compressor=comp_config,
+                    filters=filter_configs,
+                    dtype=dt.dtype,
+                    object_codec=dt.object_codec,
+                )
+            ),
             chunk_key_encoding=ChunkKeyEncoding("v2", sep.separator),
             dimension_names=names,
             attributes=attrs,
@@ -205,9 +233,13 @@ def build_array_metadata(
         CodecPipeline(meta.codecs, chunk_spec(meta))
         return meta
 
-    native = dt.newbyteorder("=") if dt.byteorder == ">" else dt
+    native = dt.native()
+    try:
+        native.to_json(3)
+    except MetadataError as exc:
+        raise ConfigError(str(exc)) from None
     chain = _v3_chain(
-        dtype=dt,
+        data_type=dt,
         compressor=compressor,
         filters=filters,
         codecs=codecs,
@@ -226,12 +258,13 @@ def build_array_metadata(
                 )
         chain = [ShardingCodec(chunk_shape=inner, codecs=chain)]
     validate_codec_chain(tuple(chain))
-    fill = _user_fill(0 if fv_json is None else fv_json, native, zarr_format=3)
+    fill = _user_fill(fill_value, native, zarr_format=3)
     meta = ArrayMetadata(
         zarr_format=3,
         shape=shape_t,
         chunk_grid=grid,
-        dtype=native,
+        dtype=native.dtype,
+        data_type=native,
         fill_value=fill,
         codecs=tuple(chain),
         chunk_key_encoding=parse_chunk_key_encoding(chunk_key_encoding),
@@ -249,44 +282,65 @@ def _shards_label(shards: Any) -> str:
     return str(tuple(shards)) if not any(_is_edge_list(s) for s in shards) else str(shards)
 
 
-def _user_fill(value: Any, dt: np.dtype[Any], *, zarr_format: int) -> Any:
-    """:func:`decode_fill_value` of a fill value the caller gave: a bad one is a
-    :class:`ConfigError` (an argument), not a :class:`MetadataError` (a stored document)."""
-    try:
-        return decode_fill_value(value, dt, zarr_format=zarr_format)
-    except MetadataError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _fill_to_json(value: Any, dt: np.dtype[Any]) -> Any:
-    """A user fill value in metadata JSON form (validated later against the dtype)."""
-    from asyncarr.core._dtype import encode_fill_value
-
+def _user_fill(value: Any, data_type: DataType, *, zarr_format: int) -> Any:
+    """The fill value to store for the one the caller gave (``None``: the data type's
+    default; for v2 numbers ``None``, written as ``null``, as before). It goes through its
+    JSON form, so the array holds exactly what its metadata says."""
+    fmt: Literal[2, 3] = 2 if zarr_format == 2 else 3
     if value is None:
-        return None
+        if fmt == 2 and isinstance(data_type, NumericDataType | ObjectDataType):
+            return None
+        value = data_type.default_fill()
+    else:
+        value = data_type.cast_fill(value)
     try:
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
-            scalar = (
-                np.asarray(value).astype(dt, casting="unsafe")
-                if not isinstance(value, str)
-                else value
-            )
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"fill_value {value!r} is not valid for {dt}") from exc
-    if isinstance(scalar, str):
-        return scalar
-    source = np.asarray(value)
-    if dt.kind in "iu" and source.dtype.kind == "f" and not float(value).is_integer():
-        raise ConfigError(f"fill_value {value!r} is not valid for {dt}")
-    if source.shape == () and source.dtype.kind in "biuf":
-        # the cast must keep the value (256 in uint8 is not 0, 1e6 in float16 is not inf);
-        # floats may round (0.1 in float32)
-        if dt.kind in "biu":
-            kept = bool(scalar == source) if dt.kind != "b" else source in (0, 1)
-        elif dt.kind in "fc":
-            kept = bool(np.isfinite(scalar)) or not bool(np.isfinite(source))
+        return data_type.fill_from_json(
+            data_type.fill_to_json(value, zarr_format=fmt), zarr_format=fmt
+        )
+    except MetadataError as exc:  # pragma: no cover - cast_fill already checked it
+        raise ConfigError(str(exc)) from None
+
+
+def _user_data_type(dtype: Any, zarr_format: int, filters: Any) -> DataType:
+    """The data type ``dtype`` names. A Zarr v2 object array of something other than
+    text or bytes is ``dtype=object`` with its object codec among the filters."""
+    if zarr_format == 2 and (dtype is object or _is_object_dtype(dtype)):
+        codec_id = next((f for f in map(_filter_id, _as_list(filters)) if f in OBJECT_CODECS), None)
+        if codec_id is not None:
+            return data_type_from_json("|O", zarr_format=2, object_codec=codec_id)
+    return data_type_from_user(dtype)
+
+
+def _is_object_dtype(dtype: Any) -> bool:
+    try:
+        return isinstance(dtype, np.dtype | str) and np.dtype(dtype) == np.dtype(object)
+    except TypeError:
+        return False
+
+
+def _filter_id(spec: Any) -> str | None:
+    """The numcodecs id of a filter spec (a config, a numcodecs codec or an id)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        value = spec.get("id")
+        return value if isinstance(value, str) else None
+    codec_id = getattr(spec, "codec_id", None)
+    return codec_id if isinstance(codec_id, str) else None
+
+
+def _split_object_codec(data_type: DataType, filters: Any) -> tuple[dict[str, Any] | None, Any]:
+    """For a v2 object array: its object codec's ``.zarray`` entry (taken from the filters
+    where the caller gave it, with its configuration) and the other filters."""
+    codec_id = data_type.object_codec
+    if codec_id is None:
+        return None, filters
+    entry: dict[str, Any] = {"id": codec_id}
+    rest = []
+    for f in _as_list(filters):
+        if _filter_id(f) == codec_id:
+            config = f.get_config() if hasattr(f, "get_config") else f
+            entry = dict(config) if isinstance(config, dict) else entry
         else:
-            kept = True
-        if not kept:
-            raise ConfigError(f"fill_value {value!r} is out of range for {dt}")
-    return encode_fill_value(scalar[()], dt, zarr_format=3)
+            rest.append(f)
+    return entry, rest or None

@@ -10,17 +10,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec
+from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec, DataType
 from asyncarr.core._chunk_grid import ChunkGrid, parse_chunk_grid
 from asyncarr.core._chunk_key import ChunkKeyEncoding, parse_chunk_key_encoding
-from asyncarr.core._dtype import (
-    decode_fill_value,
-    encode_fill_value,
-    parse_v2_dtype,
-    parse_v3_dtype,
-    v2_dtype_str,
-    v3_dtype_name,
-)
+from asyncarr.dtypes import OBJECT_CODECS, data_type_from_json, data_type_from_numpy
 from asyncarr.errors import AsyncarrError, ConfigError, MetadataError
 
 __all__ = [
@@ -34,11 +27,13 @@ __all__ = [
     "ZGROUP",
     "ZMETADATA",
     "dumps_json",
+    "fill_from_json",
     "loads_json",
     "parse_array_metadata_v2",
     "parse_array_metadata_v3",
     "parse_group_metadata_v2",
     "parse_group_metadata_v3",
+    "v2_object_codec",
     "validate_codec_chain",
 ]
 
@@ -189,6 +184,9 @@ class ArrayMetadata:
     """v2 only: the ``.zarray`` ``compressor`` entry (the chain in ``codecs`` runs it)."""
     v2_filters: list[dict[str, Any]] | None = None
     """v2 only: the ``.zarray`` ``filters`` entry."""
+    data_type: DataType = None  # type: ignore[assignment]
+    """The Zarr data type (its numpy dtype is :attr:`dtype`); derived from :attr:`dtype`
+    when not given, which object dtypes cannot be (strings or bytes?)."""
 
     def __post_init__(self) -> None:
         if len(self.shape) > MAX_NDIM:
@@ -197,6 +195,13 @@ class ArrayMetadata:
             )
         if self.dtype.itemsize <= 0:
             raise MetadataError(f"data type {self.dtype} has no size; elements need >= 1 byte")
+        if self.data_type is None:
+            object.__setattr__(self, "data_type", data_type_from_numpy(self.dtype))
+        elif self.data_type.dtype != self.dtype:
+            raise MetadataError(
+                f"dtype {self.dtype} is not the {self.data_type.describe()} data type's "
+                f"{self.data_type.dtype}"
+            )
         if self.chunk_grid.shape != self.shape:
             raise MetadataError(
                 f"shape {list(self.shape)} and chunk grid {self.chunk_grid.describe()} differ "
@@ -255,9 +260,11 @@ class ArrayMetadata:
                 "zarr_format": 2,
                 "shape": list(self.shape),
                 "chunks": list(self.chunk_shape),
-                "dtype": v2_dtype_str(self.dtype),
+                "dtype": self.data_type.to_json(2),
                 "compressor": self.v2_compressor,
-                "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=2),
+                "fill_value": None
+                if self.fill_value is None
+                else self.data_type.fill_to_json(self.fill_value, zarr_format=2),
                 "order": self.order,
                 "filters": self.v2_filters or None,
                 "dimension_separator": self.chunk_key_encoding.separator,
@@ -268,10 +275,13 @@ class ArrayMetadata:
             "zarr_format": 3,
             "node_type": "array",
             "shape": list(self.shape),
-            "data_type": v3_dtype_name(self.dtype),
+            "data_type": self.data_type.to_json(3),
             "chunk_grid": self.chunk_grid.to_json(),
             "chunk_key_encoding": self.chunk_key_encoding.to_json(),
-            "fill_value": encode_fill_value(self.fill_value, self.dtype, zarr_format=3),
+            "fill_value": self.data_type.fill_to_json(
+                self.data_type.default_fill() if self.fill_value is None else self.fill_value,
+                zarr_format=3,
+            ),
             "codecs": [c.to_metadata() for c in self.codecs],
             "attributes": self.attributes,
         }
@@ -324,8 +334,8 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
         raise MetadataError("storage_transformers are not supported", key=key)
     shape = _int_tuple(doc["shape"], "shape", key, positive=False)
     grid = parse_chunk_grid(doc["chunk_grid"], shape, key=key)
-    dtype = parse_v3_dtype(doc["data_type"], key=key)
-    fill_value = decode_fill_value(doc["fill_value"], dtype, zarr_format=3, key=key)
+    data_type = data_type_from_json(doc["data_type"], zarr_format=3, key=key)
+    fill_value = fill_from_json(data_type, doc["fill_value"], 3, key)
     names = doc.get("dimension_names")
     if names is not None:
         if not isinstance(names, list) or not all(n is None or isinstance(n, str) for n in names):
@@ -338,7 +348,8 @@ def parse_array_metadata_v3(doc: dict[str, Any], *, key: str | None = None) -> A
             zarr_format=3,
             shape=shape,
             chunk_grid=grid,
-            dtype=dtype,
+            dtype=data_type.dtype,
+            data_type=data_type,
             fill_value=fill_value,
             codecs=(),
             chunk_key_encoding=parse_chunk_key_encoding(doc["chunk_key_encoding"], key=key),
@@ -369,7 +380,19 @@ def parse_array_metadata_v2(
         raise MetadataError(
             f"shape {list(shape)} and chunks {list(chunks)} differ in length", key=key
         )
-    dtype = parse_v2_dtype(doc["dtype"], key=key)
+    filters = doc.get("filters")
+    if filters is not None and not isinstance(filters, list):
+        raise MetadataError(f"filters must be a list or null, got {filters!r}", key=key)
+    compressor = doc.get("compressor")
+    if compressor is not None and not isinstance(compressor, dict):
+        raise MetadataError(f"compressor must be an object or null, got {compressor!r}", key=key)
+    data_type = data_type_from_json(
+        doc["dtype"],
+        zarr_format=2,
+        object_codec=v2_object_codec(doc["dtype"], filters, compressor),
+        key=key,
+    )
+    dtype = data_type.dtype
     order = doc.get("order", "C")
     if order not in ("C", "F"):
         raise MetadataError(f"order must be 'C' or 'F', got {order!r}", key=key)
@@ -378,16 +401,17 @@ def parse_array_metadata_v2(
         sep = "."
     if sep not in ("/", "."):
         raise MetadataError(f"dimension_separator must be '.' or '/', got {sep!r}", key=key)
-    filters = doc.get("filters")
-    if filters is not None and not isinstance(filters, list):
-        raise MetadataError(f"filters must be a list or null, got {filters!r}", key=key)
-    compressor = doc.get("compressor")
-    if compressor is not None and not isinstance(compressor, dict):
-        raise MetadataError(f"compressor must be an object or null, got {compressor!r}", key=key)
     from asyncarr.codecs import v2_codecs
 
     try:
-        codecs = tuple(v2_codecs(compressor=compressor, filters=filters, dtype=dtype))
+        codecs = tuple(
+            v2_codecs(
+                compressor=compressor,
+                filters=filters,
+                dtype=dtype,
+                object_codec=data_type.object_codec,
+            )
+        )
     except AsyncarrError as exc:
         if getattr(exc, "key", None) is None:
             exc.key = key  # type: ignore[attr-defined]
@@ -417,7 +441,7 @@ def parse_array_metadata_v2(
         return _v2_metadata(
             shape,
             chunks,
-            dtype,
+            data_type,
             doc,
             codecs,
             sep,
@@ -438,7 +462,7 @@ def parse_array_metadata_v2(
 def _v2_metadata(
     shape: tuple[int, ...],
     chunks: tuple[int, ...],
-    dtype: np.dtype[Any],
+    data_type: DataType,
     doc: dict[str, Any],
     codecs: tuple[Codec, ...],
     sep: Literal["/", "."],
@@ -454,8 +478,9 @@ def _v2_metadata(
         zarr_format=2,
         shape=shape,
         chunk_grid=ChunkGrid.regular(shape, chunks),
-        dtype=dtype,
-        fill_value=decode_fill_value(doc.get("fill_value"), dtype, zarr_format=2, key=key),
+        dtype=data_type.dtype,
+        data_type=data_type,
+        fill_value=fill_from_json(data_type, doc.get("fill_value"), 2, key),
         codecs=codecs,
         chunk_key_encoding=ChunkKeyEncoding("v2", sep),
         dimension_names=dimension_names,
@@ -465,6 +490,39 @@ def _v2_metadata(
         v2_compressor=compressor,
         v2_filters=filters,
     )
+
+
+def fill_from_json(data_type: DataType, value: object, zarr_format: int, key: str | None) -> Any:
+    """The fill value a metadata ``fill_value`` spells for ``data_type`` (a v2 ``null``
+    stays ``None``: chunks then fill with the type's default)."""
+    if value is None:
+        if zarr_format == 3:
+            raise MetadataError("fill_value must not be null in Zarr v3", key=key)
+        return None
+    try:
+        return data_type.fill_from_json(value, zarr_format=2 if zarr_format == 2 else 3)
+    except MetadataError as exc:
+        if exc.key is not None or key is None:
+            raise
+        raise MetadataError(str(exc), key=key) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MetadataError(
+            f"fill_value {value!r} is not valid for {data_type.describe()}: {exc}", key=key
+        ) from None
+
+
+def v2_object_codec(
+    dtype: object, filters: list[Any] | None, compressor: dict[str, Any] | None
+) -> str | None:
+    """The id of a v2 object array's object codec: the first filter (or the compressor)
+    whose id is one (``vlen-utf8``, ``json2``, ...), as zarr-python finds it. ``None`` for
+    other dtypes."""
+    if not isinstance(dtype, str) or not dtype.endswith("O"):
+        return None
+    for entry in [*(filters or []), compressor]:
+        if isinstance(entry, dict) and entry.get("id") in OBJECT_CODECS:
+            return str(entry["id"])
+    return None
 
 
 @dataclass(frozen=True)

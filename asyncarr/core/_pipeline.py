@@ -254,10 +254,15 @@ def _scratch(nbytes: int) -> memoryview:
 
 
 def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
-    """Whether every element equals ``fill_value`` (NaN matches NaN)."""
+    """Whether every element equals ``fill_value`` (NaN matches NaN, NaT matches NaT)."""
+    kind = chunk.dtype.kind
+    if chunk.dtype.hasobject:  # strings, bytes, other objects
+        return _objects_equal(chunk, fill_value)
     if fill_value is None:
         fill_value = 0
-    if chunk.dtype.kind == "c":
+    if kind in "SUVMm":  # text, bytes, structs, times: compare the stored bytes
+        return _bytes_equal(chunk, fill_value)
+    if kind == "c":
         # each part on its own, NaN matching NaN: a complex NaN fill such as 1+nanj must
         # neither match nan+nanj nor miss itself (== is false whenever a part is NaN)
         fv = np.asarray(fill_value, dtype=chunk.dtype)
@@ -266,9 +271,40 @@ def chunk_equals_fill(chunk: NDArray, fill_value: Any) -> bool:
         first = chunk[(0,) * chunk.ndim]  # (.flat stops at 32 dimensions)
         if first != fill_value and not (first != first and fill_value != fill_value):
             return False
-    if chunk.dtype.kind == "f":
+    if kind == "f":
         return _equals_nan_aware(chunk, np.asarray(fill_value, dtype=chunk.dtype))
     return bool(np.all(chunk == fill_value))
+
+
+def _bytes_equal(chunk: NDArray, fill_value: Any) -> bool:
+    """Whether every item's bytes are the fill value's (NaT equal to NaT, a struct's NaN
+    field to the same NaN)."""
+    item = chunk.dtype.itemsize
+    if not chunk.size or not item:
+        return True
+    fill = np.frombuffer(np.asarray(fill_value, dtype=chunk.dtype).tobytes(), np.uint8)
+    rows = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8).reshape(-1, item)
+    if not np.array_equal(rows[0], fill):
+        return False
+    return bool((rows == fill).all())
+
+
+def _objects_equal(chunk: NDArray, fill_value: Any) -> bool:
+    """Whether every element of an object (or ``StringDType``) chunk equals the fill."""
+    if fill_value is None:
+        return all(v is None for v in chunk.flat)
+    if chunk.dtype.kind == "T":  # numpy strings: compared in C
+        return bool(np.all(chunk == fill_value))
+    if chunk.size and not _same_object(chunk.flat[0], fill_value):
+        return False
+    return all(_same_object(v, fill_value) for v in chunk.flat)
+
+
+def _same_object(value: Any, fill_value: Any) -> bool:
+    try:
+        return type(value) is type(fill_value) and bool(value == fill_value)
+    except (TypeError, ValueError):  # arrays, objects without a plain ==
+        return False
 
 
 def _equals_nan_aware(values: NDArray, fill: NDArray) -> bool:

@@ -33,7 +33,7 @@ from asyncarr.runtime import (
     populate_shared,
 )
 
-__all__ = ["DecodeJob", "decode_jobs", "read_selection"]
+__all__ = ["DecodeJob", "decode_jobs", "decode_parts", "read_selection"]
 
 INLINE_MAX_BYTES = 1 << 20
 """A read of a single chunk up to this size decodes on the event loop (``auto`` mode)."""
@@ -168,6 +168,37 @@ def _decode_by_shape(
     )
 
 
+def decode_parts(pipeline: CodecPipeline, jobs: list[DecodeJob]) -> list[NDArray | None]:
+    """Each job's part of its chunk (``None`` for a missing chunk), decoded and returned
+    rather than placed into a shared output: how worker processes decode chunks of
+    objects (strings, bytes), which cannot live in shared memory."""
+    parts: list[NDArray | None] = []
+    for job in jobs:
+        payload = job.payload
+        if isinstance(payload, Store):
+            payload = payload.read_local(job.key)
+        if payload is None:
+            parts.append(None)
+            continue
+        chunk = pipeline.for_shape(job.shape).decode(payload, key=job.key)
+        parts.append(chunk[job.chunk_sel])
+    return parts
+
+
+async def _decode_returning(
+    ctx: ArrayContext,
+    pipeline: CodecPipeline,
+    jobs: list[DecodeJob],
+    out: NDArray,
+    mode: ResolvedMode,
+    **run: Any,
+) -> None:
+    """:func:`decode_parts` in the executor (worker processes), then the parts placed here."""
+    parts = await ctx.executor.run(decode_parts, pipeline, jobs, mode=mode, **run)
+    for job, part in zip(jobs, parts, strict=True):
+        out[job.out_sel] = ctx.fill if part is None else part
+
+
 READ_BUFFER_MAX = 16 << 20
 """Largest per-thread buffer kept for reading whole large chunks (see :func:`_read_buffer`);
 bigger chunks get a buffer of their own, freed after."""
@@ -229,7 +260,8 @@ async def read_selection(ctx: ArrayContext, selection: Selection) -> NDArray:
         if measured
         else executor.mode_for(pipeline.releases_gil)
     )
-    shared = mode == "processes"
+    # Worker processes decode objects (strings, bytes) and send them back (no shared memory)
+    shared = mode == "processes" and not ctx.dtype.hasobject
     try:
         out = executor.allocate(selection.out_shape, ctx.dtype, shared=shared, unguarded=not shared)
     except (ValueError, MemoryError, OverflowError) as exc:
@@ -292,6 +324,7 @@ def _measured(ctx: ArrayContext, total: int) -> bool:
         or ctx.workers() < SMALL_READS_MIN_WORKERS
         or ctx.partial_shards is not None
         or ctx.cache is not None
+        or ctx.dtype.hasobject
         or not ctx.small_local_chunks(writes=False)
     ):
         return False
@@ -338,6 +371,7 @@ async def _read_chunks(
         mode != "processes" or ctx.store.supports_local_files
     )
     worker_cache = cache if mode != "processes" else None
+    returning = mode == "processes" and ctx.dtype.hasobject
 
     def jobs() -> Iterator[DecodeJob]:
         if not selection.is_orthogonal_array:
@@ -368,6 +402,9 @@ async def _read_chunks(
             payloads = await gather_all(*(ctx.io.get(j.key) for j in batch))
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
+        if returning:
+            await _decode_returning(ctx, ctx.pipeline, batch, out, mode, releases_gil=False)
+            return
         await decode(decode_jobs, len(batch), batch, out, ctx.fill, worker_cache, ctx.cache_scope)
 
     async def decode(fn: Callable[..., int], chunks: int, *args: Any) -> None:
@@ -382,7 +419,13 @@ async def _read_chunks(
             mode=mode,
         )
 
-    if local and cache is None and total > size and not selection.is_orthogonal_array:
+    if (
+        local
+        and cache is None
+        and total > size
+        and not selection.is_orthogonal_array
+        and not returning
+    ):
         # Workers expand their own batches from the plan (no per-chunk work here).
         plan = ctx.slice_plan(selection)
 
@@ -526,6 +569,14 @@ async def _read_sharded(
             return
         # Several executor calls per shard, so one shard's inner chunks decode in parallel.
         size = ctx.batch_size(inner.spec.nbytes, max(len(jobs), 1) * n_shards)
+        if mode == "processes" and ctx.dtype.hasobject:
+            await gather_all(
+                *(
+                    _decode_returning(ctx, inner, batch, out, mode, releases_gil=False)
+                    for batch in _batched(jobs, size)
+                )
+            )
+            return
         await gather_all(
             *(
                 executor.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -16,7 +17,25 @@ import numpy.typing as npt
 from asyncarr.config import CacheConfig
 from asyncarr.errors import ConfigError
 
-__all__ = ["CacheStats", "ChunkCache", "get_chunk_cache", "set_chunk_cache"]
+__all__ = ["CacheStats", "ChunkCache", "footprint", "get_chunk_cache", "set_chunk_cache"]
+
+
+def footprint(arr: npt.NDArray[Any]) -> int:
+    """The memory an array holds: its buffer, plus for strings (numpy ``StringDType``) their
+    text and for object arrays the objects' sizes (bytes and text by length)."""
+    size = int(arr.nbytes)
+    if not arr.dtype.hasobject:
+        return size
+    if arr.dtype.kind == "T":
+        return size + int(np.strings.str_len(arr).sum())
+    for value in arr.flat:
+        if isinstance(value, bytes | str):
+            size += len(value) + 33
+        elif isinstance(value, np.ndarray):
+            size += int(value.nbytes) + 112
+        else:
+            size += sys.getsizeof(value)
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +66,8 @@ class ChunkCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, npt.NDArray[Any]] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
+        """What each entry counts against the budget (:func:`footprint`)."""
         self._bytes = 0
         self._hits = 0
         self._misses = 0
@@ -81,42 +102,45 @@ class ChunkCache:
         """
         if not isinstance(value, np.ndarray):
             raise TypeError(f"ChunkCache stores numpy arrays, got {type(value).__name__}")
-        size = int(value.nbytes)
+        size = footprint(value)
         if size > self.max_bytes:
             self.invalidate(key)  # the old value would be stale
             return
         stored = value.copy() if copy else value
         stored.flags.writeable = False
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= int(old.nbytes)
+            self._drop(key)
             self._entries[key] = stored
+            self._sizes[key] = size
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= int(evicted.nbytes)
+                evicted, _ = self._entries.popitem(last=False)
+                self._bytes -= self._sizes.pop(evicted)
                 self._evictions += 1
+
+    def _drop(self, key: Hashable) -> None:
+        """Remove ``key`` (holding the lock)."""
+        if self._entries.pop(key, None) is not None:
+            self._bytes -= self._sizes.pop(key)
 
     def invalidate(self, key: Hashable) -> None:
         """Drop ``key`` if cached."""
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= int(old.nbytes)
+            self._drop(key)
 
     def invalidate_where(self, pred: Callable[[Hashable], bool]) -> int:
         """Drop every key for which ``pred(key)`` is true; returns how many were dropped."""
         with self._lock:
             doomed = [k for k in self._entries if pred(k)]
             for key in doomed:
-                self._bytes -= int(self._entries.pop(key).nbytes)
+                self._drop(key)
             return len(doomed)
 
     def clear(self) -> None:
         """Drop everything (counters are kept)."""
         with self._lock:
             self._entries.clear()
+            self._sizes.clear()
             self._bytes = 0
 
     @property

@@ -40,7 +40,8 @@ SHAPES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (17,), (4, 5), (3, 0, 2),
 
 
 def sample_array(shape: tuple[int, ...], dtype: np.dtype[Any] | str, seed: int = 0) -> NDArray:
-    """Deterministic, compressible-but-varied test data of any dtype."""
+    """Deterministic, compressible-but-varied test data of any dtype (``T``: strings,
+    ``O``: byte strings)."""
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     n = int(np.prod(shape)) if shape else 1
@@ -63,6 +64,12 @@ def sample_array(shape: tuple[int, ...], dtype: np.dtype[Any] | str, seed: int =
         flat = np.array([bytes([97 + (i % 26)]) * (1 + i % size) for i in range(n)], dtype)
     elif kind == "U":
         flat = np.array([chr(0x41 + i % 50) * (1 + i % 2) for i in range(n)], dtype=dtype)
+    elif kind == "T":  # variable-length strings (numpy StringDType)
+        flat = np.array(["é" * (i % 5) + chr(0x41 + i % 50) * (i % 3) for i in range(n)], dtype=dtype)
+    elif kind == "O":  # variable-length byte strings
+        flat = np.empty(n, dtype=object)
+        for i in range(n):
+            flat[i] = rng.bytes(int(rng.integers(0, 12)))
     else:  # void / other fixed-size: random bytes
         flat = np.frombuffer(rng.bytes(n * dtype.itemsize), dtype=dtype).copy()
     return flat.astype(dtype).reshape(shape)
