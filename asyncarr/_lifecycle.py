@@ -1,69 +1,131 @@
 """Worker processes that die with the process that owns them.
 
 A codec worker process (see :mod:`asyncarr.runtime`) stores the chunks it encodes
-itself. If the process that started it (its *owner*) is killed, nothing may be written
-on its behalf afterwards: another process may already be re-writing the same array, and
-a late chunk from the dead writer would silently overwrite that newer data. Nor may the
-worker linger: it holds the owner's standard output and error, so a supervisor reading
-them to the end would wait for it.
+itself. If the process that started its pool (its *owner*) is killed, nothing may be
+written on its behalf afterwards: another process may already be re-writing the same
+array, and a late chunk from the dead writer would silently overwrite that newer data.
+Nor may anything the owner started linger: it holds the owner's standard output and
+error, so a supervisor reading them to the end would wait for it.
 
-:func:`bind_to_owner` runs first thing in every worker process. From then on:
+A process pool leaves more behind than its workers, and they keep each other alive.
+Under ``forkserver`` the workers are children of the fork server, not of the owner; the
+fork server runs until every holder of its "alive" pipe has gone, and multiprocessing
+hands that pipe to every worker; the resource tracker runs until every holder of its
+pipe (owner, fork server, workers) has gone; and an idle worker waits on a job queue
+whose write end it holds itself. So the owner's death used to end none of them.
 
-- a watcher thread waits for the owner to exit (``pidfd`` where Linux has it, else a
-  poll every :data:`POLL_SECONDS`) and kills the worker with ``SIGKILL`` at once,
-  whatever it is doing: a batch in flight is abandoned, never applied later;
-- the kernel sends ``SIGKILL`` to the worker when its parent dies (Linux
-  ``PR_SET_PDEATHSIG``; under ``forkserver`` the parent is the fork server, which exits
-  as soon as its owner's end of a pipe closes);
-- :func:`ensure_owner_alive` - which stores call right before each change they make
-  visible (a link, rename or unlink) - kills the worker if the owner has gone. The
-  watcher needs the GIL to act, which a busy worker thread may hold for a few
-  milliseconds; this check is a system call and needs nothing else.
+The *lifeline*: the owner keeps the only write end of a pipe (close-on-exec, and closed
+in children made by ``os.fork``, which would otherwise keep its workers alive) and hands
+the read end to every worker (:func:`owner_lifeline`). Nothing is written to it: it
+reads as end-of-file exactly when the owner has died - the kernel closes a dead
+process's descriptors before its death can be observed (``waitpid``, a pidfd), and a
+recycled pid cannot fool it. :func:`bind_to_owner` runs first thing in every worker:
 
-What remains is the single system call between that check and the change itself: a
-change that passed its check just before the owner died may land microseconds after it,
-never later. In the owner itself (and any process that is not a worker)
-:func:`ensure_owner_alive` does nothing.
+- a thread waits for end-of-file and kills the worker at once: a batch in flight is
+  abandoned, jobs still queued never run;
+- :func:`ensure_owner_alive`, which stores call right before each change they make
+  visible (a link, rename or unlink, under the lock that orders the writers of that
+  key) and the worker calls before each job, kills the worker if the owner has gone. The
+  thread needs the GIL to act, which a job may hold; this check needs nothing else;
+- under ``forkserver`` (on Linux) the worker has the kernel kill it when the fork server
+  dies (``PR_SET_PDEATHSIG``: no GIL needed), and drops its copy of the fork server's
+  alive pipe, so the fork server ends as soon as the owner does. (A worker starting
+  processes of its own starts its own fork server, as it always did: the copy served
+  nothing else.) Not under ``spawn``: there the worker's parent is the owner's *thread*
+  that happened to start it, and the signal would come when that thread ends.
+
+Once the workers and the fork server have gone, the resource tracker reads end-of-file
+too: it unlinks the owner's remaining shared-memory segments and semaphores and exits.
+
+What remains is the time between :func:`ensure_owner_alive` and the system call that
+makes the change (no I/O in between): a change whose check passed just before the owner
+died can land microseconds after it, and is ordered before any later writer's change to
+that directory (they take the same lock). In any process that is not a worker,
+:func:`ensure_owner_alive` costs one global lookup.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import os
 import select
 import signal
 import sys
 import threading
-import time
+from multiprocessing.connection import Connection
+from typing import Any
 
-__all__ = ["POLL_SECONDS", "bind_to_owner", "ensure_owner_alive", "owner_pid"]
-
-POLL_SECONDS = 0.05
-"""How often the watcher looks for the owner where there is no ``pidfd``."""
+__all__ = ["bind_to_owner", "ensure_owner_alive", "owner_is_gone", "owner_lifeline"]
 
 _PR_SET_PDEATHSIG = 1
 
-_owner: int | None = None
-"""The owner's pid, in a bound worker process."""
+# --------------------------------------------------------------------------- the owner
+
+_lock = threading.Lock()
+_lifeline: tuple[Connection, int] | None = None
+"""This process's lifeline, once it has started workers: the read end handed to them,
+and the write end it keeps."""
+
+
+def owner_lifeline() -> Connection:
+    """The read end of this process's lifeline, to pass to the workers of its pools
+    (created on first use; in a worker's start-up arguments it travels as a descriptor)."""
+    global _lifeline
+    with _lock:
+        if _lifeline is None:
+            read_fd, write_fd = os.pipe()  # both close-on-exec (PEP 446)
+            _lifeline = (Connection(read_fd, writable=False), write_fd)
+        return _lifeline[0]
+
+
+def _forget_lifeline_in_child() -> None:
+    """In a child made by ``os.fork``: close the copy of the parent's lifeline (its
+    workers are not the child's to keep alive); the child makes its own when needed."""
+    global _lifeline, _lock
+    _lock = threading.Lock()
+    if _lifeline is not None:
+        reader, write_fd = _lifeline
+        _lifeline = None
+        reader.close()
+        os.close(write_fd)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lifeline_in_child)
+
+# --------------------------------------------------------------------------- a worker
+
 _owner_fd = -1
-"""A ``pidfd`` of the owner (readable once it has exited), or -1."""
+"""In a bound worker: the read end of its owner's lifeline; -1 elsewhere."""
+_owner_conn: Connection | None = None
+"""Keeps ``_owner_fd`` open."""
 
 
-def owner_pid() -> int | None:
-    """The pid of the process this worker is bound to (``None`` outside workers)."""
-    return _owner
+class _Pollers(threading.local):
+    """Each thread's ``poll`` object for the lifeline (one may not be polled by two
+    threads at once; made once, a check costs one system call)."""
+
+    poller: tuple[int, select.poll] | None = None
 
 
-def _set_parent_death_signal() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+_pollers = _Pollers()
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - no prctl: the watcher remains
-        pass
+
+def owner_is_gone(fd: int | None = None, timeout: float | None = 0) -> bool:
+    """Whether the lifeline ``fd`` (this worker's by default) reads as end-of-file, i.e.
+    its owner has died; waiting up to ``timeout`` seconds for that (``None``: as long as
+    it takes). ``False`` outside bound workers."""
+    fd = _owner_fd if fd is None else fd
+    if fd < 0:
+        return False
+    if not hasattr(select, "poll"):  # pragma: no cover - no poll(2)
+        return bool(select.select([fd], [], [], timeout)[0])
+    cached = _pollers.poller
+    if cached is None or cached[0] != fd:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        cached = _pollers.poller = (fd, poller)
+    return bool(cached[1].poll(None if timeout is None else int(timeout * 1000)))
 
 
 def _die() -> None:
@@ -72,73 +134,61 @@ def _die() -> None:
     os._exit(1)  # pragma: no cover - SIGKILL cannot be caught
 
 
-def _poll_owner(timeout_ms: int | None) -> bool:
-    """Whether the owner's pidfd is readable (it has exited), waiting up to ``timeout_ms``."""
-    poller = select.poll()
-    poller.register(_owner_fd, select.POLLIN)
-    with contextlib.suppress(InterruptedError):
-        return bool(poller.poll(timeout_ms))
-    return False
-
-
-def _gone() -> bool:
-    if _owner is None:
-        return False
-    if _owner_fd >= 0:
-        return bool(_poll_owner(0))
-    try:
-        os.kill(_owner, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # pragma: no cover - someone else's pid now: ours is gone
-        return True
-    return False
-
-
-def _watch() -> None:
-    if _owner_fd >= 0:
-        while not _poll_owner(None):
-            pass
-        _die()
-    while not _gone():  # pragma: no cover - kernels without pidfd
-        time.sleep(POLL_SECONDS)
-    _die()  # pragma: no cover
-
-
-def bind_to_owner(pid: int) -> None:
-    """Bind this (worker) process to the process ``pid``: die when it exits, and never
-    change a store once it has gone. Call it once, first thing in the worker."""
-    global _owner, _owner_fd
-    if pid == os.getpid():
-        return
-    _set_parent_death_signal()
-    _owner = pid
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is not None:
-        try:
-            _owner_fd = pidfd_open(pid)
-        except ProcessLookupError:
-            _die()
-        except OSError:  # pragma: no cover - kernel without pidfd: poll instead
-            _owner_fd = -1
-    if _gone():  # it died before we were watching
-        _die()
-    threading.Thread(target=_watch, name="asyncarr-owner-watch", daemon=True).start()
-
-
 def ensure_owner_alive() -> None:
-    """Kill this worker if its owner has exited (no-op outside bound workers).
+    """Kill this worker if its owner has died (nothing to do outside bound workers).
 
-    Stores call it right before each change they make visible, so that a worker never
-    changes a store after its owner died."""
-    if _owner is not None and _gone():
+    Call it right before each change to stored data, holding the lock that orders the
+    writers of the key."""
+    if _owner_fd >= 0 and owner_is_gone():
         _die()
+
+
+def _watch(fd: int) -> None:
+    owner_is_gone(fd, timeout=None)
+    _die()
+
+
+def bind_to_owner(lifeline: Connection, start_method: str) -> None:
+    """In a worker process, first thing: die with the owner whose lifeline (read end)
+    this is, and never change a store once it has gone. ``start_method`` is the pool's
+    (``forkserver`` or ``spawn``)."""
+    global _owner_conn, _owner_fd
+    _owner_conn = lifeline
+    _owner_fd = lifeline.fileno()
+    threading.Thread(
+        target=_watch, args=(_owner_fd,), name="asyncarr-owner-watch", daemon=True
+    ).start()
+    if start_method == "forkserver":
+        _die_with_fork_server()
+
+
+def _die_with_fork_server() -> None:
+    """Be killed when the fork server (this worker's parent) dies, and let it die with
+    the owner: drop the copy of its "alive" pipe that multiprocessing gives every worker."""
+    if sys.platform.startswith("linux"):
+        server = os.getppid()
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (AttributeError, OSError):  # pragma: no cover - no prctl: the lifeline remains
+            pass
+        if os.getppid() != server:  # it died before the signal was armed
+            _die()
+    from multiprocessing import forkserver
+
+    state: Any = getattr(forkserver, "_forkserver", None)  # CPython internals (3.11-3.13)
+    alive = getattr(state, "_forkserver_alive_fd", None)
+    if isinstance(alive, int):
+        try:
+            os.close(alive)
+        except OSError:  # pragma: no cover - not open here
+            pass
+        state._forkserver_alive_fd = None
 
 
 def _forget_owner_in_child() -> None:
-    """A process forked from a worker is no worker of that owner (its pidfd is shared)."""
-    global _owner, _owner_fd
-    _owner = None
+    """A process forked from a worker is no worker of that owner."""
+    global _owner_conn, _owner_fd
+    _owner_conn = None
     _owner_fd = -1
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from asyncarr._lifecycle import ensure_owner_alive
 from asyncarr._types import ByteRange, RangeRequest, Versioned
 from asyncarr.config import StoreLimits, store_limits
 from asyncarr.errors import (
@@ -322,9 +323,12 @@ class Store(ABC):
         ``items`` may be a generator that encodes each value as it is asked for.
         Stores may override this to share work between the keys (local files: one
         directory open and one lock per directory). If it raises, some of the
-        keys may have been stored and others not.
+        keys may have been stored and others not. In a codec worker process whose
+        owner has died it stores nothing more (the process ends); stores that override
+        it call :func:`~asyncarr._lifecycle.ensure_owner_alive` before each change too.
         """
         for key, value in items:
+            ensure_owner_alive()
             self.write_local(key, value)
 
     # -- writes -----------------------------------------------------------------------------

@@ -22,7 +22,8 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
     buffer (reused shared memory) travel the same way. Other arguments and results
     are pickled. A worker that dies raises
     :class:`~asyncarr.errors.WorkerCrashedError` for the jobs in flight and
-    the pool is rebuilt for later calls.
+    the pool is rebuilt for later calls. Workers die with the process that
+    started them and change no store after it (:mod:`asyncarr._lifecycle`).
 ``auto`` (the default)
     Decided per job kind, from measurements:
 
@@ -99,6 +100,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from asyncarr._lifecycle import owner_lifeline
 from asyncarr._tasks import Claim, await_unabandoned
 from asyncarr.config import ExecutorConfig
 from asyncarr.errors import ConfigError, WorkerCrashedError
@@ -656,7 +658,7 @@ class CodecExecutor:
                     max_workers=self._process_workers,
                     mp_context=multiprocessing.get_context(self._mp_context),
                     initializer=_shm.warm_worker,
-                    initargs=(self._warm_modules, os.getpid()),
+                    initargs=(self._warm_modules, owner_lifeline(), self._mp_context),
                 )
             return self._procs
 

@@ -50,11 +50,12 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 import numpy as np
 
-from asyncarr._lifecycle import bind_to_owner
+from asyncarr._lifecycle import bind_to_owner, ensure_owner_alive
 from asyncarr.errors import AsyncarrError, ConfigError
 
 __all__ = [
@@ -588,12 +589,14 @@ def main_module_is_reimport_safe() -> bool:
     return _MAIN_GUARD.search(source) is not None
 
 
-def warm_worker(modules: tuple[str, ...], owner: int | None = None) -> None:
-    """Process-pool initializer: bind the worker to its ``owner`` process (it dies with
-    it and never changes a store after it, see :mod:`asyncarr._lifecycle`), then import
-    the heavy modules once per worker."""
+def warm_worker(
+    modules: tuple[str, ...], owner: Connection | None = None, start_method: str = "spawn"
+) -> None:
+    """Process-pool initializer: bind the worker to its owner (``owner``: the read end of
+    the owner's lifeline; the worker dies with it and never changes a store after it, see
+    :mod:`asyncarr._lifecycle`), then import the heavy modules once per worker."""
     if owner is not None:
-        bind_to_owner(owner)
+        bind_to_owner(owner, start_method)
     for module in modules:
         try:
             importlib.import_module(module)
@@ -632,6 +635,7 @@ def worker_call(payload: bytes) -> tuple[bool, bytes, float]:
     :func:`load_exception`. Segments mapped for the job are unmapped (once
     nothing references them) when it ends.
     """
+    ensure_owner_alive()  # a job queued for an owner that has died never starts
     attached: dict[str, _Region] = {}
     _job.attached = attached
     cpu = 0.0

@@ -867,6 +867,7 @@ class LocalStore(Store):
 
     def _prune(self, parent: str) -> None:
         """Remove now-empty directories from ``parent`` up to (not including) the root."""
+        ensure_owner_alive()
         while parent:
             try:
                 os.rmdir(self._path(parent))
@@ -1214,7 +1215,9 @@ class _DirectoryBatch(Generic[T]):
             try:
                 for i, (key, tmp, op) in enumerate(changes):
                     self.key = key
-                    ensure_owner_alive()  # a worker whose owner died changes nothing
+                    # a worker whose owner died changes nothing (checked under the lock
+                    # every asyncarr writer of this directory takes)
+                    ensure_owner_alive()
                     try:
                         done.append(op(dfd, key.rpartition("/")[2], tmp))
                     except FileNotFoundError:

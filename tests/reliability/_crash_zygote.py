@@ -1,14 +1,19 @@
-"""A fork server for ``test_crash_safety.py``: forks writer processes on request.
+"""A fork server for the tests that SIGKILL writers: forks writer processes on request.
 
-Run as a script; it imports asyncarr and numpy once, then reads commands
-from stdin, one per line, and answers on stdout:
+Run as a script with the path of the progress FIFO; it imports asyncarr and numpy once,
+then reads commands from stdin, one per line, and answers on stdout:
 
-``write <root> <path> <generation> <progress fd>``
+``write <root> <path> <generation> <mode> <output>``
     fork a child that overwrites the whole array at ``<path>`` below the
     local store ``<root>`` with generation ``<generation>`` of the test data
-    and exits 0 (1 on error); answers ``pid <pid>``. The child writes one
-    byte to the inherited file descriptor ``<progress fd>`` after each value
-    it stored, so the test can kill it after a chosen number of writes.
+    and exits 0 (1 on error); answers ``pid <pid>``. The child leads a new
+    session (its pid is the session id of everything it starts), runs its
+    codec work with executor mode ``<mode>`` (``threads``, ``processes``,
+    ``spawn``: processes started by ``spawn``, or ``auto`` pushed to processes:
+    it prints ``ready`` once ``auto`` has chosen them), and sends its stdout and stderr to the FIFO ``<output>``
+    (``-``: the zygote's stdout). It writes one byte to the progress FIFO
+    after each value it (or one of its codec workers) stored, so the test can
+    kill it after a chosen number of writes.
 ``wait <pid>``
     reap that child; answers ``status <exit code or -signal>``.
 ``quit``
@@ -26,12 +31,13 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Iterable
 
-from _reliability_helpers import pattern
+from _reliability_helpers import ReportingLocalStore, pattern
 
 import asyncarr
 from asyncarr.config import ExecutorConfig
+from asyncarr.core._write import SMALL_WRITES
+from asyncarr.runtime import CodecExecutor, _executor
 from asyncarr.stores import MemoryStore
 from asyncarr.stores._local import LocalStore
 
@@ -41,45 +47,67 @@ def generation(shape: tuple[int, ...], gen: int) -> object:
     return pattern(shape, seed=gen)
 
 
-class ReportingLocalStore(LocalStore):
-    """A LocalStore that reports each completed ``set``/``write_local_many`` item with one byte
-    on a pipe."""
+async def _choose_processes(root: str, path: str) -> None:
+    """Have ``auto`` mode move small local chunk writes to worker processes, as it does
+    where they are faster, by writing a scratch copy of the array with the measurement
+    thresholds lowered (and any gain enough)."""
+    for name, value in (
+        ("MIN_SAMPLES", 2),
+        ("MIN_WINDOW_SECONDS", 0.0),
+        ("MIN_CONCURRENCY", 0.0),
+        ("PROCESS_WARMUP_JOBS", 0),
+        ("MIN_THROUGHPUT_GAIN", 0.0),
+    ):
+        setattr(_executor, name, value)
+    model = await asyncarr.open_array(LocalStore(root), path=path)
+    scratch = await asyncarr.create_array(
+        LocalStore(root),
+        path=f"{path}-scratch",
+        shape=model.shape,
+        chunks=model.chunks,
+        dtype=model.dtype,
+        overwrite=True,
+    )
+    executor = _executor.get_executor()
+    for _ in range(600):
+        if executor.mode_for(False, profile=SMALL_WRITES) == "processes":
+            print("ready", flush=True)
+            return
+        await scratch.write(generation(scratch.shape, 0))
+        await asyncio.sleep(0.01)  # the process pool warms up meanwhile
+    raise RuntimeError(f"auto did not choose processes: {executor.decisions()}")
 
-    def __init__(self, root: str, progress_fd: int) -> None:
-        super().__init__(root)
-        self._progress_fd = progress_fd
 
-    async def set(self, key: str, value: bytes) -> None:
-        await super().set(key, value)
-        os.write(self._progress_fd, b".")
-
-    def write_local_many(self, items: Iterable[tuple[str, bytes | None]]) -> None:
-        # whole chunks are stored by the codec worker threads through this hook, a batch
-        # at a time: they have all been stored when it returns
-        items = list(items)
-        super().write_local_many(items)
-        os.write(self._progress_fd, b"." * len(items))
-
-
-async def _write(root: str, path: str, gen: int, progress_fd: int) -> None:
-    store = ReportingLocalStore(root, progress_fd)
+async def _write(root: str, path: str, gen: int, mode: str, progress: str) -> None:
+    if mode == "auto":
+        await _choose_processes(root, path)
+    # worker processes: each batch of chunks takes a while (16 KiB batches: 16 ms), as
+    # with bigger chunks or slower codecs, so a kill finds batches in flight and queued
+    store = ReportingLocalStore(root, progress, delay=0.001 if mode != "threads" else 0.0)
     arr = await asyncarr.open_array(store, path=path, mode="r+")
     await arr.write(generation(arr.shape, gen))
 
 
-def _child(root: str, path: str, gen: int, progress_fd: int) -> None:
+def _child(root: str, path: str, gen: int, mode: str, progress: str) -> None:
     code = 0
     try:
+        os.setsid()
         # Small batches (16 KiB: up to 16 of the 1 KiB chunks, 4 of the 4 KiB shards): the
         # writer reports each stored batch, so kills land between batches, mid-array. With
         # the default 4 MiB, the 32 shards went in two batches and the second was usually
         # done before the kill (no mid-write kill in some runs).
-        asyncarr.set_executor(ExecutorConfig(mode="threads", max_workers=2, batch_bytes=16 << 10))
-        asyncio.run(_write(root, path, gen, progress_fd))
+        config = ExecutorConfig(
+            mode="processes" if mode == "spawn" else mode, max_workers=2, batch_bytes=16 << 10
+        )
+        asyncarr.set_executor(
+            CodecExecutor(config, mp_context="spawn") if mode == "spawn" else config
+        )
+        asyncio.run(_write(root, path, gen, mode, progress))
     except BaseException:
         traceback.print_exc()
         code = 1
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
@@ -94,7 +122,23 @@ async def _warm_up() -> None:
         await arr.read()
 
 
+def _fork_writer(args: list[str], progress: str) -> int:
+    root, path, gen, mode, output = args[0], args[1], int(args[2]), args[3], args[4]
+    out = os.open(output, os.O_WRONLY) if output != "-" else -1
+    pid = os.fork()
+    if pid == 0:
+        if out >= 0:
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.close(out)
+        _child(root, path, gen, mode, progress)
+    if out >= 0:
+        os.close(out)
+    return pid
+
+
 def main() -> None:
+    progress = sys.argv[1]
     asyncarr.set_executor(ExecutorConfig(mode="inline"))
     asyncio.run(_warm_up())
     asyncarr.set_executor(None)
@@ -103,11 +147,7 @@ def main() -> None:
     for line in sys.stdin:
         cmd, *args = line.split()
         if cmd == "write":
-            root, path, gen, fd = args[0], args[1], int(args[2]), int(args[3])
-            pid = os.fork()
-            if pid == 0:
-                _child(root, path, gen, fd)
-            print(f"pid {pid}", flush=True)
+            print(f"pid {_fork_writer(args, progress)}", flush=True)
         elif cmd == "wait":
             _, status = os.waitpid(int(args[0]), 0)
             print(f"status {os.waitstatus_to_exitcode(status)}", flush=True)
