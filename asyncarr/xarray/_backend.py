@@ -105,10 +105,13 @@ def open_stores(
     zarr_format: Literal[2, 3] | None = None,
     use_zarr_fill_value_as_mask: bool | None = None,
     tree: bool = False,
+    drop_variables: str | Iterable[str] | None = None,
 ) -> dict[str, AsyncarrDataStore]:
     """A data store per group: the one at ``group`` (and with ``tree``, every group below
     it), keyed by path relative to it (``""`` for itself). Closing the first closes the
-    store for all."""
+    store for all. Arrays named in ``drop_variables`` are left out (so one asyncarr
+    cannot read does not stop the others)."""
+    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     portal = get_portal()
     with portal:  # the stores' client sessions live on the portal loop
         opened = portal.call(
@@ -119,6 +122,7 @@ def open_stores(
             storage_options=storage_options,
             zarr_format=zarr_format,
             depth=None if tree else 0,
+            skip=frozenset(dropped),
         )
         owner = Group(opened.owner)
         return {
@@ -234,6 +238,7 @@ class AsyncarrBackendEntrypoint(BackendEntrypoint):
 
 
 _OPEN_OPTIONS = (
+    "drop_variables",
     "group",
     "consolidated",
     "storage_options",

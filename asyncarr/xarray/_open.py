@@ -11,7 +11,7 @@ from typing import Any, Literal
 import asyncarr
 from asyncarr.abc import Store
 from asyncarr.core import AsyncArray, AsyncGroup, UnsupportedNode
-from asyncarr.errors import ContainsArrayError, NodeNotFoundError
+from asyncarr.errors import CodecError, ContainsArrayError, MetadataError, NodeNotFoundError
 from asyncarr.runtime import gather_all
 
 __all__ = ["OpenedGroups", "open_groups"]
@@ -69,7 +69,20 @@ async def _from_consolidated(
         return None
     rels = _below(paths, base, depth)
     prefix = f"{base}/" if base else ""
-    nodes = await gather_all(*(owner.get(prefix + rel) for rel in ["", *rels] if prefix + rel))
+
+    async def member(path: str) -> Member:
+        try:
+            return await owner.get(path)
+        except (MetadataError, CodecError) as exc:  # listed, as members() lists it
+            if owner.zarr_format == 3:
+                found = {"zarr.json": docs.get(path)}
+            else:
+                found = {n: docs.get(f"{path}/{n}") for n in (".zarray", ".zgroup", ".zattrs")}
+            documents = {n: d for n, d in found.items() if isinstance(d, dict)}
+            full = f"{owner.path}/{path}" if owner.path else path
+            return UnsupportedNode(owner.store, full, documents, exc)
+
+    nodes = await gather_all(*(member(prefix + rel) for rel in ["", *rels] if prefix + rel))
     if base:
         target, nodes = nodes[0], nodes[1:]
         if not isinstance(target, AsyncGroup):
@@ -87,9 +100,10 @@ async def open_groups(
     storage_options: Mapping[str, Any] | None,
     zarr_format: Literal[2, 3] | None,
     depth: int | None,
+    skip: frozenset[str] = frozenset(),
 ) -> OpenedGroups:
     """The group at ``group`` and (to ``depth`` levels below its children; ``None``: all)
-    the groups below it, each with its arrays."""
+    the groups below it, each with its arrays but those named in ``skip``."""
 
     async def open_at(path: str, use: bool | None) -> AsyncGroup:
         return await asyncarr.open_group(
@@ -128,8 +142,13 @@ async def open_groups(
                 result.groups[path] = (node, {})
         for path, node in found:
             parent, _, name = path.rpartition("/")
+            if name in skip:
+                continue
             if isinstance(node, UnsupportedNode) and node.node_type != "group":
-                raise node.error
+                raise MetadataError(
+                    f"asyncarr cannot read the array {node.name!r} as an xarray variable: "
+                    f"{node.reason} (xarray's engine='zarr' reads through zarr-python)"
+                ) from node.error
             if isinstance(node, AsyncArray):
                 result.groups[parent][1][name] = node
     except BaseException:

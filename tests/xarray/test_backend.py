@@ -245,6 +245,21 @@ def _string_dataset() -> Any:
     )
 
 
+def test_arrays_asyncarr_cannot_read_are_named(tmp_path: Path) -> None:
+    path = write_with_xarray(_string_dataset(), tmp_path / "s.zarr", zarr_format=3)
+    try:
+        az.open_array(path, path="code").close()
+    except MetadataError:
+        pass
+    else:
+        pytest.skip("asyncarr reads every data type of this dataset")
+    with pytest.raises(MetadataError, match=r"cannot read the array '/code'.*engine='zarr'"):
+        xr.open_dataset(path, engine="asyncarr", drop_variables=["label", "station", "name"])
+    strings = ["label", "station", "name", "code"]  # dropped: the others open
+    got = xr.open_dataset(path, engine="asyncarr", drop_variables=strings)
+    xr.testing.assert_identical(got, open_with_zarr(path, drop_variables=strings))
+
+
 def _needs_string_types(path: str) -> None:
     """Skip while asyncarr has no string and bytes data types (v3 ``string``,
     ``fixed_length_utf32``, ``null_terminated_bytes``; v2 ``|O`` + vlen-utf8, ``<U``, ``|S``)."""
