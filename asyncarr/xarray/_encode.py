@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from xarray import Variable
 from xarray.backends.zarr import encode_zarr_variable
+from xarray.coding.strings import check_vlen_dtype
 
 from asyncarr.errors import ConfigError
 from asyncarr.xarray._variables import DIMENSION_KEY
@@ -78,6 +79,16 @@ def encode_fill_attribute(value: Any, dtype: np.dtype[Any], name: str) -> Any:
             f"the _FillValue {value!r} of {name!r} does not fit its dtype {dtype}: {exc}"
         ) from exc
     return str(value)
+
+
+def _storage_dtype(dtype: np.dtype[Any]) -> Any:
+    """The data type to store: variable-length strings (or bytes), which xarray's
+    encoders mark on an object dtype, as ``str`` (``bytes``)."""
+    if dtype.kind == "O":
+        element = check_vlen_dtype(dtype)  # type: ignore[no-untyped-call]
+        if element in (str, bytes):
+            return element
+    return dtype
 
 
 def _auto_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -154,7 +165,7 @@ def array_options(
     attributes = {k: attribute_value(v) for k, v in attrs.items()}
     options: dict[str, Any] = {
         "shape": variable.shape,
-        "dtype": variable.dtype,
+        "dtype": _storage_dtype(variable.dtype),
         "fill_value": fill_value,
         "chunks": _chunks(variable, name, encoding.get("chunks")),
         "zarr_format": zarr_format,
