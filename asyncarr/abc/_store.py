@@ -273,8 +273,17 @@ class Store(ABC):
 
     # -- reads --------------------------------------------------------------------------
     @abstractmethod
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        """The value (or the requested byte range of it), or ``None`` if missing."""
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
+        """The value (or the requested byte range of it), or ``None`` if missing.
+
+        ``max_size`` is the most bytes the caller accepts (the most a chunk of the array
+        can encode to, the metadata size limit): a larger value raises
+        :class:`~asyncarr.errors.ValueTooLargeError` without being read whole (a server's
+        larger ``Content-Length`` is refused up front, an endless body stops at the
+        bound). A ranged read is bounded by the range's own length as well.
+        """
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         """Several ranges of one value; ``None`` if the key is missing.
@@ -290,8 +299,9 @@ class Store(ABC):
             out.append(part)
         return out
 
-    async def get_versioned(self, key: str) -> Versioned | None:
-        """The value with a version token for :meth:`set_if_version`."""
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
+        """The value with a version token for :meth:`set_if_version` (``max_size`` as for
+        :meth:`get`)."""
         raise UnsupportedOperationError("conditional writes are not supported", store=self, key=key)
 
     @abstractmethod

@@ -374,7 +374,7 @@ class AsyncArray(NodeBase):
         shape = grid.chunk_shape_at(coords)
         pipeline = ctx.pipeline.for_shape(shape)
         async with chunk_lock(self._store, key):
-            data = await ctx.io.get(key)
+            data = await ctx.io.get(key, max_size=pipeline.encoded_bound)
             if data is None:
                 return
             chunk = np.array(pipeline.decode(data, key=key), copy=True)

@@ -119,6 +119,27 @@ class CodecPipeline:
         return found
 
     @property
+    def encoded_bound(self) -> int | None:
+        """The most bytes a stored chunk of this pipeline can be (``None``: no bound, for
+        variable-length data types): what reads ask stores for at most, so a broken or
+        hostile server's endless or huge body is refused, not read. Each codec's own
+        :meth:`~asyncarr.abc.Codec.max_encoded_size`, or, for codecs that give none, a
+        generous allowance (compressors expand incompressible data by 12.5 % at worst)."""
+        found = self.__dict__.get("_encoded_bound", ())
+        if found != ():
+            return found  # type: ignore[no-any-return]
+        bound: int | None = None
+        dtype = self.ab_spec.dtype
+        if dtype.kind not in "OT" and not dtype.hasobject:  # (not variable-length)
+            n = self.ab.max_encoded_size(self.ab_spec.nbytes)
+            bound = _allowance(self.ab_spec.nbytes) if n is None else n
+            for codec, _spec in self.bb:
+                n = codec.max_encoded_size(bound)
+                bound = _allowance(bound) if n is None else n
+        self.__dict__["_encoded_bound"] = bound
+        return bound
+
+    @property
     def decoded_bound(self) -> int | None:
         """An upper bound for intermediate decoded bytes (decompression-bomb guard)."""
         if not self._fixed_size:
@@ -246,6 +267,11 @@ def thread_buffer(slot: str, nbytes: int, *, keep_up_to: int | None = None) -> m
         if keep_up_to is None or nbytes <= keep_up_to:
             setattr(_tls, slot, buf)
     return memoryview(buf)[:nbytes]
+
+
+def _allowance(nbytes: int) -> int:
+    """The most bytes a codec without a declared bound may turn ``nbytes`` into."""
+    return nbytes + nbytes // 2 + (64 << 10)
 
 
 def _scratch(nbytes: int) -> memoryview:

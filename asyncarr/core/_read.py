@@ -399,7 +399,12 @@ async def _read_chunks(
             for j in batch:
                 j.payload = ctx.store
         else:
-            payloads = await gather_all(*(ctx.io.get(j.key) for j in batch))
+            payloads = await gather_all(
+                *(
+                    ctx.io.get(j.key, max_size=ctx.pipeline_for(j.shape).encoded_bound)
+                    for j in batch
+                )
+            )
             for j, data in zip(batch, payloads, strict=True):
                 j.payload = data
         if returning:
@@ -560,7 +565,8 @@ async def _read_sharded(
             index = _shard_index(codec, key, await ctx.io.get(key, codec.index_range()), jobs)
             decode = functools.partial(_read_decode_local, ctx.store, key, index)
         elif whole:
-            _split_shard(codec, key, await ctx.io.get(key), jobs, mode)
+            data = await ctx.io.get(key, max_size=codec.max_encoded_size(0))
+            _split_shard(codec, key, data, jobs, mode)
         else:
             await _fetch_inner_ranges(ctx, codec, key, jobs)
         if small:

@@ -205,6 +205,11 @@ class ShardingCodec(ArrayBytesCodec):
         assert self._index_size is not None
         return self._index_size
 
+    def max_encoded_size(self, input_size: int) -> int | None:
+        """A shard at most: every inner chunk at its bound, and the index."""
+        inner = self.inner.encoded_bound
+        return None if inner is None else self.n_inner() * inner + self.index_size
+
     def index_range(self) -> RangeRequest:
         if self.index_location == "end":
             return SuffixRange(self.index_size)

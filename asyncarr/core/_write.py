@@ -315,7 +315,7 @@ async def write_selection(ctx: ArrayContext, selection: Selection, value: NDArra
             if ctx.store.supports_conditional_writes:
                 await _cas_update(ctx, chunk_pipeline, key, part, chunk_sel, dims)
             else:
-                old = await ctx.io.get(key)
+                old = await ctx.io.get(key, max_size=chunk_pipeline.encoded_bound)
                 new = await executor.run(
                     merge_chunk,
                     chunk_pipeline,
@@ -426,7 +426,7 @@ async def _cas_update(
     """
     executor = ctx.executor
     for _attempt in range(MAX_CAS_ATTEMPTS):
-        current = await ctx.io.get_versioned(key)
+        current = await ctx.io.get_versioned(key, max_size=pipeline.encoded_bound)
         old = current.data if current is not None else None
         new = await executor.run(
             merge_chunk,

@@ -19,6 +19,7 @@ from asyncarr.errors import (
     ThrottledError,
     TransientStoreError,
     TruncatedReadError,
+    ValueTooLargeError,
 )
 from asyncarr.runtime._limiter import AdaptiveLimiter, limiter_for
 from asyncarr.runtime._retry import attempt_timeout, call_with_retry, deadline_exceeded
@@ -232,11 +233,14 @@ class ManagedStore:
         byte_range: RangeRequest | None = None,
         *,
         expected_length: int | None = None,
+        max_size: int | None = None,
     ) -> bytes | None:
         """The value (or a range of it), ``None`` if missing.
 
         A result whose length differs from ``expected_length`` raises
         :class:`TruncatedReadError` inside the retry loop, so it is retried.
+        ``max_size`` goes to the store (:meth:`Store.get`): a larger value is refused
+        with :class:`~asyncarr.errors.ValueTooLargeError`, not read whole.
         With ``store.limits.hedge_after_p95``, once 20 reads have been timed,
         a GET still running after the observed p95 latency gets an identical
         twin; the first to succeed wins and the other is cancelled.
@@ -248,7 +252,7 @@ class ManagedStore:
             def request() -> Awaitable[bytes | None]:  # called once a slot is held
                 if sent is not None:
                     sent.set()
-                return self.store.get(key, byte_range)
+                return self.store.get(key, byte_range, max_size=max_size)
 
             data = await self._attempt(request, describe, budget, read=True)
             self._check_length(key, data, expected_length)
@@ -339,10 +343,14 @@ class ManagedStore:
             self._recorder.add("bytes_read", sum(len(p) for p in parts))
         return parts
 
-    async def get_versioned(self, key: str) -> Versioned | None:
-        """The value with its version token (for :meth:`set_if_version`)."""
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
+        """The value with its version token (for :meth:`set_if_version`); ``max_size`` as
+        for :meth:`get`."""
         result = await self._run(
-            "get_versioned", key, lambda: self.store.get_versioned(key), read=True
+            "get_versioned",
+            key,
+            lambda: self.store.get_versioned(key, max_size=max_size),
+            read=True,
         )
         if result is not None:
             self._recorder.add("bytes_read", len(result.data))
@@ -378,7 +386,7 @@ class ManagedStore:
             if await self.store.set_if_not_exists(key, value):
                 return True
             if tries > 1:
-                return await self.store.get(key) == bytes(value)
+                return await self._holds(key, value)
             return False
 
         written = await self._run("set_if_not_exists", key, fn)
@@ -401,12 +409,19 @@ class ManagedStore:
             try:
                 await self.store.set_if_version(key, value, version)
             except PreconditionFailedError:
-                if tries > 1 and await self.store.get(key) == bytes(value):
+                if tries > 1 and await self._holds(key, value):
                     return
                 raise
 
         await self._run("set_if_version", key, fn)
         self._recorder.add("bytes_written", len(value))
+
+    async def _holds(self, key: str, value: bytes) -> bool:
+        """Whether ``key`` holds exactly ``value`` (read no further than its length)."""
+        try:
+            return await self.store.get(key, max_size=len(value)) == bytes(value)
+        except ValueTooLargeError:
+            return False
 
     async def delete_if_version(self, key: str, version: str) -> None:
         """Remove ``key`` only if it is still at ``version``.

@@ -401,9 +401,11 @@ class FaultyStore(Store):
         return data
 
     # -- reads ------------------------------------------------------------------------------
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         later = await self._before("get", key)
-        data = await self._inner.get(key, byte_range)
+        data = await self._inner.get(key, byte_range, max_size=max_size)
         self._after("get", key, later)
         if data is None:
             return None
@@ -422,9 +424,9 @@ class FaultyStore(Store):
             parts[last] = self._truncated("get_ranges", key, later, parts[last], known)
         return parts
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         later = await self._before("get_versioned", key)
-        result = await self._inner.get_versioned(key)
+        result = await self._inner.get_versioned(key, max_size=max_size)
         self._after("get_versioned", key, later)
         return result
 

@@ -17,7 +17,9 @@ its own loop, with the last store using it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+import crc32c
 
 from asyncarr._tasks import gather_all
 from asyncarr._types import (
@@ -37,7 +40,6 @@ from asyncarr._types import (
     RangeRequest,
     SuffixRange,
     Versioned,
-    range_to_slice,
 )
 from asyncarr.abc import Store, normalize_prefix
 from asyncarr.config import StoreLimits
@@ -54,7 +56,14 @@ from asyncarr.errors import (
     TransientStoreError,
     TruncatedReadError,
 )
+from asyncarr.stores._bodies import (
+    bounded_session_options,
+    check_digest,
+    ranged_part,
+    read_response,
+)
 from asyncarr.stores._client_pool import Lease, LoopClientPool
+from asyncarr.stores._tls import certificate_failure
 
 if TYPE_CHECKING:
     from gcloud.aio.storage import Storage
@@ -69,7 +78,6 @@ CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _OCTET = "application/octet-stream"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(-?\d+)/(\d+)$")
 _DELETE_WORKERS = 32
 
 
@@ -138,6 +146,22 @@ def _resolve_credentials(credentials: object, anon: bool) -> _Credentials:
     )
 
 
+class _AnswerLost(TransientStoreError):
+    """An upload was sent but its answer could not be read (cut short, not JSON): it may
+    or may not have been applied (internal)."""
+
+
+@functools.cache
+def _one_attempt_token(token_cls: type) -> type:
+    """``token_cls`` fetching its access token in one attempt: gcloud-aio retries five
+    times over seconds, also when the token endpoint refuses for good; asyncarr's runtime
+    retries what is transient (:meth:`GCSStore._ensure_token`)."""
+    from tenacity import stop_after_attempt
+
+    once = token_cls.acquire_access_token.retry_with(stop=stop_after_attempt(1))  # type: ignore[attr-defined]
+    return type("OneAttemptToken", (token_cls,), {"acquire_access_token": once})
+
+
 class _SetupError(Exception):
     """Creating a client failed after its session (``args[0]``) was opened."""
 
@@ -190,10 +214,14 @@ _STATUS_ERRORS: dict[int, type[StoreError]] = {
 
 
 def _translate(exc: Exception, store: GCSStore, key: str | None, action: str) -> StoreError:
-    """Map an aiohttp / gcloud-aio exception onto the asyncarr error tree."""
+    """Map an aiohttp / gcloud-aio exception onto the asyncarr error tree (a refused
+    certificate is permanent: a plain :class:`StoreError`)."""
     cls: type[StoreError] = StoreError
     what = f"{type(exc).__name__}: {_short(str(exc))}"
-    if isinstance(exc, aiohttp.ClientResponseError):
+    refused = certificate_failure(exc)
+    if refused is not None:
+        what = f"TLS certificate refused: {_short(refused)}"
+    elif isinstance(exc, aiohttp.ClientResponseError):
         what = f"HTTP {exc.status} {_short(exc.message)}"
         cls = _STATUS_ERRORS.get(exc.status, TransientStoreError if exc.status >= 500 else cls)
     elif isinstance(exc, aiohttp.ClientPayloadError):
@@ -345,7 +373,9 @@ class GCSStore(Store):
         """A new pooled client (sync, so that acquiring one never yields to the loop)."""
         storage_cls, token_cls = _sdk()
         connector = aiohttp.TCPConnector(limit=self.limits.max_concurrency, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector, timeout=self._request_timeout)
+        session = aiohttp.ClientSession(
+            connector=connector, timeout=self._request_timeout, **bounded_session_options()
+        )
         creds = self._credentials
         try:
             token: Any
@@ -357,7 +387,9 @@ class GCSStore(Store):
                 service: Any = creds.source
                 if creds.kind == "info":
                     service = io.StringIO(str(creds.source))
-                token = token_cls(service_file=service, session=session, scopes=_SCOPES)
+                token = _one_attempt_token(token_cls)(
+                    service_file=service, session=session, scopes=_SCOPES
+                )
             storage = storage_cls(
                 session=session, token=token, api_root=self._endpoint, api_is_dev=self._anon
             )
@@ -431,7 +463,10 @@ class GCSStore(Store):
             await client.token.get()
         except Exception as exc:
             status = exc.status if isinstance(exc, aiohttp.ClientResponseError) else 0
-            if status == 429 or status >= 500:
+            unreachable = status == 0 and isinstance(
+                exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | OSError
+            )  # (TimeoutError is an OSError)
+            if status == 429 or status >= 500 or unreachable or certificate_failure(exc):
                 raise _translate(exc, self, key, "fetching a GCS access token") from exc
             raise PermissionDeniedError(
                 f"could not obtain a GCS access token ({self._credentials.kind} credentials): "
@@ -445,8 +480,11 @@ class GCSStore(Store):
 
     # -- reads ------------------------------------------------------------------------
     async def _download(
-        self, key: str, rng: RangeRequest | None
+        self, key: str, rng: RangeRequest | None, max_size: int | None
     ) -> tuple[int, dict[str, str], bytes] | None:
+        """``(status, headers, body)`` of an ``alt=media`` GET, the body read within the
+        range's length or ``max_size`` (:mod:`._bodies`): for a ``200`` to a ranged
+        request (a server that ignores ``Range``), only the range is kept."""
         name = self._object(key)
         headers = {"Accept-Encoding": "identity"}
         if (range_header := _range_header(rng)) is not None:
@@ -462,51 +500,53 @@ class GCSStore(Store):
                     return 416, {}, b""
                 raise
             async with stream as resp:
-                body = await resp.read()
-                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, body
+                found = {k.lower(): v for k, v in resp.headers.items()}
+                asked = rng if range_header is not None else None
+                body = await read_response(resp, store=self, key=key, rng=asked, max_size=max_size)
+                return resp.status, found, body
 
         return await self._call(key, "download", fetch)
 
     def _cut(
         self, key: str, rng: RangeRequest | None, status: int, headers: dict[str, str], body: bytes
     ) -> bytes:
-        """Check the body's length and return the requested slice of it."""
+        """The requested bytes of an answer, checked against the range asked for and its
+        ``Content-Range``, and a whole value against the ``x-goog-hash`` sent with it."""
         if status == 416:  # the value exists but the range starts past its end
             return b""
         if status == 200:
-            declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) != len(body):
-                raise TruncatedReadError(
-                    f"read {len(body)} bytes, Content-Length announced {declared}",
-                    store=self,
-                    key=key,
-                )
-            return body if rng is None else body[range_to_slice(rng, len(body))]
-        content_range = headers.get("content-range", "")
-        match = _CONTENT_RANGE_RE.match(content_range) if status == 206 else None
-        if match is None:
-            raise StoreError(
-                f"unexpected download answer: HTTP {status}, Content-Range {content_range!r}",
-                store=self,
-                key=key,
-            )
-        first, last, total = (int(g) for g in match.groups())
-        if total == 0 and not body:  # fake-gcs-server answers "bytes 0--1/0" when empty
-            return b""
-        want = range_to_slice(rng, total)
-        if len(body) != last - first + 1 or first > want.start or last + 1 < want.stop:
-            raise TruncatedReadError(
-                f"asked for bytes [{want.start}, {want.stop}) of {total}, got {len(body)} "
-                f"bytes for [{first}, {last + 1})",
-                store=self,
-                key=key,
-            )
-        return body[want.start - first : want.stop - first]
+            if rng is None or _range_header(rng) is None:
+                self._verify_hash(key, headers, body)
+            return body  # (for a ranged request: only the range was kept)
+        if status != 206 or rng is None:
+            raise StoreError(f"unexpected download answer: HTTP {status}", store=self, key=key)
+        if not body and headers.get("content-range", "").endswith("/0"):
+            return b""  # fake-gcs-server answers "bytes 0--1/0" for an empty object
+        return ranged_part(self, key, rng, body, headers.get("content-range"))
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    def _verify_hash(self, key: str, headers: dict[str, str], body: bytes) -> None:
+        """Check a whole object's bytes against the ``x-goog-hash`` sent with them (crc32c,
+        else md5); a mismatch (damaged on its way) is a :class:`TruncatedReadError`, retried.
+        Skipped where the bytes are not the stored ones (a transcoded gzip object)."""
+        encodings = (headers.get("content-encoding"), headers.get("x-goog-stored-content-encoding"))
+        if any(e not in (None, "", "identity") for e in encodings):
+            return
+        sent = dict(
+            part.strip().split("=", 1)
+            for part in headers.get("x-goog-hash", "").split(",")
+            if "=" in part
+        )
+        for algorithm in ("crc32c", "md5"):  # crc32c: the cheaper (and composites have no md5)
+            if algorithm in sent:
+                check_digest(self, key, algorithm, sent[algorithm], body)
+                return
+
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         if isinstance(byte_range, ByteRange | SuffixRange) and byte_range.length == 0:
             return b"" if await self._metadata(key) is not None else None
-        got = await self._download(key, byte_range)
+        got = await self._download(key, byte_range, max_size)
         if got is None:
             return None
         return self._cut(key, byte_range, *got)
@@ -518,9 +558,9 @@ class GCSStore(Store):
             return None
         return [p for p in parts if p is not None]
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         """The value and its generation, both from one download response."""
-        got = await self._download(key, None)
+        got = await self._download(key, None, max_size)
         if got is None:
             return None
         status, headers, body = got
@@ -556,23 +596,47 @@ class GCSStore(Store):
         self._check_writable(key)
         data = bytes(value)
         params = {} if generation is None else {"ifGenerationMatch": generation}
-        # metadata forces a multipart upload: one request, and (unlike a media
-        # upload) fake-gcs-server honours ifGenerationMatch on it.
-        await self._call(
-            key,
-            "upload",
-            lambda s: s.upload(
-                self._bucket,
-                name,
-                data,
-                content_type=_OCTET,
-                parameters=dict(params),
-                metadata={"Content-Type": _OCTET},
-                force_resumable_upload=False,
-                timeout=self._request_timeout,
-            ),
-            on_404="bucket",
-        )
+
+        async def send(storage: Storage) -> Any:
+            # metadata forces a multipart upload: one request, and (unlike a media
+            # upload) fake-gcs-server honours ifGenerationMatch on it.
+            try:
+                return await storage.upload(
+                    self._bucket,
+                    name,
+                    data,
+                    content_type=_OCTET,
+                    parameters=dict(params),
+                    metadata={"Content-Type": _OCTET},
+                    force_resumable_upload=False,
+                    timeout=self._request_timeout,
+                )
+            except (ValueError, aiohttp.ClientPayloadError) as exc:  # (JSONDecodeError)
+                raise _AnswerLost(
+                    f"the upload's answer could not be read ({type(exc).__name__}); it may "
+                    "have been applied",
+                    store=self,
+                    key=key,
+                ) from exc
+
+        try:
+            await self._call(key, "upload", send, on_404="bucket")
+        except _AnswerLost:
+            # unconditional: retried as is (idempotent); conditional: applied or not?
+            if generation is not None and await self._applied(key, data, generation):
+                return
+            raise
+
+    async def _applied(self, key: str, data: bytes, generation: str) -> bool:
+        """Whether a conditional upload whose answer was lost took effect: the object now
+        holds these bytes (its crc32c) at a generation other than the one the upload was
+        guarded by (``"0"``: absent). Otherwise it is retried, and the retry's own
+        precondition tells."""
+        meta = await self._metadata(key)
+        if meta is None:
+            return False
+        ours = base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+        return meta.get("crc32c") == ours and str(meta.get("generation")) != generation
 
     async def set(self, key: str, value: bytes) -> None:
         await self._upload(key, value, None)

@@ -7,18 +7,27 @@ percent-encoded). Writes always raise :class:`ReadOnlyStoreError`.
 Reads
 -----
 Byte ranges use the ``Range`` header. A server that ignores it and answers
-``200`` with the whole body still gives the right bytes (sliced locally); a
-``206`` answer is checked against its ``Content-Range``; ``416`` (the range
-starts past the end) gives ``b""``. A body shorter than its
-``Content-Length`` raises :class:`TruncatedReadError` (retried, never
-decoded). Requests ask for ``Accept-Encoding: identity`` so that lengths and
-ranges refer to the stored bytes.
+``200`` with the whole body still gives the right bytes (streamed through, only the
+requested ones kept); a ``206`` answer is checked against the range asked for and
+its ``Content-Range`` (short or misplaced: :class:`TruncatedReadError`, retried,
+never decoded); ``416`` (the range starts past the end) gives ``b""``. A body
+shorter than its ``Content-Length`` raises :class:`TruncatedReadError`.
+
+Bodies are read within a bound (:mod:`._bodies`): a range's length, or the
+``max_size`` the caller gives (the most a chunk can encode to, the metadata size
+limit). A larger ``Content-Length`` is refused before the body is read, an endless
+body stops at the bound (:class:`~asyncarr.errors.ValueTooLargeError`). Requests ask
+for ``Accept-Encoding: identity`` so that lengths and ranges refer to the stored
+bytes; a server that sends ``gzip`` or ``deflate`` anyway has it decoded within the
+same bound (other encodings, and encoded answers to ranged requests, are refused),
+never inflated unbounded.
 
 Status mapping: 404 and 410 (and any status listed in the
 ``missing_statuses`` option, e.g. 403 for S3 buckets without list permission)
 mean "missing"; 401/403 raise :class:`PermissionDeniedError`; 429 and 503
 raise :class:`ThrottledError`; 408 and other 5xx, timeouts and connection
-faults raise :class:`TransientStoreError`.
+faults raise :class:`TransientStoreError`. A certificate that fails verification
+is a :class:`StoreError` (not retried).
 
 ``exists``/``getsize`` use ``HEAD`` and fall back to a one-byte ranged
 ``GET`` if the server refuses ``HEAD`` (405/501).
@@ -41,7 +50,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import re
 import ssl as ssl_lib
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -50,12 +58,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from asyncarr._tasks import gather_all
-from asyncarr._types import (
-    RangeRequest,
-    SuffixRange,
-    http_range_header,
-    range_to_slice,
-)
+from asyncarr._types import ByteRange, RangeRequest, http_range_header
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
 from asyncarr.errors import (
@@ -69,7 +72,13 @@ from asyncarr.errors import (
     TruncatedReadError,
     UnsupportedOperationError,
 )
+from asyncarr.stores._bodies import (
+    parse_content_range,
+    ranged_part,
+    read_response,
+)
 from asyncarr.stores._client_pool import Lease, LoopClientPool
+from asyncarr.stores._tls import certificate_failure
 
 if TYPE_CHECKING:
     import aiohttp
@@ -89,7 +98,6 @@ _OPTIONS = frozenset(
         "missing_statuses",
     }
 )
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
 _SAFE = "-_.~!$&'()*+,;=:@"  # sub-delims and pchar characters kept as-is in a path segment
 
 
@@ -241,7 +249,9 @@ class HTTPStore(Store):
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=self.limits.max_concurrency, ssl=self._ssl)
-        return aiohttp.ClientSession(connector=connector, **self._client_kwargs)
+        # decoded here, within each read's bound: aiohttp would inflate a gzip bomb whole
+        options = {**self._client_kwargs, "auto_decompress": False}
+        return aiohttp.ClientSession(connector=connector, **options)
 
     def _url(self, key: str) -> str:
         path = "/".join(quote(part, safe=_SAFE) for part in self._key(key).split("/"))
@@ -262,32 +272,43 @@ class HTTPStore(Store):
             yield
         except AsyncarrError:
             raise
-        except aiohttp.ClientPayloadError as exc:
-            raise TruncatedReadError(
-                f"response body cut short: {self._scrub(str(exc))}", store=self, key=key
-            ) from exc
-        except (aiohttp.ClientConnectionError, TimeoutError, ConnectionError) as exc:
-            raise TransientStoreError(
-                f"HTTP request failed: {type(exc).__name__}: {self._scrub(str(exc))}",
-                store=self,
-                key=key,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise StoreError(
-                f"HTTP request failed: {type(exc).__name__}: {self._scrub(str(exc))}",
-                store=self,
-                key=key,
-            ) from exc
+        except Exception as exc:
+            refused = certificate_failure(exc)
+            what = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            if refused is not None:  # a configuration problem: retrying cannot help
+                message = f"TLS certificate refused: {self._scrub(refused)}"
+                raise StoreError(message, store=self, key=key) from exc
+            if isinstance(exc, aiohttp.ClientPayloadError):
+                raise TruncatedReadError(
+                    f"response body cut short: {self._scrub(str(exc))}", store=self, key=key
+                ) from exc
+            if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError | ConnectionError):
+                raise TransientStoreError(
+                    f"HTTP request failed: {what}", store=self, key=key
+                ) from exc
+            if isinstance(exc, aiohttp.ClientError):
+                raise StoreError(f"HTTP request failed: {what}", store=self, key=key) from exc
+            raise
 
     async def _request(
-        self, method: str, key: str, *, range_header: str | None = None, read_body: bool = True
+        self,
+        method: str,
+        key: str,
+        *,
+        rng: RangeRequest | None = None,
+        with_body: bool = True,
+        max_size: int | None = None,
     ) -> _Reply:
+        """One request; a ``GET`` answered ``200``/``206`` has its body read within the
+        bound (:mod:`._bodies`): for a ``200`` to a ranged request, only the range is kept."""
         import aiohttp
 
         url = self._url(key)
         headers = dict(self._headers)
-        if range_header is not None:
-            headers["Range"] = range_header
+        if rng is not None:
+            header = http_range_header(rng)
+            assert header is not None
+            headers["Range"] = header
         total, connect, sock_read = self._timeouts
         timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_read=sock_read)
         with self._errors(key):
@@ -295,23 +316,11 @@ class HTTPStore(Store):
                 method, url, headers=headers, timeout=timeout
             ) as resp:
                 body = b""
-                if read_body and method == "GET" and resp.status in (200, 206):
-                    body = await resp.read()
-                    self._check_length(key, resp.headers, body)
+                if with_body and method == "GET" and resp.status in (200, 206):
+                    body = await read_response(
+                        resp, store=self, key=key, rng=rng, max_size=max_size
+                    )
                 return _Reply(resp.status, resp.headers, body)
-
-    def _check_length(self, key: str, headers: Mapping[str, str], body: bytes) -> None:
-        declared = headers.get("Content-Length")
-        encoding = headers.get("Content-Encoding", "identity").lower()
-        if declared is None or encoding not in ("", "identity"):
-            return
-        with contextlib.suppress(ValueError):
-            if len(body) != int(declared):
-                raise TruncatedReadError(
-                    f"got {len(body)} of {declared} bytes announced by Content-Length",
-                    store=self,
-                    key=key,
-                )
 
     def _raise_for(self, reply: _Reply, key: str) -> None:
         """Raise the asyncarr error for an unexpected status."""
@@ -327,45 +336,24 @@ class HTTPStore(Store):
         raise StoreError(f"unexpected HTTP status {status}", store=self, key=key)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        header = None if byte_range is None else http_range_header(byte_range)
-        if byte_range is not None and header is None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
+        if byte_range is not None and http_range_header(byte_range) is None:
             return b"" if await self.exists(key) else None
-        reply = await self._request("GET", key, range_header=header)
+        reply = await self._request("GET", key, rng=byte_range, max_size=max_size)
         if reply.status in self._missing:
             return None
-        if reply.status == 200:
-            body = reply.body
-            return body if byte_range is None else body[range_to_slice(byte_range, len(body))]
+        if reply.status == 200:  # the whole value, or (a ranged request) only the range kept
+            return reply.body
         if reply.status == 206 and byte_range is not None:
-            return self._from_partial(key, byte_range, reply)
+            return ranged_part(
+                self, key, byte_range, reply.body, reply.headers.get("Content-Range")
+            )
         if reply.status == 416 and byte_range is not None:
             return b""
         self._raise_for(reply, key)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _from_partial(self, key: str, rng: RangeRequest, reply: _Reply) -> bytes:
-        """The requested bytes out of a ``206`` body, checked against ``Content-Range``."""
-        match = _CONTENT_RANGE.match(reply.headers.get("Content-Range", ""))
-        if match is None or match.group(1) is None:
-            raise StoreError("206 response without a usable Content-Range", store=self, key=key)
-        first, last = int(match.group(1)), int(match.group(2))
-        if last - first + 1 != len(reply.body):
-            raise TruncatedReadError(
-                f"Content-Range {first}-{last} but {len(reply.body)} bytes", store=self, key=key
-            )
-        if match.group(3) != "*":
-            size = int(match.group(3))
-        elif isinstance(rng, SuffixRange):  # cannot place a suffix without the size
-            raise StoreError("206 response without the total size", store=self, key=key)
-        else:  # a server sends fewer bytes than asked only when the value ends there
-            size = last + 1
-        want = range_to_slice(rng, size)
-        if want.start < first or want.stop > last + 1:
-            raise StoreError(
-                f"server sent bytes {first}-{last}, not the requested range", store=self, key=key
-            )
-        return reply.body[want.start - first : want.stop - first]
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         parts = await gather_all(*(self.get(key, r) for r in ranges))
@@ -376,7 +364,7 @@ class HTTPStore(Store):
     async def _probe(self, key: str) -> tuple[bool, int | None]:
         """Whether ``key`` exists and, when cheaply known, its size."""
         if self._head_allowed:
-            reply = await self._request("HEAD", key, read_body=False)
+            reply = await self._request("HEAD", key, with_body=False)
             if reply.status in (405, 501):
                 self._head_allowed = False
             else:
@@ -386,15 +374,16 @@ class HTTPStore(Store):
                     self._raise_for(reply, key)
                 length = reply.headers.get("Content-Length")
                 return True, int(length) if length and length.isdigit() else None
-        reply = await self._request("GET", key, range_header="bytes=0-0")
+        reply = await self._request("GET", key, rng=ByteRange(0, 1))
         if reply.status in self._missing:
             return False, None
-        if reply.status == 200:
-            return True, len(reply.body)
+        if reply.status == 200:  # the range was ignored: the size is in Content-Length
+            length = reply.headers.get("Content-Length")
+            return True, int(length) if length and length.isdigit() else None
         if reply.status in (206, 416):
-            match = _CONTENT_RANGE.match(reply.headers.get("Content-Range", ""))
-            size = match.group(3) if match else None
-            return True, int(size) if size and size != "*" else (0 if reply.status == 416 else None)
+            parsed = parse_content_range(reply.headers.get("Content-Range"))
+            size = parsed[2] if parsed is not None else None
+            return True, size if size is not None else (0 if reply.status == 416 else None)
         self._raise_for(reply, key)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -452,7 +441,7 @@ class HTTPStore(Store):
         return self._listing
 
     async def _json(self, key: str) -> Any:
-        raw = await self.get(key)
+        raw = await self.get(key, max_size=self.limits.max_metadata_bytes)
         if raw is None:
             return None
         try:

@@ -33,6 +33,10 @@ What it does:
   :class:`TimeoutError` when connecting takes longer than ``connect_timeout`` or no byte
   arrives for ``read_timeout`` seconds. The caller maps these (the S3 store: transient,
   retried).
+* A body longer than the request's ``max_body`` is refused: a larger ``Content-Length``
+  before any of the body is received, a chunked or until-close body at the first byte
+  past it (:class:`BodyTooLargeError`, not a connection fault); the connection is
+  dropped, never reused.
 * A cancelled request aborts its connection (its state is unknown); the others go on.
 
 Not supported, on purpose: streamed request bodies, pipelining, ``Expect``, redirects (S3
@@ -49,6 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "BodyTooLargeError",
     "HTTP1Client",
     "HTTPProtocolError",
     "HTTPResponse",
@@ -58,6 +63,8 @@ __all__ = [
 
 MAX_HEAD = 64 * 1024
 """Longest status line plus headers accepted (a response past it is refused)."""
+MAX_ERROR_BODY = 1024 * 1024
+"""Longest body of a non-2xx answer accepted (error documents are short)."""
 KEEP_BUFFER = 1024 * 1024
 """Each connection keeps a receive buffer for bodies up to this size (1 MiB)."""
 _SCRATCH = 64 * 1024
@@ -70,6 +77,18 @@ class HTTPProtocolError(ConnectionError):
 
 class IncompleteBodyError(ConnectionError):
     """The connection ended before the whole body arrived."""
+
+
+class BodyTooLargeError(Exception):
+    """The body is longer than the request's ``max_body`` (not a connection fault: a
+    retry would get the same answer). ``size`` is its ``Content-Length``, or ``None``
+    where it was still growing when reading stopped."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        what = "" if size is None else f" ({size} bytes)"
+        super().__init__(f"the response body{what} is longer than the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 class _StaleConnectionError(ConnectionError):
@@ -116,6 +135,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
         self._unsent = 0  # request bytes still in the transport's buffer, at the last look
+        self._max_body: int | None = None
         self._reset_response()
 
     def _reset_response(self) -> None:
@@ -152,10 +172,21 @@ class _Connection(asyncio.BufferedProtocol):
                 self._on_chunked(self._scratch_view[:nbytes])
             elif self._state == _UNTIL_CLOSE:
                 self._body += self._scratch_view[:nbytes]
+                self._check_growing()
             else:  # bytes nobody asked for: the connection cannot be trusted any more
                 self._fail(HTTPProtocolError("data arrived on an idle HTTP connection"))
-        except HTTPProtocolError as exc:
+        except (HTTPProtocolError, BodyTooLargeError) as exc:
             self._fail(exc)
+
+    def _body_limit(self) -> int | None:
+        """``max_body`` for a 2xx answer's body, :data:`MAX_ERROR_BODY` for any other."""
+        return self._max_body if 200 <= self._status < 300 else MAX_ERROR_BODY
+
+    def _check_growing(self) -> None:
+        """Stop a chunked or until-close body at the first byte past its limit."""
+        limit = self._body_limit()
+        if limit is not None and len(self._body) > limit:
+            raise BodyTooLargeError(None, limit)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles the request
@@ -186,11 +217,17 @@ class _Connection(asyncio.BufferedProtocol):
             )
 
     # -- requests -------------------------------------------------------------------------
-    async def request(self, head: bytes, body: bytes | memoryview | None = None) -> HTTPResponse:
-        """Send ``head`` (request line and headers) and ``body``; return the response."""
+    async def request(
+        self, head: bytes, body: bytes | memoryview | None = None, max_body: int | None = None
+    ) -> HTTPResponse:
+        """Send ``head`` (request line and headers) and ``body``; return the response, whose
+        body may be at most ``max_body`` bytes if it is a 2xx answer
+        (:class:`BodyTooLargeError`: a longer ``Content-Length`` before any of it is
+        received, or the first byte past it)."""
         transport = self.transport
         assert transport is not None and self._state == _IDLE
         self._reset_response()
+        self._max_body = max_body
         self._state = _HEAD
         waiter: asyncio.Future[HTTPResponse] = self._loop.create_future()
         self._waiter = waiter
@@ -313,6 +350,9 @@ class _Connection(asyncio.BufferedProtocol):
         if not length_text.isdigit():
             raise HTTPProtocolError(f"invalid Content-Length {length_text[:40]!r}")
         length = int(length_text)
+        limit = self._body_limit()
+        if limit is not None and length > limit:
+            raise BodyTooLargeError(length, limit)
         if len(rest) > length:
             raise HTTPProtocolError(f"{len(rest)} bytes arrived for a body of {length}")
         if length > len(self._recv):
@@ -343,6 +383,7 @@ class _Connection(asyncio.BufferedProtocol):
             if self._chunk_left > 0:  # inside a chunk's data
                 take = min(self._chunk_left, n - pos)
                 self._body += raw[pos : pos + take]
+                self._check_growing()
                 self._chunk_left -= take
                 pos += take
                 if self._chunk_left == 0:
@@ -403,11 +444,17 @@ class HTTP1Client:
         self._closed = False
 
     async def get(
-        self, origin: Origin, target: str, headers: Sequence[tuple[str, str]]
+        self,
+        origin: Origin,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        *,
+        max_body: int | None = None,
     ) -> HTTPResponse:
         """``GET target`` (an encoded path) from ``origin`` with ``headers`` (``Host`` is
-        added unless given). Raises the exceptions the module docstring lists."""
-        return await self.request("GET", origin, target, headers)
+        added unless given); the body may be at most ``max_body`` bytes
+        (:class:`BodyTooLargeError`). Raises the exceptions the module docstring lists."""
+        return await self.request("GET", origin, target, headers, max_body=max_body)
 
     async def request(
         self,
@@ -418,11 +465,14 @@ class HTTP1Client:
         body: bytes | memoryview | None = None,
         *,
         idempotent: bool = True,
+        max_body: int | None = None,
     ) -> HTTPResponse:
         """``method target`` (an encoded path and query) on ``origin`` with ``headers``
         (``Host`` is added unless given) and ``body`` (``Content-Length`` is added; ``None``:
         no body). ``idempotent=False``: never re-sent on a connection the server had closed
-        (the caller's retry decides). Raises the exceptions the module docstring lists."""
+        (the caller's retry decides). A 2xx answer's body may be at most ``max_body`` bytes
+        (:class:`BodyTooLargeError`), any other's :data:`MAX_ERROR_BODY`. Raises the
+        exceptions the module docstring lists."""
         if self._closed:
             raise ConnectionError("the HTTP client is closed")
         lines = [f"{method} {target} HTTP/1.1"]
@@ -440,7 +490,7 @@ class HTTP1Client:
             for _attempt in range(3):
                 conn = self._take_idle(origin) or await self._connect(origin)
                 try:
-                    response = await conn.request(data, body)
+                    response = await conn.request(data, body, max_body)
                 except _StaleConnectionError:
                     if conn.reused and idempotent:
                         continue  # the server had closed it while idle: try a fresh one

@@ -86,6 +86,7 @@ from asyncarr.errors import (
     StoreError,
     TransientStoreError,
 )
+from asyncarr.stores._bodies import too_large
 
 __all__ = [
     "IO_THREADS",
@@ -498,10 +499,18 @@ class LocalStore(Store):
 
     # -- reads ------------------------------------------------------------------------
     def _read(
-        self, key: str, ranges: Sequence[RangeRequest | None], *, lean: bool = False
+        self,
+        key: str,
+        ranges: Sequence[RangeRequest | None],
+        *,
+        lean: bool = False,
+        max_size: int | None = None,
     ) -> list[bytes] | None:
         def read(fd: int, size: int) -> list[bytes]:
-            slices = (range_to_slice(rng, size) for rng in ranges)
+            slices = [range_to_slice(rng, size) for rng in ranges]
+            for sl in slices:
+                if max_size is not None and sl.stop - sl.start > max_size:
+                    raise too_large(self, key, sl.stop - sl.start, max_size)
             return [_read_exact(fd, sl.start, sl.stop - sl.start) for sl in slices]
 
         return self._read_file(key, read, lean=lean)
@@ -525,9 +534,16 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
-    def _read_versioned(self, key: str) -> Versioned | None:
+    def _read_versioned(self, key: str, max_size: int | None = None) -> Versioned | None:
         fd = self._open_key(key, _KEY_READ)
-        return None if fd is None else _read_versioned_fd(fd)
+        if fd is None:
+            return None
+        if max_size is not None:
+            size = os.fstat(fd).st_size
+            if size > max_size:
+                os.close(fd)
+                raise too_large(self, key, size, max_size)
+        return _read_versioned_fd(fd)
 
     def _stat(self, key: str) -> os.stat_result | None:
         fd = self._open_key(key, _O_PATH)
@@ -657,18 +673,21 @@ class LocalStore(Store):
                 self._safe_dirs.clear()
             self._safe_dirs.add(parent)
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         key = self._norm(key)
-        parts = await self._call(key, "read", self._read, key, (byte_range,))
+        read = functools.partial(self._read, max_size=max_size)
+        parts = await self._call(key, "read", read, key, (byte_range,))
         return None if parts is None else parts[0]
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
         key = self._norm(key)
         return await self._call(key, "read", self._read, key, list(ranges))
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         key = self._norm(key)
-        return await self._call(key, "read", self._read_versioned, key)
+        return await self._call(key, "read", self._read_versioned, key, max_size)
 
     async def exists(self, key: str) -> bool:
         key = self._norm(key)

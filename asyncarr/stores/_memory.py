@@ -30,6 +30,7 @@ from asyncarr.errors import (
     PreconditionFailedError,
     ReadOnlyStoreError,
 )
+from asyncarr.stores._bodies import too_large
 
 __all__ = ["MemoryStore", "memory_store_from_url"]
 
@@ -159,20 +160,27 @@ class MemoryStore(Store):
             return None
         return [value[range_to_slice(r, len(value))] for r in ranges]
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        value = self._data.values.get(self._key(key))
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
+        key = self._key(key)
+        value = self._data.values.get(key)
         if value is None:
             return None
-        if byte_range is None:
-            return value
-        return value[range_to_slice(byte_range, len(value))]
+        if byte_range is not None:
+            value = value[range_to_slice(byte_range, len(value))]
+        if max_size is not None and len(value) > max_size:
+            raise too_large(self, key, len(value), max_size)
+        return value
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         key = self._key(key)
         with self._data.lock:
             value = self._data.values.get(key)
             if value is None:
                 return None
+            if max_size is not None and len(value) > max_size:
+                raise too_large(self, key, len(value), max_size)
             return Versioned(value, str(self._data.versions[key]))
 
     async def exists(self, key: str) -> bool:

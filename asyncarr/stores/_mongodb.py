@@ -61,10 +61,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import re
 import secrets
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -84,7 +85,9 @@ from asyncarr.errors import (
     ThrottledError,
     TransientStoreError,
 )
+from asyncarr.stores._bodies import too_large
 from asyncarr.stores._client_pool import Lease, LoopClientPool, PooledClient
+from asyncarr.stores._tls import certificate_failure
 
 if TYPE_CHECKING:
     from gridfs import AsyncGridFSBucket
@@ -103,6 +106,7 @@ MAX_INLINE_THRESHOLD = 15 << 20
 DEFAULT_GRIDFS_CHUNK_SIZE = 255 * 1024
 _READ_ATTEMPTS = 5
 _DELETE_BATCH = 500
+_FETCHES_AT_ONCE = 8
 _REPLY_BYTES = 16 << 20
 """Most GridFS chunk bytes asked for by one query (see ``_read_file``)."""
 SERVER_SELECTION_TIMEOUT_MS = 5000
@@ -151,14 +155,16 @@ def _range(field_name: str, prefix: str, *, inclusive: bool = True) -> Doc:
     return {field_name: cond}
 
 
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    """Sorted ints as inclusive runs of consecutive values: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+def _runs_of(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive intervals merged into sorted runs of consecutive values:
+    [(5, 7), (1, 3), (2, 2), (8, 8)] -> [(1, 3), (5, 8)] (never one entry per value: a
+    hostile size must not cost memory before the server is asked)."""
     runs: list[tuple[int, int]] = []
-    for n in numbers:
-        if runs and runs[-1][1] == n - 1:
-            runs[-1] = (runs[-1][0], n)
+    for lo, hi in sorted(intervals):
+        if runs and lo <= runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], hi))
         else:
-            runs.append((n, n))
+            runs.append((lo, hi))
     return runs
 
 
@@ -371,9 +377,11 @@ class MongoDBStore(Store):
             shared.indexed.add(marker)
 
     # -- reads ----------------------------------------------------------------------------------
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        got = await self.get_ranges(key, [byte_range])
-        return None if got is None else got[0]
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
+        got = await self._read(key, [byte_range], max_size)
+        return None if got is None else got[1][0]
 
     async def get_ranges(
         self, key: str, ranges: Sequence[RangeRequest | None]
@@ -381,12 +389,23 @@ class MongoDBStore(Store):
         got = await self._read(key, ranges)
         return None if got is None else got[1]
 
-    async def get_versioned(self, key: str) -> Versioned | None:
-        got = await self._read(key, [None])
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
+        got = await self._read(key, [None], max_size)
         return None if got is None else Versioned(got[1][0], got[0])
 
+    def _check_sizes(
+        self, key: str, size: int, ranges: Sequence[RangeRequest | None], max_size: int | None
+    ) -> list[slice]:
+        """The slices ``ranges`` select of a value of ``size`` bytes, each within
+        ``max_size`` (before any GridFS chunk is fetched)."""
+        slices = [range_to_slice(r, size) for r in ranges]
+        for s in slices:
+            if max_size is not None and s.stop - s.start > max_size:
+                raise too_large(self, key, s.stop - s.start, max_size)
+        return slices
+
     async def _read(
-        self, key: str, ranges: Sequence[RangeRequest | None]
+        self, key: str, ranges: Sequence[RangeRequest | None], max_size: int | None = None
     ) -> tuple[str, list[bytes]] | None:
         full = self._full(key)
         last_fs: str | None = None
@@ -399,9 +418,16 @@ class MongoDBStore(Store):
                 fs = doc.get("fs")
                 if not fs:
                     data = bytes(doc.get("data") or b"")
-                    return version, [
-                        data if r is None else data[range_to_slice(r, len(data))] for r in ranges
-                    ]
+                    slices = self._check_sizes(key, len(data), ranges, max_size)
+                    return version, [data[s] for s in slices]
+                size, cs = doc.get("size"), doc.get("cs")
+                if not (isinstance(size, int) and size >= 0 and isinstance(cs, int) and cs > 0):
+                    raise StoreError(
+                        f"corrupt key document: GridFS size {size!r}, chunk size {cs!r}",
+                        store=self,
+                        key=key,
+                    )
+                slices = self._check_sizes(key, size, ranges, max_size)
                 if fs == last_fs:
                     raise StoreError(
                         f"GridFS file {fs} referenced by the key is missing or corrupt",
@@ -409,24 +435,20 @@ class MongoDBStore(Store):
                         key=key,
                     )
                 try:
-                    return version, await self._read_file(doc, ranges)
+                    return version, await self._read_file(fs, size, cs, slices)
                 except _Changed:
                     last_fs = fs  # replaced or deleted while we read: look again
         raise TransientStoreError("value kept changing while being read", store=self, key=key)
 
-    async def _read_file(self, doc: Doc, ranges: Sequence[RangeRequest | None]) -> list[bytes]:
+    async def _read_file(self, fs: str, size: int, cs: int, slices: list[slice]) -> list[bytes]:
+        """``slices`` of the GridFS file ``fs`` (``size`` bytes in chunks of ``cs``)."""
         from bson import ObjectId
 
-        size = int(doc["size"])
-        cs = int(doc["cs"])
-        slices = [range_to_slice(r, size) for r in ranges]
-        wanted: set[int] = set()
-        for s in slices:
-            if s.stop > s.start:
-                wanted.update(range(s.start // cs, (s.stop - 1) // cs + 1))
-        if not wanted:
+        runs = _runs_of((s.start // cs, (s.stop - 1) // cs) for s in slices if s.stop > s.start)
+        if not runs:
             return [b"" for _ in slices]
-        files_id = ObjectId(doc["fs"])
+        wanted = sum(hi - lo + 1 for lo, hi in runs)
+        files_id = ObjectId(fs)
         nchunks = (size + cs - 1) // cs
         chunks: dict[int, bytes] = {}
 
@@ -439,19 +461,22 @@ class MongoDBStore(Store):
                     raise _Changed
                 if lo <= n <= hi:
                     chunks[n] = data
+            if any(n not in chunks for n in (lo, hi)):
+                raise _Changed  # missing chunks: the file changed (or a size that lies)
 
         # One query per run of consecutive chunks ($in on "n" is ignored by nx-27017), of at
         # most ~16 MiB each: nx-27017 answers a query in one reply whatever the batch size,
-        # and refuses replies past its 48 MB message limit.
+        # and refuses replies past its 48 MB message limit. A few at a time, so a key
+        # document announcing an absurd size fails at the first empty answer.
         per_query = max(1, _REPLY_BYTES // cs)
-        await gather_all(
-            *(
-                fetch(start, min(hi, start + per_query - 1))
-                for lo, hi in _runs(sorted(wanted))
-                for start in range(lo, hi + 1, per_query)
-            )
+        pieces = (
+            (start, min(hi, start + per_query - 1))
+            for lo, hi in runs
+            for start in range(lo, hi + 1, per_query)
         )
-        if len(chunks) != len(wanted):
+        while batch := list(itertools.islice(pieces, _FETCHES_AT_ONCE)):
+            await gather_all(*(fetch(lo, hi) for lo, hi in batch))
+        if len(chunks) != wanted:
             raise _Changed
         out: list[bytes] = []
         for s in slices:
@@ -698,6 +723,10 @@ def _translate(exc: Exception, store: MongoDBStore, key: str | None) -> Asyncarr
     except ImportError:  # pragma: no cover - the store could not have been built
         return None
     message = store._scrub(str(exc))
+    refused = certificate_failure(exc)
+    if refused is not None:  # a configuration problem: retrying cannot help
+        what = f"MongoDB TLS certificate refused: {store._scrub(refused)}"
+        return StoreError(what, store=store, key=key)
     if isinstance(exc, pe.DuplicateKeyError):
         return PreconditionFailedError("key already exists", store=store, key=key)
     if isinstance(exc, pe.OperationFailure):

@@ -101,7 +101,8 @@ from asyncarr.errors import (
     TruncatedReadError,
     UnsupportedOperationError,
 )
-from asyncarr.stores._http1 import HTTPResponse, IncompleteBodyError
+from asyncarr.stores._bodies import ranged_part, read_body, read_limit, too_large
+from asyncarr.stores._http1 import BodyTooLargeError, HTTPResponse, IncompleteBodyError
 from asyncarr.stores._s3_client import ClientLease, ClientSettings, S3Clients, client_pool, sdk
 from asyncarr.stores._s3_errors import (
     ConditionalRequestConflict,
@@ -341,8 +342,12 @@ class S3Store(Store):
         return self._root + self._key(key)
 
     # -- reads --------------------------------------------------------------------------
-    async def _read_object(self, key: str, rng: RangeRequest | None) -> tuple[bytes, str] | None:
-        """(bytes, ETag) of the value or the range of it; ``None`` when missing."""
+    async def _read_object(
+        self, key: str, rng: RangeRequest | None, max_size: int | None = None
+    ) -> tuple[bytes, str] | None:
+        """(bytes, ETag) of the value or the range of it; ``None`` when missing. The body
+        is read within the range's length or ``max_size`` (:mod:`._bodies`), and a
+        ``206`` is checked against the range asked for and its ``Content-Range``."""
         full = self._full(key)
         params: dict[str, Any] = {"Key": full}
         header = None if rng is None else http_range_header(rng)
@@ -357,50 +362,64 @@ class S3Store(Store):
         except RangeNotSatisfiable:
             return b"", ""
         body = resp["Body"]
+        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        whole = rng is not None and status == 200 and not resp.get("ContentRange")
         try:
             async with body:
-                data = await body.read()
+                data = await read_body(
+                    body.iter_chunks(1 << 16),
+                    store=self,
+                    key=key,
+                    declared=resp.get("ContentLength"),
+                    limit=read_limit(rng, max_size),
+                    whole_for=rng if whole else None,  # the service ignored Range
+                )
         except Exception as exc:
             error = self._translate(exc, key)
             if type(error) is TransientStoreError:  # the connection broke mid-body
                 what = f"S3 body read failed: {type(exc).__name__}: {exc}"
                 raise TruncatedReadError(what, store=self, key=key) from exc
             raise error from exc
-        expected = resp.get("ContentLength")
-        if expected is not None and len(data) != expected:
-            raise TruncatedReadError(
-                f"S3 body has {len(data)} bytes, expected {expected}", store=self, key=key
-            )
-        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if rng is not None and status == 200 and not resp.get("ContentRange"):
-            data = data[range_to_slice(rng, len(data))]  # the service ignored Range
+        if rng is not None and not whole:
+            data = ranged_part(self, key, rng, data, resp.get("ContentRange"))
         return data, str(resp.get("ETag", ""))
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         lean = (await self._clients()).reader
         if lean is not None:
             route = lean.route(self._bucket)
             if route is not None:
-                return await self._lean_get(lean, route, key, byte_range)
+                return await self._lean_get(lean, route, key, byte_range, max_size)
         if lean is None:
-            got = await self._read_object(key, byte_range)
+            got = await self._read_object(key, byte_range, max_size)
         else:
             with lean.watch() as sent:
-                got = await self._read_object(key, byte_range)
+                got = await self._read_object(key, byte_range, max_size)
             if got is not None:  # botocore just sent this GET: learn its route
                 lean.learn(self._bucket, self._full(key), sent)
         return None if got is None else got[0]
 
     async def _lean_get(
-        self, lean: LeanReader, route: Route, key: str, rng: RangeRequest | None
+        self,
+        lean: LeanReader,
+        route: Route,
+        key: str,
+        rng: RangeRequest | None,
+        max_size: int | None,
     ) -> bytes | None:
-        """:meth:`get` over the lean path, with botocore's semantics (see :mod:`._s3_lean`)."""
+        """:meth:`get` over the lean path, with botocore's semantics (see :mod:`._s3_lean`);
+        the body within the range's length or ``max_size``."""
         full = self._full(key)
         header = None if rng is None else http_range_header(rng)
         if rng is not None and header is None:  # empty range: only existence matters
             return b"" if await self.exists(key) else None
+        limit = read_limit(rng, max_size)
         try:
-            resp = await lean.get(route, full, header)
+            resp = await lean.get(route, full, header, max_body=limit, describe=(self, key))
+        except BodyTooLargeError as exc:
+            raise too_large(self, key, exc.size, exc.limit) from exc
         except Exception as exc:
             if isinstance(exc, IncompleteBodyError | sdk().aiohttp.ClientPayloadError):
                 # broke mid-body
@@ -423,6 +442,8 @@ class S3Store(Store):
                 )
             if rng is not None and status == 200 and not resp.content_range:
                 data = data[range_to_slice(rng, len(data))]  # the service ignored Range
+            elif rng is not None:
+                data = ranged_part(self, key, rng, data, resp.content_range)
             return data
         if status == 416:
             return b""
@@ -439,9 +460,9 @@ class S3Store(Store):
             return None
         return [part for part in parts if part is not None]
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         self._require_conditional(key)
-        got = await self._read_object(key, None)
+        got = await self._read_object(key, None, max_size)
         if got is not None and not got[1]:
             raise UnsupportedOperationError("the service sent no ETag", store=self, key=key)
         return None if got is None else Versioned(got[0], got[1])

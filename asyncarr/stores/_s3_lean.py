@@ -43,6 +43,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import crc32c
 
+from asyncarr.stores._bodies import read_body
 from asyncarr.stores._http1 import HTTP1Client, HTTPResponse, Origin
 from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
 
@@ -59,6 +60,8 @@ _SCOPE_RE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
 _CODE_RE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE_RE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_ERROR_BODY = 1 << 20
+"""Most bytes of an error answer read (S3 error documents are a few hundred bytes)."""
 
 _Sent = list[tuple[str, str | None]]
 """``(url, Authorization header)`` of each object request botocore sent."""
@@ -323,8 +326,21 @@ class LeanReader:
             self._proxies[origin] = found
         return found
 
-    async def get(self, route: Route, full_key: str, range_header: str | None) -> LeanResponse:
-        """One GET; transport errors propagate (the store translates them)."""
+    async def get(
+        self,
+        route: Route,
+        full_key: str,
+        range_header: str | None,
+        *,
+        max_body: int | None = None,
+        describe: tuple[object, str] = ("S3", ""),
+    ) -> LeanResponse:
+        """One GET whose body may be at most ``max_body`` bytes (over it:
+        :class:`~asyncarr.stores._http1.BodyTooLargeError` from the direct client,
+        :class:`~asyncarr.errors.ValueTooLargeError` through aiohttp, which also
+        raises :class:`~asyncarr.errors.TruncatedReadError` for a short body;
+        ``describe`` is the ``(store, key)`` they name); transport errors propagate
+        (the store translates them)."""
         path = route.path_prefix + canonical_path(full_key)
         if route.region is None:
             headers = {"host": route.host, **_CHECKSUM_MODE}
@@ -341,10 +357,14 @@ class LeanReader:
         proxy, proxy_auth = self._proxy(route.origin)
         found: Mapping[str, str]
         if proxy is None and self.direct:
-            got = await self._direct().get(route.endpoint, path, list(headers.items()))
+            got = await self._direct().get(
+                route.endpoint, path, list(headers.items()), max_body=max_body
+            )
             status, body, found = got.status, got.body, got.headers
         else:
-            status, body, found = await self._get_aiohttp(route, path, headers, proxy, proxy_auth)
+            status, body, found = await self._get_aiohttp(
+                route, path, headers, (proxy, proxy_auth), max_body, describe
+            )
         length = found.get("content-length")
         return LeanResponse(
             status,
@@ -395,16 +415,33 @@ class LeanReader:
             )
 
     async def _get_aiohttp(
-        self, route: Route, path: str, headers: dict[str, str], proxy: Any, proxy_auth: Any
+        self,
+        route: Route,
+        path: str,
+        headers: dict[str, str],
+        via: tuple[Any, Any],
+        max_body: int | None,
+        describe: tuple[object, str],
     ) -> tuple[int, bytes, Mapping[str, str]]:
-        """The GET through aiohttp (used where a proxy is configured)."""
+        """The GET through aiohttp (used where a proxy is configured), within ``max_body``
+        (an error answer's body too: it is a short XML document)."""
         import yarl
 
         url = yarl.URL(route.origin + path, encoded=True)
+        proxy, proxy_auth = via
         async with self._http().get(
             url, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth
         ) as resp:
-            return resp.status, await resp.read(), resp.headers
+            store, key = describe
+            limit = max_body if resp.status in (200, 206) else _ERROR_BODY
+            body = await read_body(
+                resp.content.iter_chunked(1 << 16),
+                store=store,
+                key=key,
+                declared=resp.content_length,
+                limit=limit,
+            )
+            return resp.status, body, resp.headers
 
     async def aclose(self) -> None:
         direct, self._direct_client = self._direct_client, None

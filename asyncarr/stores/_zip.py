@@ -25,7 +25,9 @@ Semantics and decisions:
   ``compresslevel`` is available.
 - **Reads** of stored members use ``pread`` at the member's offset, without
   a lock, so they run in parallel; full reads check the member's CRC-32.
-  Compressed members are decompressed whole (ranges are sliced afterwards).
+  Compressed members are inflated piece by piece, only as far as the range asked
+  for; one whose declared size exceeds what the caller accepts (``max_size``) is
+  refused before any inflating, so a zip bomb costs nothing.
 - **Conditional writes** (``set_if_version``) are not supported;
   ``set_if_not_exists`` is atomic within the (single) writing store.
 - Entries that are not valid keys (directory entries ``name/``, absolute or
@@ -57,6 +59,7 @@ from asyncarr.errors import (
     StoreError,
     UnsupportedOperationError,
 )
+from asyncarr.stores._bodies import too_large
 from asyncarr.stores._local import run_io, translate_os_error, url_to_path
 
 __all__ = ["ZipStore", "zip_store_from_url"]
@@ -71,6 +74,7 @@ _COMPRESSION = {
 }
 _MODES = ("r", "w", "a", "x")
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra length
+_INFLATE_PIECE = 1 << 20
 
 
 class _Archive:
@@ -179,15 +183,20 @@ class _Archive:
             self.offsets[info.filename] = offset
         return offset
 
-    def read(self, key: str, ranges: Sequence[RangeRequest | None]) -> list[bytes] | None:
+    def read(
+        self, key: str, ranges: Sequence[RangeRequest | None], max_size: int | None = None
+    ) -> list[bytes] | None:
         with self.use():
             info = self.info(key)
             if info is None:
                 return None
+            for rng in ranges:
+                want = range_to_slice(rng, info.file_size)
+                if max_size is not None and want.stop - want.start > max_size:
+                    raise too_large(self.label, key, want.stop - want.start, max_size)
             if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
                 with self.io_lock:
-                    data = self.zf.read(info)
-                return [data[range_to_slice(rng, len(data))] for rng in ranges]
+                    return [self._inflate(info, range_to_slice(r, info.file_size)) for r in ranges]
             start = self._data_offset(info)
             out = []
             for rng in ranges:
@@ -200,6 +209,25 @@ class _Archive:
                     raise StoreError(msg, store=self.label, key=key)
                 out.append(data)
             return out
+
+    def _inflate(self, info: zipfile.ZipInfo, want: slice) -> bytes:
+        """Bytes ``want`` of a compressed member, inflated piece by piece: never more than
+        the member's declared size, and only up to the end of ``want`` (the caller
+        checked that size against the bound it expects)."""
+        out = bytearray()
+        pos = 0
+        with self.zf.open(info) as member:
+            while pos < want.stop:
+                piece = member.read(min(_INFLATE_PIECE, want.stop - pos))
+                if not piece:
+                    break
+                lo, hi = max(want.start, pos), min(want.stop, pos + len(piece))
+                if hi > lo:
+                    out += piece[lo - pos : hi - pos]
+                pos += len(piece)
+            if want.stop >= info.file_size:
+                member.read(1)  # to its end: zipfile checks the CRC-32 there
+        return bytes(out)
 
     # -- writes (worker threads) ----------------------------------------------------------
     def write(self, key: str, data: bytes, *, only_new: bool) -> bool:
@@ -390,9 +418,11 @@ class ZipStore(Store):
             raise StoreError(f"{action} failed: {exc}", store=self, key=key) from exc
 
     # -- reads ---------------------------------------------------------------------------
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         key = self._key(key)
-        parts = await self._call(key, "read", self._archive.read, key, (byte_range,))
+        parts = await self._call(key, "read", self._archive.read, key, (byte_range,), max_size)
         return None if parts is None else parts[0]
 
     async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:

@@ -284,6 +284,30 @@ class CodecTests:
             with pytest.raises(CodecError):
                 chain.decode(bytes(flipped))
 
+    def test_incompressible_chunks_fit_the_read_bound(self, codec: Codec) -> None:
+        """Reads ask stores for at most a pipeline's ``encoded_bound`` bytes: no chunk this
+        codec writes may be larger, however badly its data compresses."""
+        from asyncarr.core._pipeline import CodecPipeline
+
+        rng = np.random.default_rng(5)
+        dtype = "|u1" if "|u1" in self.dtypes else self.dtypes[0]
+        for shape in ((1,), (17,), (64, 1024)):
+            spec = self.spec(self.shape(shape), dtype)
+            chain = _Chain(codec, spec)
+            codecs: list[Codec] = [codec]
+            if isinstance(codec, ArrayArrayCodec):
+                codecs = [codec, chain.serializer]
+            elif isinstance(codec, BytesBytesCodec):
+                codecs = [chain.serializer, codec]
+            bound = CodecPipeline(codecs, spec).encoded_bound
+            data = (
+                rng.integers(0, 256, spec.shape, dtype=np.uint8)  # incompressible
+                if dtype == "|u1"
+                else sample_array(spec.shape, dtype)
+            )
+            encoded = chain.encode(data)
+            assert bound is not None and len(encoded) <= bound, (shape, len(encoded), bound)
+
     def test_max_size_bounds_decode(self, codec: Codec) -> None:
         if not isinstance(codec, BytesBytesCodec):
             pytest.skip("only bytes->bytes codecs take max_size")

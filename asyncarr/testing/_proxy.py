@@ -21,6 +21,14 @@ Faults, each drawn per request from one generator seeded with ``seed``:
   cut off halfway: the full ``Content-Length`` is announced, half the body is
   sent, then the connection is dropped.
 
+Hostile answers (:mod:`asyncarr.testing._hostile`: endless, huge ``Content-Length``,
+gzip bomb, trickle, cut bodies with a lying ``Content-Range``, flipped bits in answers
+or uploads) replace the upstream's honest answer for the requests a rule matches::
+
+    proxy.hostile("gzip_bomb", path="*/c/*", times=1)   # the next chunk GET only
+    proxy.hostile("flip_request", method="PUT")          # every upload damaged
+    proxy.clear_hostile()
+
 The settings are plain attributes and may be changed while the proxy runs;
 the counters (:attr:`FaultProxy.requests` and friends) are updated by the
 proxy's thread and safe to read from any thread. An upstream that cannot be
@@ -31,13 +39,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import random
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+from asyncarr.testing._hostile import HOSTILE_SHAPES, flip_bit, write_hostile
 
 __all__ = ["FaultProxy", "fault_proxy"]
 
@@ -88,6 +100,21 @@ def _check_delay(value: Delay) -> Delay:
     return float(value)
 
 
+@dataclass
+class _HostileRule:
+    shape: str
+    method: str
+    path: str
+    times: int | None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            (self.times is None or self.times > 0)
+            and self.method in ("*", method)
+            and fnmatch.fnmatchcase(path, self.path)
+        )
+
+
 class FaultProxy:
     """A running fault-injecting proxy in front of ``127.0.0.1:upstream_port``.
 
@@ -129,6 +156,35 @@ class FaultProxy:
         """Responses whose body was cut off."""
         self.upstream_errors = 0
         """Requests answered ``502`` because the upstream could not be reached."""
+        self.hostile_answers = 0
+        """Requests given a hostile answer (or a damaged upload) by a :meth:`hostile` rule."""
+        self._hostile: list[_HostileRule] = []
+
+    def hostile(
+        self, shape: str, *, method: str = "GET", path: str = "*", times: int | None = None
+    ) -> None:
+        """Answer requests of ``method`` (``"*"``: any) whose path matches the glob
+        ``path`` with the hostile ``shape`` (one of
+        :data:`~asyncarr.testing._hostile.HOSTILE_SHAPES`), at most ``times`` times
+        (``None``: always). The first matching rule applies."""
+        if shape not in HOSTILE_SHAPES:
+            raise ValueError(f"unknown hostile shape {shape!r}; expected one of {HOSTILE_SHAPES}")
+        if times is not None and times < 0:
+            raise ValueError(f"times must be >= 0, got {times!r}")
+        self._hostile.append(_HostileRule(shape, method.upper(), path, times))
+
+    def clear_hostile(self) -> None:
+        """Remove every :meth:`hostile` rule."""
+        self._hostile.clear()
+
+    def _hostile_rule(self, method: str, path: str) -> _HostileRule | None:
+        for rule in self._hostile:
+            if rule.matches(method, path):
+                if rule.times is not None:
+                    rule.times -= 1
+                self.hostile_answers += 1
+                return rule
+        return None
 
     # -- where it listens ------------------------------------------------------------------
     @property
@@ -150,7 +206,7 @@ class FaultProxy:
     def reset_counters(self) -> None:
         """Set every counter back to zero."""
         self.requests = self.forwarded = self.throttled = self.truncated = 0
-        self.upstream_errors = 0
+        self.upstream_errors = self.hostile_answers = 0
 
     def __repr__(self) -> str:
         where = f"{LOOPBACK}:{self._port}" if self._port is not None else "stopped"
@@ -267,6 +323,9 @@ class FaultProxy:
         if throttle:
             self.throttled += 1
             return self._slow_down(request)
+        rule = self._hostile_rule(request.method, request.path)
+        if rule is not None and rule.shape == "flip_request":
+            body, rule = flip_bit(body), None
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
         target = yarl.URL(self.upstream_url + request.raw_path, encoded=True)
         try:
@@ -287,6 +346,8 @@ class FaultProxy:
             self.upstream_errors += 1
             return web.Response(status=502, text="upstream unreachable")
         self.forwarded += 1
+        if rule is not None and request.method != "HEAD":
+            return await write_hostile(rule.shape, request, status, out_headers, data)
         response = web.StreamResponse(status=status)
         for k, v in out_headers:
             response.headers.add(k, v)

@@ -35,6 +35,7 @@ from asyncarr.errors import (
     PreconditionFailedError,
     ReadOnlyStoreError,
     UnsupportedOperationError,
+    ValueTooLargeError,
 )
 from asyncarr.testing._fresh_process import in_fresh_process, use_pickled_stores
 
@@ -97,6 +98,23 @@ class StoreTests:
         assert await store.get("r", OffsetRange(0)) == PAYLOAD
         assert await store.get("r", SuffixRange(16)) == PAYLOAD[-16:]
         assert await store.get("r", SuffixRange(5000)) == PAYLOAD
+
+    async def test_max_size_refuses_larger_values(self, store: Store) -> None:
+        await store.set("m", PAYLOAD[:1000])
+        assert await store.get("m", max_size=1000) == PAYLOAD[:1000]
+        with pytest.raises(ValueTooLargeError) as info:
+            await store.get("m", max_size=999)
+        assert info.value.key is not None and info.value.key.endswith("m")
+        assert await store.get("m", ByteRange(10, 20), max_size=10) == PAYLOAD[10:20]
+        assert await store.get("m", SuffixRange(10), max_size=10) == PAYLOAD[990:1000]
+        with pytest.raises(ValueTooLargeError):
+            await store.get("m", OffsetRange(100), max_size=899)
+        assert await store.get("missing", max_size=1) is None
+        if store.supports_conditional_writes:
+            got = await store.get_versioned("m", max_size=1000)
+            assert got is not None and got.data == PAYLOAD[:1000]
+            with pytest.raises(ValueTooLargeError):
+                await store.get_versioned("m", max_size=999)
 
     async def test_get_ranges(self, store: Store) -> None:
         await store.set("r", PAYLOAD)

@@ -526,9 +526,11 @@ class _CountingStore(MemoryStore):
         super().__init__()
         self.reads: list[tuple[str, object]] = []
 
-    async def get(self, key: str, byte_range: object = None) -> bytes | None:  # type: ignore[override]
+    async def get(
+        self, key: str, byte_range: object = None, *, max_size: int | None = None
+    ) -> bytes | None:  # type: ignore[override]
         self.reads.append((key, byte_range))
-        return await super().get(key, byte_range)  # type: ignore[arg-type]
+        return await super().get(key, byte_range, max_size=max_size)  # type: ignore[arg-type]
 
 
 async def test_sharded_read_of_one_inner_chunk_fetches_index_and_that_chunk_only() -> None:

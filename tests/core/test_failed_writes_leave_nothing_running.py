@@ -35,12 +35,14 @@ class _SlowRefusingStore(MemoryStore):
             await asyncio.sleep(0.3)
         await super().set(key, value)
 
-    async def get(self, key: str, byte_range: object = None) -> bytes | None:  # type: ignore[override]
+    async def get(
+        self, key: str, byte_range: object = None, *, max_size: int | None = None
+    ) -> bytes | None:  # type: ignore[override]
         if self.armed and key == "c/0/0":
             raise PermissionDeniedError("refused", store=self, key=key)
         if self.armed and key.startswith("c/"):
             await asyncio.sleep(0.3)
-        return await super().get(key, byte_range)  # type: ignore[arg-type]
+        return await super().get(key, byte_range, max_size=max_size)  # type: ignore[arg-type]
 
 
 def _others() -> list[asyncio.Task[object]]:

@@ -20,9 +20,11 @@ from asyncarr.stores import LocalStore
 class ChunkBytesNeverFetchedHere(LocalStore):
     """Fails any async read or write of a chunk key: only metadata goes through them."""
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         assert "/" not in key, f"chunk {key!r} was fetched by the event loop"
-        return await super().get(key, byte_range)
+        return await super().get(key, byte_range, max_size=max_size)
 
     async def set(self, key: str, value: bytes) -> None:
         assert "/" not in key, f"chunk {key!r} was stored by the event loop"

@@ -59,9 +59,11 @@ class FlakyStore(MemoryStore):
             await asyncio.Event().wait()
         return fault
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         fault = await self._fault("get")
-        data = await super().get(key, byte_range)
+        data = await super().get(key, byte_range, max_size=max_size)
         if fault == "truncate" and data:
             return data[: len(data) // 2]
         return data
@@ -269,9 +271,9 @@ async def test_on_a_failing_service_retries_go_first_so_the_verdict_comes_early(
     store.faults["get"] = [TransientStoreError("down")] * 10_000
     failing_get = store.get
 
-    async def slow_failing_get(key: str, byte_range: Any = None) -> Any:
+    async def slow_failing_get(key: str, byte_range: Any = None, **kwargs: Any) -> Any:
         await asyncio.sleep(0.005)  # a round trip: backoff ends before the next wave
-        return await failing_get(key, byte_range)
+        return await failing_get(key, byte_range, **kwargs)
 
     store.get = slow_failing_get  # type: ignore[method-assign]
     m = ManagedStore(store)
@@ -292,9 +294,9 @@ async def test_a_retry_waiting_for_a_slot_is_bounded_by_the_deadline() -> None:
     real_get = store.get
     holders: list[asyncio.Task[None]] = []
 
-    async def grab_slot_after_first_failure(key: str, byte_range: Any = None) -> Any:
+    async def grab_slot_after_first_failure(key: str, byte_range: Any = None, **kwargs: Any) -> Any:
         try:
-            return await real_get(key, byte_range)
+            return await real_get(key, byte_range, **kwargs)
         finally:
             if not holders:
                 holders.append(asyncio.get_running_loop().create_task(hold()))
@@ -386,7 +388,9 @@ class SlowOnceStore(MemoryStore):
         self.slow_cancelled = False
         self.gets = 0
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         self.gets += 1
         if key == self.slow_key and not self.slow_started.is_set():
             self.slow_started.set()
@@ -396,7 +400,7 @@ class SlowOnceStore(MemoryStore):
                 self.slow_cancelled = True
                 raise
         await asyncio.sleep(0.001)
-        return await super().get(key, byte_range)
+        return await super().get(key, byte_range, max_size=max_size)
 
 
 async def test_hedged_read_wins_over_a_stuck_first_attempt() -> None:
@@ -434,11 +438,13 @@ async def test_no_hedging_without_enough_samples_or_when_disabled() -> None:
 
 async def test_cancelling_a_hedged_get_cancels_both_requests() -> None:
     class AlwaysSlow(SlowOnceStore):
-        async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        async def get(
+            self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+        ) -> bytes | None:
             if key == "stuck":
                 self.gets += 1
                 await asyncio.Event().wait()
-            return await super().get(key, byte_range)
+            return await super().get(key, byte_range, max_size=max_size)
 
     store = AlwaysSlow("none", limits=limits(hedge_after_p95=True))
     await store.set("fast", b"f")
@@ -466,9 +472,11 @@ async def test_time_queued_for_a_slot_never_triggers_a_hedge() -> None:
     class Timed(MemoryStore):
         latency = 0.03
 
-        async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        async def get(
+            self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+        ) -> bytes | None:
             await asyncio.sleep(self.latency)
-            return await super().get(key, byte_range)
+            return await super().get(key, byte_range, max_size=max_size)
 
     store = Timed(limits=limits(hedge_after_p95=True, max_concurrency=2))
     await store.set("k", b"v")

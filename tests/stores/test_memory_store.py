@@ -42,8 +42,10 @@ def test_synchronous_reads_and_subclasses_that_override_get() -> None:
         store.read_local("../escape")
 
     class Instrumented(MemoryStore):
-        async def get(self, key: str, byte_range: Any = None) -> bytes | None:
-            return await super().get(key, byte_range)
+        async def get(
+            self, key: str, byte_range: Any = None, *, max_size: int | None = None
+        ) -> bytes | None:
+            return await super().get(key, byte_range, max_size=max_size)
 
     # reads must keep going through an overridden get()
     assert not Instrumented().supports_sync_reads
