@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
+# The native batch kernel (optional C extension): rebuilt when its sources change.
+KERNEL_SRC := setup.py $(wildcard asyncarr/kernel/csrc/*.c asyncarr/kernel/csrc/*.h)
 
 .PHONY: demo test check lint typecheck layers pytest bench bench-quick bench-scaling bench-floor install install-test clean
 
@@ -13,8 +15,10 @@ $(PY):
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml requirements/constraints.txt
+$(STAMP): $(PY) pyproject.toml requirements/constraints.txt $(KERNEL_SRC)
+	scripts/install-native-deps.sh $(PY)
 	$(PIP) install -q -c requirements/constraints.txt -e .
+	$(PY) -c 'import asyncarr.kernel as k; print("native kernel:", k.kernel_versions() or k.kernel_unavailable_reason())'
 	touch $@
 
 $(STAMP)-test: $(STAMP) pyproject.toml requirements/constraints.txt

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
@@ -15,14 +16,24 @@ from asyncarr.errors import ConfigError
 
 __all__ = [
     "CacheConfig",
+    "KERNEL_ENV",
     "ExecutorConfig",
     "ExecutorMode",
+    "KernelMode",
     "RetryConfig",
     "StoreLimits",
+    "kernel_mode",
     "store_limits",
 ]
 
 ExecutorMode = Literal["inline", "threads", "processes", "auto"]
+KernelMode = Literal["auto", "on", "off"]
+"""Whether chunk batches of local files and memory run on the native batch kernel:
+``auto`` where it is built and takes the array's codecs, ``on`` the same but an error
+where it is not built, ``off`` never (the pure-Python path)."""
+
+KERNEL_ENV = "ASYNCARR_KERNEL"
+"""The environment variable that sets :data:`KernelMode` where the configuration does not."""
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False, integer: bool = False) -> None:
@@ -124,12 +135,17 @@ class ExecutorConfig:
     but at most 8 (more convoy on the GIL); processes, the number of usable CPUs."""
     batch_bytes: int = 4 << 20
     """Small chunks are grouped into executor calls of about this many decoded bytes."""
+    kernel: KernelMode | None = None
+    """The native batch kernel (:data:`KernelMode`); ``None``: ``$ASYNCARR_KERNEL``, else
+    ``auto``."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("inline", "threads", "processes", "auto"):
             raise ConfigError(
                 f"executor mode must be inline, threads, processes or auto, got {self.mode!r}"
             )
+        if self.kernel is not None:
+            kernel_mode(self.kernel)
         if self.max_workers is not None:
             _positive("max_workers", self.max_workers, integer=True)
         _positive("batch_bytes", self.batch_bytes, integer=True)
@@ -143,6 +159,18 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         _positive("max_bytes", self.max_bytes, allow_zero=True, integer=True)
+
+
+def kernel_mode(value: object = None) -> KernelMode:
+    """The :data:`KernelMode` in force: ``value`` where given, else the
+    ``ASYNCARR_KERNEL`` environment variable, else ``"auto"``."""
+    source = "kernel"
+    if value is None:
+        value = os.environ.get(KERNEL_ENV) or "auto"
+        source = KERNEL_ENV
+    if value == "auto" or value == "on" or value == "off":
+        return value
+    raise ConfigError(f"{source} must be 'auto', 'on' or 'off', got {value!r}")
 
 
 def store_limits(value: object) -> StoreLimits | None:

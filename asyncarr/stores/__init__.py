@@ -7,7 +7,7 @@ opened by URL through :func:`store_from_url`.
 """
 
 from asyncarr.stores._faulty import FaultRule, FaultStats, FaultyStore
-from asyncarr.stores._local import LocalStore
+from asyncarr.stores._local import LocalStore, translate_os_error
 from asyncarr.stores._memory import MemoryStore
 from asyncarr.stores._registry import (
     register_store,
@@ -27,5 +27,6 @@ __all__ = [
     "register_store",
     "registered_schemes",
     "store_from_url",
+    "translate_os_error",
     "unregister_store",
 ]

@@ -373,6 +373,16 @@ class LocalStore(Store):
         return self._root
 
     @property
+    def fsync(self) -> bool:
+        """Whether writes flush data and directory entries to stable storage."""
+        return self._fsync
+
+    @property
+    def auto_mkdir(self) -> bool:
+        """Whether the first write creates a missing root directory."""
+        return self._auto_mkdir
+
+    @property
     def location(self) -> str:
         """``file://`` and the root with every symbolic link resolved."""
         return "file://" + os.path.realpath(self._root)
