@@ -7,6 +7,10 @@ loaded as plugins, so every test module (and users' own suites) can use them.
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
+
+import pytest
 
 _FIXTURE_MODULES = [
     "asyncarr.testing._fixtures_s3",
@@ -18,3 +22,15 @@ _FIXTURE_MODULES = [
 ]
 
 pytest_plugins = [m for m in _FIXTURE_MODULES if importlib.util.find_spec(m) is not None]
+
+
+@pytest.fixture(scope="session")
+def zarr_implementations() -> Path:
+    """The third-party Zarr v2 data in ``shared/testdata`` (beside the checkout, as in CI;
+    else under ``$ASYNCARR_TESTDATA``)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "zarr_implementations"
+    if not path.exists():
+        base = Path(os.environ.get("ASYNCARR_TESTDATA", "/work/shared/testdata"))
+        path = base / "zarr_implementations"
+    assert (path / "expected.npy").exists(), f"shared test data missing at {path}"
+    return path

@@ -10,25 +10,17 @@ import pytest
 import asyncarr
 import asyncarr.sync as az
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "zarr_implementations"
-if not TESTDATA.exists():  # the CI clone sits beside shared/ too; fall back to the env var
-    import os
-
-    TESTDATA = (
-        Path(os.environ.get("ASYNCARR_TESTDATA", "/work/shared/testdata")) / "zarr_implementations"
-    )
-
 
 @pytest.fixture(scope="module")
-def expected() -> np.ndarray:
-    path = TESTDATA / "expected.npy"
-    assert path.exists(), f"shared test data missing at {path}"
-    return np.load(path)
+def expected(zarr_implementations: Path) -> np.ndarray:
+    return np.load(zarr_implementations / "expected.npy")
 
 
 @pytest.mark.parametrize("name", ["raw", "gzip", "zlib", "blosc"])
-async def test_astronaut_reads_equal(name: str, expected: np.ndarray) -> None:
-    arr = await asyncarr.open_array(str(TESTDATA / "zarr.zr"), path=name)
+async def test_astronaut_reads_equal(
+    name: str, expected: np.ndarray, zarr_implementations: Path
+) -> None:
+    arr = await asyncarr.open_array(str(zarr_implementations / "zarr.zr"), path=name)
     assert arr.zarr_format == 2
     assert arr.shape == (512, 512, 3) and arr.chunks == (100, 100, 1)
     np.testing.assert_array_equal(await arr.read(), expected)
@@ -37,8 +29,8 @@ async def test_astronaut_reads_equal(name: str, expected: np.ndarray) -> None:
     )
 
 
-def test_astronaut_group_sync(expected: np.ndarray) -> None:
-    with az.open_group(str(TESTDATA / "zarr.zr")) as g:
+def test_astronaut_group_sync(expected: np.ndarray, zarr_implementations: Path) -> None:
+    with az.open_group(str(zarr_implementations / "zarr.zr")) as g:
         assert sorted(g.array_keys()) == ["blosc", "gzip", "raw", "zlib"]
         arr = g["blosc"]
         assert isinstance(arr, az.Array)
