@@ -76,7 +76,7 @@ async def _tree(args: argparse.Namespace) -> int:
     node = await open_node(args.url, storage_options=_storage_options(args.storage_option))
     try:
         if isinstance(node, AsyncArray):
-            print(f"{node.name} {node.shape} {node.dtype}")
+            print(f"{node.name} {node.shape} {node.metadata.data_type.describe()}")
         else:
             print(await node.tree())
     finally:

@@ -20,6 +20,11 @@ def coerce_values(value: Any, data_type: DataType, name: str) -> NDArray:
         return _objects(value, data_type, name)
     if isinstance(value, np.ndarray):
         arr = value
+    elif dtype.fields is not None:  # records given as tuples (of tuples, for nested fields)
+        try:
+            return np.asarray(value, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise DTypeError(f"cannot read {value!r} as records of {dtype}: {exc}") from None
     else:
         try:
             arr = np.asarray(value)
@@ -35,7 +40,7 @@ def coerce_values(value: Any, data_type: DataType, name: str) -> NDArray:
     if kind in "Mm":
         return _times(arr, dtype, name)
     if kind == "V":
-        return _records(value, arr, dtype, name)
+        return _records(arr, dtype, name)
     if not np.can_cast(arr.dtype, dtype, casting="same_kind") and not (
         arr.dtype.kind in "biu" and kind in "biufc"
     ):
@@ -123,7 +128,7 @@ def _times(arr: NDArray, dtype: np.dtype[Any], name: str) -> NDArray:
     return out
 
 
-def _records(value: Any, arr: NDArray, dtype: np.dtype[Any], name: str) -> NDArray:
+def _records(arr: NDArray, dtype: np.dtype[Any], name: str) -> NDArray:
     """Structs (by field) or raw bytes (``V``)."""
     if dtype.fields is None:
         if arr.dtype.kind in "SV" and arr.dtype.itemsize <= dtype.itemsize:
@@ -133,11 +138,6 @@ def _records(value: Any, arr: NDArray, dtype: np.dtype[Any], name: str) -> NDArr
                 _refuse(arr, dtype, name, f" (items of {dtype.itemsize} bytes)")
             return padded.view(dtype)
         _refuse(arr, dtype, name, f" (items of {dtype.itemsize} bytes)")
-    if arr.dtype.names is None and not isinstance(value, np.ndarray):
-        try:  # tuples, lists of tuples
-            return np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise DTypeError(f"cannot read the values as {dtype}: {exc}") from None
     if arr.dtype.names != dtype.names or not np.can_cast(arr.dtype, dtype, "same_kind"):
         _refuse(arr, dtype, name, " (fields differ)")
     return arr.astype(dtype)

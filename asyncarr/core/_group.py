@@ -251,7 +251,7 @@ class AsyncGroup(NodeBase):
             depth = path.count("/")
             label = path.rsplit("/", 1)[-1]
             if isinstance(node, AsyncArray):
-                label += f" {node.shape} {node.dtype}"
+                label += f" {node.shape} {node.metadata.data_type.describe()}"
             elif isinstance(node, UnsupportedNode):
                 label += f" {node.label()}"
             lines.append("    " * (depth + 1) + label)

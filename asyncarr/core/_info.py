@@ -49,6 +49,9 @@ class ArrayInfo:
     chunk_grid: dict[str, Any] | None = None
     """The chunk grid as the metadata has it (of shards, for sharded arrays)."""
     sharded: bool = False
+    data_type: str | None = None
+    """The Zarr data type, for people (``string``, ``numpy.datetime64[10us]``,
+    ``struct{a: int32, ...}``); :attr:`dtype` is the numpy dtype reads return."""
 
     @classmethod
     def from_array(
@@ -92,6 +95,7 @@ class ArrayInfo:
             nchunks_initialized=nchunks_initialized,
             chunk_grid=grid.to_json(),
             sharded=sharding is not None,
+            data_type=meta.data_type.describe(),
         )
 
     def _grid_label(self) -> str:
@@ -115,7 +119,8 @@ class ArrayInfo:
             ("Store", self.store),
             ("Zarr format", str(self.zarr_format)),
             ("Shape", str(self.shape)),
-            ("Data type", self.dtype),
+            ("Data type", self.data_type or self.dtype),
+            *([("NumPy dtype", self.dtype)] if self.data_type not in (None, self.dtype) else []),
             ("Chunk shape", str(self.chunks) if self.chunks is not None else self._grid_label()),
         ]
         if self.sharded:

@@ -117,6 +117,10 @@ class NumericDataType(DataType):
             return None
         return cls(dtype)
 
+    def describe(self) -> str:
+        """numpy's name: the v3 name, or with the byte order where it is not native."""
+        return str(self._dtype)
+
     def to_json(self, zarr_format: ZarrFormat) -> Any:
         return self.name if zarr_format == 3 else self._dtype.str
 

@@ -136,7 +136,7 @@ def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
     return build_array_metadata(
         shape=src.shape,
         chunks=src.chunks if sharded or src.chunk_grid.is_regular else src.chunk_grid,
-        dtype=src.dtype,
+        dtype=src.metadata.data_type,
         zarr_format=fmt,
         fill_value=src.fill_value,
         compressor=chosen,
