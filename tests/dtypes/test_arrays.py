@@ -198,6 +198,11 @@ def test_sync_api_and_numpy_protocol(tmp_path: Path) -> None:
     rec = az.create_array(str(tmp_path / "r.zarr"), shape=(2,), dtype=[("a", "<i4"), ("b", "U2")])
     rec[:] = [(1, "x"), (2, "yz")]
     assert rec[1]["b"] == "yz" and rec.dtype.names == ("a", "b")
+    nested = az.create_array(
+        str(tmp_path / "n.zarr"), shape=(2,), dtype=[("a", "<i4"), ("p", [("x", "<f4")])]
+    )
+    nested[0] = (7, (1.5,))  # one record, as a tuple of tuples
+    assert nested[0].item() == (7, (1.5,))
 
 
 @pytest.mark.parametrize("dtype", [str, bytes, ">U3", [("a", ">i2"), ("t", "<M8[s]")]])
