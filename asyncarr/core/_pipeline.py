@@ -16,7 +16,7 @@ from asyncarr._types import ChunkSpec
 from asyncarr.abc import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec, Codec, NDArray
 from asyncarr.errors import AsyncarrError, CodecError
 
-__all__ = ["CodecPipeline", "build_chain_specs"]
+__all__ = ["VARIABLE_CHUNK_MAX_BYTES", "CodecPipeline", "build_chain_specs"]
 
 _BOMB_SLACK = 1 << 16
 
@@ -27,6 +27,11 @@ their encoded bytes costs: buffers over glibc's 128 KiB mmap threshold come back
 fresh pages for every batch (a 256 KiB blosc chunk read and decoded in 338 us of CPU
 that way, against 192 when each chunk is decoded as soon as it is read)."""
 
+
+VARIABLE_CHUNK_MAX_BYTES = 1 << 31
+"""The most bytes one chunk of variable-length elements (strings, byte strings, objects)
+may take, stored or decoded (their size is not known from the metadata): a larger one is
+refused as corrupt or hostile, not read or inflated. Split bigger data into more chunks."""
 
 SHAPES_KEPT = 256
 """Pipelines for other chunk shapes that one pipeline keeps (:meth:`CodecPipeline.for_shape`)."""
@@ -120,19 +125,25 @@ class CodecPipeline:
 
     @property
     def encoded_bound(self) -> int | None:
-        """The most bytes a stored chunk of this pipeline can be (``None``: no bound, for
-        variable-length data types): what reads ask stores for at most, so a broken or
-        hostile server's endless or huge body is refused, not read. Each codec's own
-        :meth:`~asyncarr.abc.Codec.max_encoded_size`, or, for codecs that give none, a
-        generous allowance (compressors expand incompressible data by 12.5 % at worst)."""
+        """The most bytes a stored chunk of this pipeline can be: what reads ask stores for
+        at most, so a broken or hostile server's endless or huge body is refused, not read.
+        Each codec's own :meth:`~asyncarr.abc.Codec.max_encoded_size`, or, for codecs that
+        give none, a generous allowance (compressors expand incompressible data by 12.5 %
+        at worst); for variable-length elements :data:`VARIABLE_CHUNK_MAX_BYTES`. ``None``
+        (no bound) only for an object array's serialiser that states none."""
         found = self.__dict__.get("_encoded_bound", ())
         if found != ():
             return found  # type: ignore[no-any-return]
         bound: int | None = None
         dtype = self.ab_spec.dtype
-        if dtype.kind not in "OT" and not dtype.hasobject:  # (not variable-length)
-            n = self.ab.max_encoded_size(self.ab_spec.nbytes)
-            bound = _allowance(self.ab_spec.nbytes) if n is None else n
+        nbytes = self.ab_spec.nbytes
+        if getattr(self.ab, "variable_length", False):
+            bound = VARIABLE_CHUNK_MAX_BYTES
+        elif (n := self.ab.max_encoded_size(nbytes)) is not None:  # (shards: their inner)
+            bound = n
+        elif not dtype.hasobject:  # (objects' sizes are not their slots')
+            bound = _allowance(nbytes)
+        if bound is not None:
             for codec, _spec in self.bb:
                 n = codec.max_encoded_size(bound)
                 bound = _allowance(bound) if n is None else n
@@ -142,6 +153,8 @@ class CodecPipeline:
     @property
     def decoded_bound(self) -> int | None:
         """An upper bound for intermediate decoded bytes (decompression-bomb guard)."""
+        if getattr(self.ab, "variable_length", False):
+            return VARIABLE_CHUNK_MAX_BYTES
         if not self._fixed_size:
             return None
         n = self.ab_spec.nbytes
