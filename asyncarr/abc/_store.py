@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import posixpath
@@ -22,6 +23,8 @@ from asyncarr.errors import (
 
 __all__ = ["Store", "normalize_key", "normalize_prefix", "validate_prefix"]
 
+
+_NO_OPERATION: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 
 _SUSPECT_KEY = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|[\x00\\]")
 """Matches anything :func:`normalize_key` refuses: an empty, ``.`` or ``..`` segment
@@ -270,6 +273,18 @@ class Store(ABC):
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         return clone
+    def operation(self, name: str, *, write: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """Bracket one top-level call of the array API (``async with
+        store.operation("write temp", write=True): ...``): the store calls made inside it,
+        by this task and the tasks it starts, belong to one operation. ``name`` says what
+        it is, ``write`` whether it may change anything. Operations nest (an inner one is
+        part of the outer one).
+
+        Most stores need nothing (the default does nothing). A versioned store uses it to
+        read one snapshot for a reading call and to commit a writing call's changes as
+        one unit when it ends (and none of them if it raises).
+        """
+        return _NO_OPERATION
 
     # -- reads --------------------------------------------------------------------------
     @abstractmethod

@@ -115,9 +115,11 @@ async def _create_node(
 ) -> None:
     """Write a new node's metadata atomically (its first document with
     ``set_if_not_exists``, so two concurrent creators cannot both win)."""
+    kind = "array" if isinstance(meta, ArrayMetadata) else "group"
     try:
-        await _prepare_node(st, path, meta, overwrite)
-        await _publish_node(st, path, meta)
+        async with st.operation(f"create {kind} /{path}", write=True):
+            await _prepare_node(st, path, meta, overwrite)
+            await _publish_node(st, path, meta)
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
@@ -169,16 +171,15 @@ async def staged_array(
     st, owns = resolve_store(store, read_only=False, storage_options=storage_options)
     path = join_path(path)
     try:
-        await _prepare_node(st, path, meta, overwrite)
-    except BaseException as exc:
-        await _close_on_error(st, owns, exc)
-        raise
-    arr = AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks, owns_store=owns)
-    try:
-        yield arr
-        await _publish_node(st, path, meta)
+        # one store operation for the whole block: on a layered container, the array's
+        # data and metadata are one commit
+        async with st.operation(f"create array /{path}", write=True):
+            await _prepare_node(st, path, meta, overwrite)
+            yield AsyncArray(st, path, meta, write_empty_chunks=write_empty_chunks)
+            await _publish_node(st, path, meta)
     finally:
-        await arr.aclose()
+        if owns:
+            await st.aclose()
 
 
 async def _close_on_error(store: Store, owns: bool, exc: BaseException) -> None:

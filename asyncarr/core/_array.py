@@ -17,6 +17,7 @@ from asyncarr.core._info import ArrayInfo
 from asyncarr.core._metadata import ArrayMetadata
 from asyncarr.core._node import NodeBase
 from asyncarr.core._nodes import save_array_metadata
+from asyncarr.core._operation import store_operation
 from asyncarr.core._read import read_selection
 from asyncarr.core._streaming import BlockIterator, BlockWriter, Unit
 from asyncarr.core._write import write_selection
@@ -197,6 +198,7 @@ class AsyncArray(NodeBase):
             selection, self.shape, dimension_names=self.dimension_names, orthogonal=orthogonal
         )
 
+    @store_operation("read", write=False)
     async def read(self, selection: Any = Ellipsis, *, orthogonal: bool = False) -> NDArray:
         """Read ``selection`` (numpy basic indexing, or orthogonal with ``orthogonal=True``).
 
@@ -204,6 +206,7 @@ class AsyncArray(NodeBase):
         """
         return await read_selection(self._ctx, self._selection(selection, orthogonal))
 
+    @store_operation("write", write=True)
     async def write(
         self, value: Any, selection: Any = Ellipsis, *, orthogonal: bool = False
     ) -> None:
@@ -271,9 +274,11 @@ class AsyncArray(NodeBase):
         """Write ``value`` where the boolean ``mask`` (of the array's shape) is true."""
         await self._write_points(mask, value, "mask")
 
+    @store_operation("read", write=False)
     async def _read_points(self, selection: Any, form: PointForm | None) -> NDArray:
         return await read_selection(self._ctx, normalize_points(selection, self.shape, form))
 
+    @store_operation("write", write=True)
     async def _write_points(self, selection: Any, value: Any, form: PointForm | None) -> None:
         self._check_writable()
         sel = normalize_points(selection, self.shape, form)
@@ -290,6 +295,7 @@ class AsyncArray(NodeBase):
         return arr.reshape(sel.out_shape)
 
     # -- shape changes ---------------------------------------------------------------------
+    @store_operation("resize", write=True)
     async def resize(self, *shape: int | tuple[int, ...]) -> None:
         """Change the shape; data outside the new shape is deleted, new regions read as fill.
 
@@ -389,6 +395,7 @@ class AsyncArray(NodeBase):
             else:
                 await ctx.io.set(key, pipeline.encode(cleared, key=key))
 
+    @store_operation("append to", write=True)
     async def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
         """Grow along ``axis`` and write ``data`` there; returns the new shape."""
         self._check_writable()
@@ -450,6 +457,7 @@ class AsyncArray(NodeBase):
                 continue
             yield tuple(int(p) for p in parts)
 
+    @store_operation("count chunks of", write=False)
     async def nchunks_initialized(self) -> int:
         """How many chunks (shards for sharded arrays) exist in the store."""
         grid = self.metadata.chunk_grid_shape
@@ -459,6 +467,7 @@ class AsyncArray(NodeBase):
                 n += 1
         return n
 
+    @store_operation("size", write=False)
     async def nbytes_stored(self) -> int:
         """Bytes of metadata and chunks this array occupies in the store."""
         prefix = self._ctx.prefix
@@ -471,6 +480,7 @@ class AsyncArray(NodeBase):
         sizes = await bounded_map(self._ctx.io.getsize, wanted, limit=self._ctx.io_concurrency())
         return sum(sizes)
 
+    @store_operation("inspect", write=False)
     async def info_complete(self) -> ArrayInfo:
         """:attr:`info` plus stored bytes, compression ratio and initialised chunks."""
         return ArrayInfo.from_array(

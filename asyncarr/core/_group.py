@@ -27,6 +27,7 @@ from asyncarr.core._nodes import (
     read_document,
     save_group_metadata,
 )
+from asyncarr.core._operation import store_operation
 from asyncarr.core._unsupported import UnsupportedNode, readable_documents
 from asyncarr.errors import (
     AsyncarrError,
@@ -174,6 +175,7 @@ class AsyncGroup(NodeBase):
         # (.zmetadata, a stray dotfile) is dropped by members() when it fails to load
         return [n for n in await self._io.list_dir(self._path) if n not in _METADATA_DOCUMENTS]
 
+    @store_operation("list", write=False)
     async def members(self, max_depth: int | None = 0) -> list[tuple[str, Member]]:
         """``(relative path, node)`` for each child; ``max_depth=None`` recurses fully.
 
@@ -268,6 +270,7 @@ class AsyncGroup(NodeBase):
         return GroupInfo.from_group(self, await self.members(max_depth=None))
 
     # -- creation -------------------------------------------------------------------------
+    @store_operation("create group in", write=True)
     async def create_group(
         self, name: str, *, attributes: dict[str, Any] | None = None, overwrite: bool = False
     ) -> AsyncGroup:
@@ -285,6 +288,7 @@ class AsyncGroup(NodeBase):
         await self._refresh_consolidated(_validate_name(name), group)
         return group
 
+    @store_operation("require group in", write=True)
     async def require_group(self, name: str) -> AsyncGroup:
         """The child group ``name``, created if missing."""
         try:
@@ -295,6 +299,7 @@ class AsyncGroup(NodeBase):
             raise ContainsArrayError(f"{name!r} is an array, not a group")
         return node
 
+    @store_operation("create array in", write=True)
     async def create_array(self, name: str, **kwargs: Any) -> AsyncArray:
         """Create a child array; keywords as for :func:`asyncarr.create_array`."""
         from asyncarr.core._api import create_array
@@ -305,6 +310,7 @@ class AsyncGroup(NodeBase):
         await self._refresh_consolidated(_validate_name(name), array)
         return array
 
+    @store_operation("delete from", write=True)
     async def delete(self, name: str) -> None:
         """Delete the member ``name`` and everything below it."""
         self._check_writable()
@@ -345,6 +351,7 @@ class AsyncGroup(NodeBase):
         await self._save_consolidated(kept)
 
     # -- consolidated metadata --------------------------------------------------------------
+    @store_operation("consolidate", write=True)
     async def consolidate_metadata(self) -> AsyncGroup:
         """Write every descendant's metadata into this group (v3 ``zarr.json`` block, v2 ``.zmetadata``)."""
         self._check_writable()

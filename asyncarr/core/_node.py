@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Self
 from asyncarr.abc import Store
 from asyncarr.core._metadata import plain_attributes
 from asyncarr.core._nodes import join_path
+from asyncarr.core._operation import store_operation
 from asyncarr.errors import ReadOnlyStoreError
 
 __all__ = ["NodeBase"]
@@ -56,10 +57,12 @@ class NodeBase:
         """The attributes (a read-only view; change them with :meth:`update_attributes`)."""
         return MappingProxyType(self._attributes_owner().attributes)
 
+    @store_operation("update attributes of", write=True)
     async def update_attributes(self, new: Mapping[str, Any]) -> None:
         """Merge ``new`` into the attributes and persist them."""
         await self.set_attributes({**self.attrs, **dict(new)})
 
+    @store_operation("set attributes of", write=True)
     async def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         """Replace all attributes and persist them."""
         self._check_writable()

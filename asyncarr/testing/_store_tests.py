@@ -20,6 +20,7 @@ capabilities (``conditional_writes``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import pickle
 from collections.abc import Iterator
@@ -58,6 +59,9 @@ class StoreTests:
     close_before_pickling: ClassVar[bool] = False
     """Whether another process can open the store only once this one closed it (a zip
     archive has one writer at a time)."""
+    transactional_operations: ClassVar[bool] = False
+    """Whether a writing :meth:`Store.operation` is a transaction: its changes are seen
+    outside it only once it ends, and not at all if it raises (versioned stores)."""
 
     # -- reads ---------------------------------------------------------------------
     async def test_get_missing_is_none(self, store: Store) -> None:
@@ -287,6 +291,42 @@ class StoreTests:
         await asyncio.gather(*(put(i) for i in range(n)))
         got = await asyncio.gather(*(read(i) for i in range(n)))
         assert got == [i.to_bytes(4, "little") * 100 for i in range(n)]
+
+    # -- operations ------------------------------------------------------------------------
+    async def test_operations(self, store: Store) -> None:
+        """:meth:`Store.operation` brackets calls: inside one, its own changes are seen;
+        operations nest; after a writing one ends, its changes are there. A transactional
+        store keeps them from other tasks until then, and drops them if it raises."""
+        async with store.operation("write a and b", write=True):
+            await store.set("op/a", b"1")
+            await store.set("op/b", b"2")
+            assert await store.get("op/a") == b"1"
+            async with store.operation("nested", write=True):
+                await store.delete("op/b")
+                assert await store.set_if_not_exists("op/n", b"n")
+            assert await store.get("op/b") is None
+            assert sorted([k async for k in store.list_prefix("op/")]) == ["op/a", "op/n"]
+            outside = asyncio.create_task(store.get("op/a"), context=contextvars.Context())
+            if self.transactional_operations:
+                assert await outside is None
+            else:
+                await outside
+        assert await store.get("op/a") == b"1"
+        assert await store.get("op/b") is None
+        async with store.operation("read", write=False):
+            assert await store.get("op/n") == b"n"
+
+        async def fails() -> None:
+            async with store.operation("fails", write=True):
+                await store.set("op/c", b"3")
+                raise LookupError("boom")
+
+        with pytest.raises(LookupError):
+            await fails()
+        if self.transactional_operations:
+            assert await store.get("op/c") is None
+        else:
+            assert await store.get("op/c") == b"3"
 
     # -- synchronous twins (codec worker threads) -------------------------------------------
     async def test_sync_writes_and_reads(self, store: Store, read_only_store: Store) -> None:
