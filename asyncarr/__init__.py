@@ -51,6 +51,7 @@ from asyncarr.core import (
     open,
     open_array,
     open_group,
+    transaction,
 )
 from asyncarr.dtypes import register_data_type, registered_data_types, unregister_data_type
 from asyncarr.errors import AsyncarrError
@@ -104,6 +105,7 @@ __all__ = [
     "set_executor",
     "store_from_url",
     "store_stats",
+    "transaction",
     "unregister_codec",
     "unregister_data_type",
     "unregister_store",

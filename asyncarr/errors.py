@@ -15,8 +15,10 @@ __all__ = [
     "AsyncarrError",
     "CodecError",
     "ConfigError",
+    "ConflictError",
     "ContainsArrayError",
     "ContainsGroupError",
+    "CorruptContainerError",
     "DTypeError",
     "DeadlineExceededError",
     "IndexError_",
@@ -29,6 +31,7 @@ __all__ = [
     "PreconditionFailedError",
     "ReadOnlyStoreError",
     "SelectionError",
+    "SnapshotNotFoundError",
     "StoreError",
     "SyncFromLoopError",
     "ThrottledError",
@@ -99,6 +102,30 @@ class PermissionDeniedError(StoreError, PermissionError):
 
 class PreconditionFailedError(StoreError):
     """A conditional write lost its race (the object changed or already exists)."""
+
+
+class ConflictError(StoreError):
+    """A commit to a layered container lost its race: a writer that committed first
+    changed some of the same keys (listed in :attr:`keys`, sorted). Nothing of the losing
+    commit is visible; re-read and try again."""
+
+    def __init__(
+        self, message: str, *, store: object = None, keys: tuple[str, ...] = ()
+    ) -> None:
+        shown = ", ".join(repr(k) for k in keys[:10])
+        more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+        super().__init__(f"{message}: {shown}{more}" if keys else message, store=store)
+        self.keys = keys
+
+
+class SnapshotNotFoundError(StoreError, LookupError):
+    """A layered container has no generation (or none at that time) to open: it never
+    existed, or garbage collection removed it."""
+
+
+class CorruptContainerError(StoreError):
+    """An object of a layered container (a layer, a manifest, a pack) is malformed:
+    ``key`` names it and the message says what is wrong. Never retried."""
 
 
 class ReadOnlyStoreError(StoreError):

@@ -19,6 +19,7 @@ portal's own thread, which raises :class:`asyncarr.errors.SyncFromLoopError`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -58,6 +59,7 @@ __all__ = [
     "open",
     "open_array",
     "open_group",
+    "transaction",
 ]
 
 P = ParamSpec("P")
@@ -725,3 +727,24 @@ def consolidate_metadata(
     return _opened(
         Group, core.consolidate_metadata, store, path=path, storage_options=storage_options
     )
+
+
+@contextlib.contextmanager
+def transaction(
+    store: str | Store,
+    *,
+    message: str,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[Store]:
+    """Blocking :func:`asyncarr.transaction`: ``with asyncarr.sync.transaction(url,
+    message=...) as store:`` commits on leaving the block, discards on an exception."""
+    with get_portal():
+        manager = core.transaction(store, message=message, storage_options=storage_options)
+        view = _run(manager.__aenter__)
+        try:
+            yield view
+        except BaseException as exc:
+            if not _run(manager.__aexit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            _run(manager.__aexit__, None, None, None)

@@ -21,6 +21,7 @@ from asyncarr.core._info import ArrayInfo, GroupInfo
 from asyncarr.core._metadata import ArrayMetadata, GroupMetadata
 from asyncarr.core._sharding import ShardingCodec
 from asyncarr.core._streaming import BlockIterator, BlockWriter, Unit
+from asyncarr.core._transaction import transaction
 from asyncarr.core._unsupported import UnsupportedNode
 
 _register_codec("sharding_indexed", ShardingCodec, replace=True)
@@ -49,4 +50,5 @@ __all__ = [
     "open_group",
     "resolve_store",
     "staged_array",
+    "transaction",
 ]

@@ -22,6 +22,12 @@ from asyncarr.runtime._retry import attempt_timeout, backoff_delay, call_with_re
 from asyncarr.runtime._scheduler import bounded_for_each, bounded_map, gather_all
 from asyncarr.runtime._shm import populate as populate_shared
 from asyncarr.runtime._stats import StoreStats, store_stats
+from asyncarr.stores import _layered
+
+# Layered containers make several requests of their base store per operation (footers,
+# manifests, commits): each goes through the base's ManagedStore (its endpoint's limits,
+# timeouts, retries and statistics), as the core's own requests do.
+_layered.use_runtime_io(managed)
 
 __all__ = [
     "AdaptiveLimiter",

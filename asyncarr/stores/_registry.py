@@ -44,6 +44,7 @@ _BUILTIN: dict[str, str] = {
     "mongodb+srv": "asyncarr.stores._mongodb:mongodb_store_from_url",
     "http": "asyncarr.stores._http:http_store_from_url",
     "https": "asyncarr.stores._http:http_store_from_url",
+    "layered": "asyncarr.stores._layered:layered_store_from_url",
 }
 _factories: dict[str, StoreFactory | str] = dict(_BUILTIN)
 
@@ -91,10 +92,18 @@ def store_from_url(
     read_only: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Store:
-    """Open the store a URL (or a plain local path) points to."""
+    """Open the store a URL (or a plain local path) points to.
+
+    A wrapper store chains onto another URL fsspec-style, ``wrapper::inner-url``
+    (``layered::s3://bucket/path``): the wrapper's factory gets the whole URL.
+    """
     if not isinstance(url, str) or not url:
         raise ConfigError(f"expected a store URL or path, got {url!r}")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    head, chained, _inner = url.partition("::")
+    if chained and head.isalnum():
+        scheme = head.lower()
+    else:
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
         scheme = "file"  # plain path (also Windows drive letters)
     factory = _resolve(scheme)

@@ -21,6 +21,7 @@ FUNCTIONS = [
     "open_array",
     "open_group",
     "consolidate_metadata",
+    "transaction",
 ]
 
 
