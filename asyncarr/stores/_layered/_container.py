@@ -160,15 +160,19 @@ class Container:
         newest = await self.newest(await self._hinted() or 0)
         if not newest:
             return []
-        exists = self.io.exists
-        have, missing = newest, 0  # retained generations: missing below, present from
-        while have - missing > 1:
+        oldest = await self._edge(newest, 0)  # retained: missing below, present from
+        return list(range(oldest, newest + 1))
+
+    async def _edge(self, have: int, missing: int) -> int:
+        """Bisect between a generation whose manifest exists and one (above or below)
+        whose manifest does not: the existing generation next to the edge."""
+        while abs(missing - have) > 1:
             mid = (have + missing) // 2
-            if await exists(manifest_name(mid)):
+            if await self.io.exists(manifest_name(mid)):
                 have = mid
             else:
                 missing = mid
-        return list(range(have, newest + 1))
+        return have
 
     async def _hinted(self) -> int | None:
         """The generation the ``latest`` hint names, if its manifest still exists."""
@@ -205,19 +209,11 @@ class Container:
                 except UnsupportedOperationError:
                     pass
             known = 0
-        exists = self.io.exists
         step, have = 1, known
-        while await exists(manifest_name(have + step)):
+        while await self.io.exists(manifest_name(have + step)):
             have += step
             step *= 2
-        missing = have + step
-        while missing - have > 1:
-            mid = (have + missing) // 2
-            if await exists(manifest_name(mid)):
-                have = mid
-            else:
-                missing = mid
-        return have
+        return await self._edge(have, have + step)
 
     async def manifest(self, generation: int, *, check: bool = False) -> Manifest:
         """The manifest of ``generation`` (cached: manifests never change; ``check``:

@@ -263,14 +263,17 @@ class LayeredStore(Store):
         are part of the outer one."""
         return _Operation(self, name, write)
 
+    def _scope(self) -> _Scope | None:
+        """The operation of this handle that the running task is in, if any."""
+        scopes = _SCOPES.get()
+        return scopes.get(id(self)) if scopes else None
+
     async def _view(self) -> Transaction | Snapshot:
         if self._txn is not None:
             return self._txn
-        scopes = _SCOPES.get()
-        if scopes:
-            scope = scopes.get(id(self))
-            if scope is not None:
-                return scope.view
+        scope = self._scope()
+        if scope is not None:
+            return scope.view
         if self._at is not None:
             return await self._pinned_snapshot()
         shared = self._shared
@@ -280,12 +283,8 @@ class LayeredStore(Store):
         """The transaction this task's writes go to (``None``: commit each call)."""
         if self._txn is not None:
             return self._txn
-        scopes = _SCOPES.get()
-        if scopes:
-            scope = scopes.get(id(self))
-            if scope is not None:
-                return scope.txn
-        return None
+        scope = self._scope()
+        return scope.txn if scope is not None else None
 
     async def _pinned_snapshot(self) -> Snapshot:
         if self._pinned is None:
