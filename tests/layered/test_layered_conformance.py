@@ -15,6 +15,9 @@ from asyncarr.testing._procs import StoreLocation
 
 
 class _LayeredSuite(StoreTests):
+    """``refresh_interval=0``: a handle sees another process's commits at once, as the
+    suite expects of a store (by default a handle checks at most once a second)."""
+
     transactional_operations: ClassVar[bool] = True
 
     @pytest.fixture
@@ -25,9 +28,11 @@ class _LayeredSuite(StoreTests):
 
 
 class TestOverMemory(_LayeredSuite):
+    pickled_copy_shares_data = False
+
     @pytest.fixture
     async def store(self) -> AsyncIterator[Store]:
-        s = LayeredStore(MemoryStore())
+        s = LayeredStore(MemoryStore(), refresh_interval=0.0)
         yield s
         await s.aclose()
 
@@ -35,7 +40,7 @@ class TestOverMemory(_LayeredSuite):
 class TestOverLocal(_LayeredSuite):
     @pytest.fixture
     async def store(self, tmp_path) -> AsyncIterator[Store]:  # type: ignore[no-untyped-def]
-        s = LayeredStore(LocalStore(str(tmp_path)))
+        s = LayeredStore(LocalStore(str(tmp_path)), refresh_interval=0.0)
         yield s
         await s.aclose()
 
@@ -53,7 +58,8 @@ class _OverServer(_LayeredSuite):
             for k, v in location.storage_options.items()
             if isinstance(v, str) and any(w in k for w in ("secret", "key", "token", "password"))
         ]
-        store = store_from_url(f"layered::{location.url}", storage_options=location.storage_options)
+        options = {**location.storage_options, "refresh_interval": 0.0}
+        store = store_from_url(f"layered::{location.url}", storage_options=options)
         assert isinstance(store, LayeredStore)
         return store
 

@@ -57,6 +57,10 @@ LATEST_HINT = "latest"
 """A small object naming a recent generation (ASCII digits), rewritten after commits:
 opening reads it and probes forward instead of listing every manifest (and it is what
 lets a container be read over HTTP, which cannot list)."""
+HINT_EVERY = 8
+"""Commits rewrite the hint every this many generations (and compactions always): a
+reader probes forward from it, a few more requests at most, and a commit costs one
+request less."""
 MAX_PUBLISH_ATTEMPTS = 1000
 """Lost races before a commit gives up (each loser re-bases on the winner at once)."""
 _MANIFEST_CACHE = 512
@@ -486,7 +490,8 @@ class Container:
             key = manifest_name(manifest.generation)
             if await self.io.set_if_not_exists(key, manifest.to_json()):
                 self.remember(manifest)
-                await self.write_hint(manifest.generation)
+                if manifest.generation % HINT_EVERY == 0 or manifest.kind != "commit":
+                    await self.write_hint(manifest.generation)
                 return manifest
             if (await self.manifest(manifest.generation)).commit_id == manifest.commit_id:
                 return manifest  # our own attempt, whose reply was lost

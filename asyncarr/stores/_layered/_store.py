@@ -198,7 +198,9 @@ class LayeredStore(Store):
                 base, at, read_only, refresh_interval, auto_compact_layers, spill_bytes,
                 compression, pack, storage_options,
             )  # fmt: skip
-        read_only = read_only or at is not None or _shared.container.pack is not None
+        container = _shared.container
+        read_only = read_only or at is not None or container.pack is not None
+        read_only = read_only or container.base.read_only
         super().__init__(read_only=read_only, limits=limits or _shared.container.base.limits)
         self._shared = _shared
         self._at = _check_at(at)
@@ -237,16 +239,31 @@ class LayeredStore(Store):
     __str__ = __repr__
 
     def _view_copy(self, **changes: Any) -> LayeredStore:
+        """Another view of the same container (and, pickled, the same settings)."""
+        shared = self._shared
         args: dict[str, Any] = {
             "at": self._at,
             "read_only": self.read_only,
+            "refresh_interval": shared.refresh_interval,
+            "auto_compact_layers": shared.auto_compact_layers,
+            "spill_bytes": shared.spill_bytes,
+            "compression": shared.compression,
+            "pack": shared.container.pack,
             "limits": self.limits,
-            "_shared": self._shared,
+            "_shared": shared,
             "_txn": self._txn,
             "_message": self._message,
         }
         args.update(changes)
         return LayeredStore(self.base, **args)
+
+    def _reopen_arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if self._txn is not None:
+            raise ConfigError(
+                "a transaction's store cannot be pickled: its pending changes live in this "
+                "process (commit first, and pass the container's URL or store)"
+            )
+        return super()._reopen_arguments()
 
     def with_read_only(self, read_only: bool = True) -> LayeredStore:
         return self._view_copy(read_only=read_only)
@@ -522,8 +539,9 @@ class LayeredStore(Store):
     async def _publish_batch(self, batch: list[_Op]) -> list[Any]:
         """Evaluate ``batch`` on the newest generation (again after each lost race) and
         publish it as the next one; the outcome of each call."""
-        container = self._shared.container
-        base = await container.fresh(0.0)
+        shared = self._shared
+        container = shared.container
+        base = await container.fresh(shared.refresh_interval)  # publish() probes for newer
         outcomes: list[Any] = []
         uploaded: list[str] = []
         txn_base: list[Snapshot] = [base]
