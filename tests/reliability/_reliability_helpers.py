@@ -172,10 +172,10 @@ class ReportingLocalStore(LocalStore):
 
 
 class Zygote:
-    """Drives ``_crash_zygote.py`` over its stdin/stdout, and reads its writers' progress
-    FIFO."""
+    """Drives a fork server (``_crash_zygote.py``, or ``script``) over its stdin/stdout,
+    and reads its children's progress FIFO (its path is the script's argument)."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str = "_crash_zygote.py") -> None:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         self._dir = tempfile.TemporaryDirectory(prefix="asyncarr-zygote-")
         progress = os.path.join(self._dir.name, "progress")
@@ -183,7 +183,7 @@ class Zygote:
         # read-write: the FIFO never reads as end-of-file between writers
         self.progress_r = os.open(progress, os.O_RDWR)
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "_crash_zygote.py"), progress],
+            [sys.executable, str(HERE / script), progress],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -49,7 +49,14 @@ from asyncarr.stores._layered._manifest import (
 )
 from asyncarr.stores._layered._snapshot import Found, Snapshot
 
-__all__ = ["LATEST_HINT", "BaseIO", "Container", "MakeManifest", "use_runtime_io"]
+__all__ = [
+    "LATEST_HINT",
+    "BaseIO",
+    "Container",
+    "LayerMissingError",
+    "MakeManifest",
+    "use_runtime_io",
+]
 
 logger = logging.getLogger("asyncarr.layered")
 
@@ -322,7 +329,7 @@ class Container:
         truncated at rest (corrupt) or cut off in transit (retried)."""
         data = await self.io.get(key, ByteRange(start, end))
         if data is None:
-            raise CorruptContainerError(
+            raise LayerMissingError(
                 "a layer of the container is missing (removed by garbage collection while "
                 "this snapshot was open, or the container is damaged)",
                 store=self,
@@ -501,6 +508,10 @@ class Container:
             f"gave up after {MAX_PUBLISH_ATTEMPTS} lost races for the next generation",
             store=self,
         )
+
+
+class LayerMissingError(CorruptContainerError):
+    """A layer a manifest names is not there."""
 
 
 class _Rebuild(Exception):

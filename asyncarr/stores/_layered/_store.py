@@ -23,11 +23,11 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from asyncarr._tasks import await_unabandoned
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
@@ -41,7 +41,7 @@ from asyncarr.errors import (
     ReadOnlyStoreError,
     StoreError,
 )
-from asyncarr.stores._layered._container import Container
+from asyncarr.stores._layered._container import Container, LayerMissingError
 from asyncarr.stores._layered._manifest import Manifest
 from asyncarr.stores._layered._snapshot import Snapshot
 from asyncarr.stores._layered._txn import Transaction, Value, version_of
@@ -50,6 +50,7 @@ __all__ = ["LayeredStore"]
 
 logger = logging.getLogger("asyncarr.layered")
 
+T = TypeVar("T")
 Compression = Literal["auto", "zstd", "none"]
 _COMPRESSIONS = ("auto", "zstd", "none")
 
@@ -387,35 +388,53 @@ class LayeredStore(Store):
             return value if byte_range is None else value[range_to_slice(byte_range, len(value))]
         return await self._shared.container.read(value, byte_range)
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
-        key = self._key(key)
-        value = (await self._view()).lookup(key)
-        if value is None:
-            return None
-        return await self._read(value, byte_range)
-
-    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
-        key = self._key(key)
-        value = (await self._view()).lookup(key)
-        if value is None:
-            return None
-        if isinstance(value, bytes):
-            return [value[range_to_slice(r, len(value))] for r in ranges]
-        return await self._shared.container.read_ranges(value, ranges)
-
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def _fetch(
+        self, key: str, fetch: Callable[[Value, Transaction | Snapshot], Awaitable[T]]
+    ) -> T | None:
+        """``fetch(value, view)`` for ``key``'s value (``None`` if it has none). A handle
+        that follows the newest generation whose view is stale enough that garbage
+        collection removed one of its layers looks again (once) at the newest."""
         key = self._key(key)
         view = await self._view()
         value = view.lookup(key)
         if value is None:
             return None
-        data = await self._read(value, None)
-        if isinstance(view, Transaction):
-            version = view.version(key)
-            assert version is not None
-            return Versioned(data, version)
-        assert not isinstance(value, bytes)
-        return Versioned(data, version_of(value))
+        try:
+            return await fetch(value, view)
+        except LayerMissingError:
+            if self._txn is not None or self._at is not None or self._scope() is not None:
+                raise
+            fresh = await self._shared.container.fresh(0.0)
+            if fresh is view:
+                raise
+            value = fresh.lookup(key)
+            return None if value is None else await fetch(value, fresh)
+
+    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+        async def fetch(value: Value, view: Transaction | Snapshot) -> bytes:
+            return await self._read(value, byte_range)
+
+        return await self._fetch(key, fetch)
+
+    async def get_ranges(self, key: str, ranges: Sequence[RangeRequest]) -> list[bytes] | None:
+        async def fetch(value: Value, view: Transaction | Snapshot) -> list[bytes]:
+            if isinstance(value, bytes):
+                return [value[range_to_slice(r, len(value))] for r in ranges]
+            return await self._shared.container.read_ranges(value, ranges)
+
+        return await self._fetch(key, fetch)
+
+    async def get_versioned(self, key: str) -> Versioned | None:
+        async def fetch(value: Value, view: Transaction | Snapshot) -> Versioned:
+            data = await self._read(value, None)
+            if isinstance(view, Transaction):
+                version = view.version(key)
+                assert version is not None
+                return Versioned(data, version)
+            assert not isinstance(value, bytes)
+            return Versioned(data, version_of(value))
+
+        return await self._fetch(key, fetch)
 
     async def exists(self, key: str) -> bool:
         key = self._key(key)
