@@ -29,7 +29,6 @@ import asyncarr
 from asyncarr.stores import LayeredStore
 from asyncarr.stores._local import LocalStore
 
-HERE = Path(__file__).resolve().parent
 KILLS = {"commit": 10, "compact": 6, "gc": 6}
 
 
