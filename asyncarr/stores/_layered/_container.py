@@ -26,10 +26,12 @@ from asyncarr.errors import (
     StoreError,
     TruncatedReadError,
     UnsupportedOperationError,
+    ValueTooLargeError,
 )
 from asyncarr.stores._layered._format import (
     CODEC_RAW,
     FIRST_TAIL_READ,
+    MANIFEST_LIMIT,
     TRAILER_SIZE,
     LayerIndex,
     Trailer,
@@ -80,7 +82,9 @@ class BaseIO(Protocol):
     """What the container needs of its base store (a :class:`Store`, or the runtime's
     managed view of one: limiter slot, timeouts, retries and statistics per request)."""
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None: ...
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None: ...
     async def getsize(self, key: str) -> int: ...
     async def exists(self, key: str) -> bool: ...
     async def set(self, key: str, value: bytes) -> None: ...
@@ -187,7 +191,10 @@ class Container:
 
     async def _hinted(self) -> int | None:
         """The generation the ``latest`` hint names, if its manifest still exists."""
-        data = await self.io.get(LATEST_HINT)
+        try:
+            data = await self.io.get(LATEST_HINT, max_size=64)
+        except ValueTooLargeError:
+            return None
         if data is None or not data.strip().isdigit() or len(data) > 20:
             return None
         gen = int(data)
@@ -238,11 +245,14 @@ class Container:
                 raise await self._no_generation(generation)
             return cached
         key = manifest_name(generation)
-        data = await self.io.get(key)
+        try:
+            data = await self.io.get(key, max_size=MANIFEST_LIMIT)
+        except ValueTooLargeError as exc:
+            raise CorruptContainerError(
+                f"corrupt manifest: larger than {MANIFEST_LIMIT} bytes", store=self, key=key
+            ) from exc
         if data is None:
             raise await self._no_generation(generation)
-        if len(data) > 64 << 20:
-            raise CorruptContainerError("manifest is implausibly large", store=self, key=key)
         manifest = Manifest.from_json(data, key=key, generation=generation)
         self.remember(manifest)
         return manifest

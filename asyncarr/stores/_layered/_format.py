@@ -35,6 +35,7 @@ __all__ = [
     "CODEC_RAW",
     "CODEC_ZSTD",
     "FIRST_TAIL_READ",
+    "MANIFEST_LIMIT",
     "TRAILER_SIZE",
     "LayerBuilder",
     "LayerIndex",

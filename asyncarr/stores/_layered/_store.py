@@ -41,6 +41,7 @@ from asyncarr.errors import (
     ReadOnlyStoreError,
     StoreError,
 )
+from asyncarr.stores._bodies import too_large
 from asyncarr.stores._layered._container import Container, LayerMissingError
 from asyncarr.stores._layered._manifest import Manifest
 from asyncarr.stores._layered._snapshot import Snapshot
@@ -410,8 +411,22 @@ class LayeredStore(Store):
             value = fresh.lookup(key)
             return None if value is None else await fetch(value, fresh)
 
-    async def get(self, key: str, byte_range: RangeRequest | None = None) -> bytes | None:
+    def _bound(self, key: str, value: Value, rng: RangeRequest | None, limit: int | None) -> None:
+        """Refuse (before reading) a value or range larger than ``limit`` bytes."""
+        if limit is None:
+            return
+        size = len(value) if isinstance(value, bytes) else int(value[0].raw_lengths[value[1]])
+        if rng is not None:
+            sl = range_to_slice(rng, size)
+            size = max(0, sl.stop - sl.start)
+        if size > limit:
+            raise too_large(self, key, size, limit)
+
+    async def get(
+        self, key: str, byte_range: RangeRequest | None = None, *, max_size: int | None = None
+    ) -> bytes | None:
         async def fetch(value: Value, view: Transaction | Snapshot) -> bytes:
+            self._bound(key, value, byte_range, max_size)
             return await self._read(value, byte_range)
 
         return await self._fetch(key, fetch)
@@ -424,8 +439,9 @@ class LayeredStore(Store):
 
         return await self._fetch(key, fetch)
 
-    async def get_versioned(self, key: str) -> Versioned | None:
+    async def get_versioned(self, key: str, *, max_size: int | None = None) -> Versioned | None:
         async def fetch(value: Value, view: Transaction | Snapshot) -> Versioned:
+            self._bound(key, value, None, max_size)
             data = await self._read(value, None)
             if isinstance(view, Transaction):
                 version = view.version(key)
