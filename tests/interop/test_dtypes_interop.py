@@ -259,3 +259,31 @@ async def test_tensorstore_v2_struct_with_subarray_and_byte_orders(tmp_path: Pat
     )
     meta = json.loads((path / ".zarray").read_text())
     assert meta["dtype"] == [["a", ">i4"], ["b", "<f8", [2]]]
+
+
+@pytest.mark.parametrize("name", ["string", "bytes", "U7"])
+async def test_v2_fortran_order_chunks_are_zarr_pythons(tmp_path: Path, name: str) -> None:
+    """order="F" v2 arrays: elements stored in Fortran order, chunk bytes identical."""
+    ours, theirs, _fill = CASES[name]
+    values = _values(name)
+    mine, their = str(tmp_path / "a"), str(tmp_path / "z")
+    arr = await asyncarr.create_array(
+        mine, shape=(5, 3), chunks=(3, 2), dtype=ours, zarr_format=2, order="F", compressor=None
+    )
+    await arr.write(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        z = zarr.create_array(
+            their,
+            shape=(5, 3),
+            chunks=(3, 2),
+            dtype=theirs,
+            zarr_format=2,
+            order="F",
+            compressors=None,
+        )
+        z[...] = values
+    for key in ("0.0", "1.1"):
+        assert (Path(mine) / key).read_bytes() == (Path(their) / key).read_bytes()
+    got = await (await asyncarr.open_array(their)).read()
+    assert_same_values(got, values.astype(got.dtype))
