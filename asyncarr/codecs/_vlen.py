@@ -151,11 +151,19 @@ class VlenCodec(ArrayBytesCodec):
         return np.asarray(flat)
 
     def decode(self, data: bytes | memoryview, spec: ChunkSpec) -> NDArray:
-        view = self.check(data, spec)
-        flat = self._decode_flat(view, spec)
-        if spec.dtype != flat.dtype:
-            flat = flat.astype(spec.dtype)
-        return _shaped(flat, spec)
+        flat = self._decode_flat(self.check(data, spec), spec)
+        if spec.dtype == flat.dtype:
+            return _shaped(flat, spec)
+        out = np.empty(spec.shape, spec.dtype)
+        out[...] = _shaped(flat, spec)  # (casting while copying: faster than astype)
+        return out
+
+    def decode_into(self, data: bytes | memoryview, out: NDArray, spec: ChunkSpec) -> None:
+        """Decode into ``out`` (of ``spec.shape``, e.g. a view of a read's output): the
+        strings are converted once, straight into place."""
+        if out.shape != spec.shape:
+            raise codec_error(f"output has shape {out.shape}, expected {spec.shape}", codec=self)
+        out[...] = _shaped(self._decode_flat(self.check(data, spec), spec), spec)
 
     def encode(self, chunk: NDArray, spec: ChunkSpec) -> bytes:
         if chunk.shape != spec.shape:

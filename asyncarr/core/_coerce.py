@@ -14,7 +14,8 @@ __all__ = ["coerce_values"]
 
 
 def coerce_values(value: Any, data_type: DataType, name: str) -> NDArray:
-    """``value`` as an array of ``data_type.dtype`` (not yet broadcast)."""
+    """``value`` as an array of ``data_type.dtype`` (not yet broadcast); for strings, an
+    ``object`` array of ``str`` is taken as it is (what their codec stores)."""
     dtype = data_type.dtype
     if data_type.object_codec is not None:
         return _objects(value, data_type, name)
@@ -57,7 +58,7 @@ def _refuse(arr: NDArray, dtype: np.dtype[Any], name: str, why: str = "") -> Non
 
 
 def _all_instances(arr: NDArray, types: type | tuple[type, ...]) -> bool:
-    return all(isinstance(v, types) for v in arr.flat)
+    return all(issubclass(t, types) for t in set(map(type, arr.flat)))
 
 
 def _objects(value: Any, data_type: DataType, name: str) -> NDArray:
@@ -72,8 +73,9 @@ def _objects(value: Any, data_type: DataType, name: str) -> NDArray:
         except (TypeError, ValueError) as exc:
             raise DTypeError(f"cannot convert {type(value).__name__} to an array: {exc}") from None
     if codec == "vlen-utf8":
-        ok = arr.dtype.kind in "UT" or (arr.dtype.kind == "O" and _all_instances(arr, str))
-        if not ok:
+        if arr.dtype.kind == "O" and _all_instances(arr, str):
+            return arr  # str objects are what vlen-utf8 stores: no conversion needed
+        if arr.dtype.kind not in "UT":
             _refuse(arr, dtype, name, " (it holds strings)")
     elif codec == "vlen-bytes":
         if arr.dtype.kind == "S":

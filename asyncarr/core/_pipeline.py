@@ -97,6 +97,13 @@ class CodecPipeline:
         )
         """Whether whole chunks are best decoded a batch at a time (one call into the codec
         for many small chunks: :meth:`decode_many_into`) rather than each as it is read."""
+        self._objects_into = (
+            not self.aa
+            and getattr(self.ab, "variable_length", False)
+            and hasattr(self.ab, "decode_into")
+        )
+        """Chunks of variable-length elements decode straight into the output (their
+        strings converted once, in place)."""
         self._into = (
             not self.aa
             and self._fixed_size
@@ -210,6 +217,9 @@ class CodecPipeline:
     ) -> None:
         """Decode one whole chunk into ``out`` (``spec.shape``, any strides, e.g. a view
         into the read's output array), without an intermediate array where the chain allows."""
+        if self._objects_into and out.shape == self.spec.shape:
+            self._decode_objects_into(data, out, key)
+            return
         if not self._into or out.shape != self.spec.shape:
             out[...] = self.decode(data, key=key)
             return
@@ -228,6 +238,21 @@ class CodecPipeline:
                 raw = _scratch(nbytes)
                 codec.decode_into(data, raw, s)  # type: ignore[attr-defined]
             out[...] = np.frombuffer(raw, dtype=self._stored).reshape(self.ab_spec.shape)
+        except CodecError as exc:
+            _add_key(exc, key)
+            raise
+        except AsyncarrError:
+            raise
+        except Exception as exc:
+            raise CodecError(f"decoding failed: {exc!r}", key=key) from exc
+
+    def _decode_objects_into(self, data: bytes | memoryview, out: NDArray, key: str | None) -> None:
+        try:
+            buf: Any = data
+            bound = self.decoded_bound
+            for bb, s in reversed(self.bb):
+                buf = bb.decode(buf, s, bound)
+            self.ab.decode_into(buf, out, self.ab_spec)  # type: ignore[attr-defined]
         except CodecError as exc:
             _add_key(exc, key)
             raise
@@ -332,8 +357,11 @@ def _objects_equal(chunk: NDArray, fill_value: Any) -> bool:
     """Whether every element of an object (or ``StringDType``) chunk equals the fill."""
     if fill_value is None:
         return all(v is None for v in chunk.flat)
-    if chunk.dtype.kind == "T":  # numpy strings: compared in C
-        return bool(np.all(chunk == fill_value))
+    if chunk.dtype.kind == "T" or isinstance(fill_value, str | bytes):
+        try:  # strings or byte strings: compared in one numpy call
+            return bool(np.all(chunk == fill_value))
+        except (TypeError, ValueError):  # elements without a plain == (arrays)
+            pass
     if chunk.size and not _same_object(chunk.flat[0], fill_value):
         return False
     return all(_same_object(v, fill_value) for v in chunk.flat)
