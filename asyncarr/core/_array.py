@@ -285,7 +285,7 @@ class AsyncArray(NodeBase):
         await write_selection(self._ctx, sel, self._coerce(value, sel))
 
     def _coerce(self, value: Any, sel: Selection) -> NDArray:
-        arr = coerce_values(value, self.metadata.data_type, self.name)
+        arr = coerce_values(value, self.metadata.data_type, self.name, sel.result_shape)
         try:
             arr = np.broadcast_to(arr, sel.result_shape)
         except ValueError as exc:

@@ -13,11 +13,19 @@ from asyncarr.errors import DTypeError, SelectionError
 __all__ = ["coerce_values"]
 
 
-def coerce_values(value: Any, data_type: DataType, name: str) -> NDArray:
-    """``value`` as an array of ``data_type.dtype`` (not yet broadcast); for strings, an
-    ``object`` array of ``str`` is taken as it is (what their codec stores)."""
+def coerce_values(
+    value: Any, data_type: DataType, name: str, shape: tuple[int, ...] | None = None
+) -> NDArray:
+    """``value`` as an array of ``data_type.dtype`` (not yet broadcast to the selection's
+    ``shape``); for strings, an ``object`` array of ``str`` is taken as it is (what their
+    codec stores). Written to one element of an array of other objects, a value (an
+    array, a list) is that element."""
     dtype = data_type.dtype
     if data_type.object_codec is not None:
+        if shape == () and data_type.object_codec not in ("vlen-utf8", "vlen-bytes"):
+            one = np.empty((), dtype=object)
+            one[()] = value
+            return one
         return _objects(value, data_type, name)
     if isinstance(value, np.ndarray):
         arr = value

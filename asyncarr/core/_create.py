@@ -162,7 +162,7 @@ def build_array_metadata(
         raise ConfigError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if order not in ("C", "F"):
         raise ConfigError(f"order must be 'C' or 'F', got {order!r}")
-    dt = _user_data_type(dtype, zarr_format, filters)
+    dt = _user_data_type(dtype, filters)
     shape_t = _shape(shape, "shape")
     if any(s < 0 for s in shape_t):
         raise ConfigError(f"shape must be >= 0, got shape={shape_t}")
@@ -301,10 +301,10 @@ def _user_fill(value: Any, data_type: DataType, *, zarr_format: int) -> Any:
         raise ConfigError(str(exc)) from None
 
 
-def _user_data_type(dtype: Any, zarr_format: int, filters: Any) -> DataType:
+def _user_data_type(dtype: Any, filters: Any) -> DataType:
     """The data type ``dtype`` names. A Zarr v2 object array of something other than
     text or bytes is ``dtype=object`` with its object codec among the filters."""
-    if zarr_format == 2 and (dtype is object or _is_object_dtype(dtype)):
+    if dtype is object or _is_object_dtype(dtype):  # (v3 then says it has no spelling)
         codec_id = next((f for f in map(_filter_id, _as_list(filters)) if f in OBJECT_CODECS), None)
         if codec_id is not None:
             return data_type_from_json("|O", zarr_format=2, object_codec=codec_id)

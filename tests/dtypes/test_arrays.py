@@ -255,3 +255,35 @@ def test_cli_info_and_tree_show_data_types(tmp_path: Path) -> None:
     assert "when (3,) numpy.datetime64[s]" in tree
     info = json.loads(cli("info", "--json", str(root / "names")))
     assert info["data_type"] == "string" and info["dtype"] == str(STRING_DTYPE)
+
+
+def test_v2_object_arrays_of_json_values_and_arrays(tmp_path: Path) -> None:
+    """json2 and vlen-array object arrays (zarr 2 wrote them; zarr-python 3 cannot) read
+    and write; their chunks are what numcodecs encodes and decodes."""
+    import numcodecs
+
+    store = str(tmp_path)
+    values = np.empty(3, dtype=object)
+    values[:] = [{"a": 1}, [1, 2], "x"]
+    docs = az.create_array(
+        store, path="j", shape=(3,), dtype=object, filters=[{"id": "json2"}], zarr_format=2
+    )
+    docs[...] = values
+    assert az.open_array(store, path="j")[...].tolist() == [{"a": 1}, [1, 2], "x"]
+    chunk = numcodecs.Zstd().decode((tmp_path / "j" / "0").read_bytes())
+    assert numcodecs.JSON().decode(chunk).tolist() == [{"a": 1}, [1, 2], "x"]
+    arrays = az.create_array(
+        store,
+        path="v",
+        shape=(2,),
+        dtype=object,
+        filters=[{"id": "vlen-array", "dtype": "<f4"}],
+        zarr_format=2,
+    )
+    arrays[0] = np.array([1.5, 2.5], dtype="<f4")  # one element: the whole array
+    got = az.open_array(store, path="v")[...]
+    assert got[0].tolist() == [1.5, 2.5] and got[1].tolist() == []
+    chunk = numcodecs.Zstd().decode((tmp_path / "v" / "0").read_bytes())
+    assert numcodecs.VLenArray("<f4").decode(chunk)[0].tolist() == [1.5, 2.5]
+    with pytest.raises(asyncarr.errors.ConfigError, match="no Zarr v3 spelling"):
+        az.create_array(store, path="j3", shape=(2,), dtype=object, filters=[{"id": "json2"}])
