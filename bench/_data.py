@@ -116,6 +116,8 @@ class Workload:
     """``moto`` or ``seaweedfs`` for S3 workloads."""
     latency_ms: float = 0.0
     """Delay added to every request by the loopback proxy (S3 only)."""
+    dask: str = ""
+    """``threads`` or ``cluster`` (two worker processes): the dask scheduler of a ``sum``."""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -142,6 +144,20 @@ WORKLOADS: dict[str, Workload] = {
             "zstd-4096-c256",
             store="memory",
             tags=("quick",),
+        ),
+        Workload(
+            "dask-threads",
+            "dask .sum().compute(), threaded scheduler, 256 chunks, zstd",
+            "zstd-4096-c256",
+            ops=("sum",),
+            dask="threads",
+        ),
+        Workload(
+            "dask-cluster",
+            "dask .sum().compute(), LocalCluster of 2 worker processes, 256 chunks, zstd",
+            "zstd-4096-c256",
+            ops=("sum",),
+            dask="cluster",
         ),
         Workload(
             "s3-moto",

@@ -40,6 +40,8 @@ class Target:
     files: dict[str, bytes] = field(default_factory=dict)
     """Memory targets: the store's keys and values to start from."""
     s3: S3Location | None = None
+    dask: str = ""
+    """The dask scheduler of a ``sum`` workload: ``threads`` or ``cluster``."""
 
 
 def target_files(root: Path, ds: Dataset, *, metadata_only: bool = False) -> dict[str, bytes]:

@@ -65,7 +65,8 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
       :meth:`CodecExecutor.decisions` reports them with the measurements.
       ``auto`` never uses processes when worker start-up would re-run the
       user's main script (no ``if __name__ == "__main__":`` guard, see
-      :func:`main_module_is_reimport_safe`).
+      :func:`main_module_is_reimport_safe`), nor in a daemonic process (a
+      ``dask.distributed`` worker), which may not start processes.
 
 Only buffers handed out by :meth:`CodecExecutor.allocate` may be *written*
 by jobs: a job that views a non-shared buffer from ``allocate`` never goes
@@ -509,10 +510,22 @@ class CodecExecutor:
             )
         self._mp_context = mp_context
         mode = self._config.mode
+        # A daemonic process (a dask.distributed worker, a multiprocessing pool's) may not
+        # start processes of its own: worker processes are out of the question there.
+        daemonic = multiprocessing.current_process().daemon
+        if mode == "processes" and daemonic:
+            raise ConfigError(
+                "executor mode 'processes' cannot start codec worker processes from this "
+                "daemonic process (a dask.distributed worker, or a multiprocessing pool's): "
+                "use mode 'threads' or 'auto' here"
+            )
         self._inline = mode == "inline" or (mode == "auto" and self._cpus <= 1)
         self._auto = mode == "auto" and not self._inline
         self._processes_possible = mode == "processes" or (
-            self._auto and self._process_workers > 1 and main_module_is_reimport_safe()
+            self._auto
+            and self._process_workers > 1
+            and not daemonic
+            and main_module_is_reimport_safe()
         )
         self._lock = threading.Lock()
         self._threads: _ThreadPool | None = None
