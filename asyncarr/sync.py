@@ -8,9 +8,10 @@ and ``numpy.asarray(arr)``.
 
 Handles pickle (for dask, multiprocessing, Ray): an ``Array`` or ``Group`` pickles as its
 async node (store, path, mode, metadata) and unpickles without I/O. The first handle
-unpickled in a process keeps that process's event-loop thread running for good, so the
-handles that come and go in a worker (one per dask task) share one loop and therefore
-one connection pool per store endpoint, instead of starting and stopping both each time.
+unpickled in another process than the one that pickled it keeps that process's event-loop
+thread running for good, so the handles that come and go in a worker (one per dask task)
+share one loop and therefore one connection pool per store endpoint, instead of starting
+and stopping both each time. (The loop's clients are closed when it stops, at exit.)
 
 Calling these from inside a running event loop works (the loop's thread is
 blocked while the portal does the work, as in Jupyter), except from the
@@ -29,6 +30,7 @@ from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar
 import numpy as np
 
 from asyncarr import core
+from asyncarr._process import process_token
 from asyncarr.abc import Codec, NDArray, Store
 from asyncarr.core import (
     DEFAULT_COMPRESSOR,
@@ -107,9 +109,10 @@ def _keep_portal_running() -> None:
             _kept_portal = portal
 
 
-def _reopen(cls: type[_Node[Any]], node: Any) -> _Node[Any]:
+def _reopen(cls: type[_Node[Any]], node: Any, pickled_in: str) -> _Node[Any]:
     """Unpickle an :class:`Array` or :class:`Group` (see the module docs)."""
-    _keep_portal_running()
+    if pickled_in != process_token():  # a worker: it keeps its loop (and connections)
+        _keep_portal_running()
     return cls(node)
 
 
@@ -124,7 +127,7 @@ class _Node(_Leased, Generic[NodeT]):
         self._async: NodeT = node
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (type(self), self._async))
+        return (_reopen, (type(self), self._async, process_token()))
 
     @property
     def store(self) -> Store:

@@ -177,9 +177,7 @@ def store(
     """
     if not isinstance(darr, da.Array):
         raise ConfigError(f"store() writes a dask.array.Array, got {type(darr).__name__}")
-    array, opened = _destination(
-        darr, url_or_array, mode, region, storage_options, path, create
-    )
+    array, opened = _destination(darr, url_or_array, mode, region, storage_options, path, create)
     try:
         written = _write_graph(darr, array, _region(region, array.shape), compute)
     except BaseException:

@@ -28,6 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asyncarr.errors import SyncFromLoopError
 from asyncarr.runtime._limiter import blocked_loop, running_loop_or_none
+from asyncarr.stores._client_pool import close_loop_clients
 
 __all__ = ["SyncPortal", "get_portal"]
 
@@ -78,6 +79,8 @@ class _LoopThread:
                 for task in pending:
                     task.cancel()
             await asyncio.gather(*(submitted or pending), return_exceptions=True)
+        # the stores' SDK clients on this loop go with it (leased by stores never closed)
+        await close_loop_clients()
 
     def stop(self) -> None:
         """Ask the loop to finish its pending work and exit (does not wait)."""

@@ -29,6 +29,11 @@ Lifecycle
     stopped or closed: the pool's ``abandon`` hook, if any, then gets the
     client (the sockets go with that loop).
 
+    A loop that is ending closes its clients first, leased or not
+    (:func:`close_loop_clients`; the sync portal does it when its thread stops,
+    which for a process that unpickled handles is at exit): stores that were
+    never closed leave no open session behind.
+
 Threading
     One :class:`threading.Lock` guards the pool's table and reference counts;
     it is never held while an opener, a close or any other awaitable runs.
@@ -43,9 +48,9 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
-__all__ = ["Lease", "LoopClientPool", "PooledClient"]
+__all__ = ["Lease", "LoopClientPool", "PooledClient", "close_loop_clients"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +68,16 @@ class PooledClient(Generic[K, C]):
     released yet.
     """
 
-    __slots__ = ("__weakref__", "_client", "_loop", "_opened", "_ready", "_refs", "key")
+    __slots__ = (
+        "__weakref__",
+        "_client",
+        "_ended",
+        "_loop",
+        "_opened",
+        "_ready",
+        "_refs",
+        "key",
+    )
 
     def __init__(self, key: K, loop: asyncio.AbstractEventLoop) -> None:
         self.key = key
@@ -72,6 +86,7 @@ class PooledClient(Generic[K, C]):
         self._ready = False
         self._refs = 0
         self._opened = asyncio.Event()  # set once the open succeeded or failed
+        self._ended = False  # closed with its loop (see close_loop_clients)
 
     @property
     def client(self) -> C:
@@ -162,6 +177,7 @@ class LoopClientPool(Generic[K, C]):
         self._abandon = abandon
         self._close_timeout = close_timeout
         self._lock = threading.Lock()
+        _pools.add(self)
         self._by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[K, PooledClient[K, C]]
         ] = weakref.WeakKeyDictionary()
@@ -260,6 +276,8 @@ class LoopClientPool(Generic[K, C]):
             pooled._refs -= 1
             if pooled._refs > 0:
                 return
+            if pooled._ended:  # closed already, with its loop
+                return
             loop = pooled.loop
             clients = self._by_loop.get(loop) if loop is not None else None
             if clients is not None and clients.get(pooled.key) is pooled:
@@ -276,6 +294,24 @@ class LoopClientPool(Generic[K, C]):
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    async def close_loop(self) -> None:
+        """Close every client of the running loop, leased or not: the loop is ending (its
+        clients could never be used again). Leases on them release without closing twice.
+        Failures are logged, not raised: the rest still close."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._by_loop.pop(loop, {})
+            ready = [pooled for pooled in clients.values() if pooled._ready]
+            for pooled in ready:
+                pooled._ended = True
+        for pooled in ready:
+            try:
+                await self._closing(pooled.client)
+            except Exception:
+                logger.debug(
+                    "%s client: closing it with its loop failed", self._name, exc_info=True
+                )
 
     async def _closing(self, client: C) -> None:
         await self._close(client)
@@ -347,3 +383,14 @@ class LoopClientPool(Generic[K, C]):
     def values(self) -> list[C]:
         """The open SDK clients of every loop."""
         return [pooled.client for pooled in self.entries()]
+
+
+_pools: weakref.WeakSet[LoopClientPool[Any, Any]] = weakref.WeakSet()
+"""Every pool in the process (for :func:`close_loop_clients`)."""
+
+
+async def close_loop_clients() -> None:
+    """Close the clients of every pool that belong to the running loop, which is ending
+    (the sync portal's loop when its thread stops)."""
+    for pool in list(_pools):
+        await pool.close_loop()

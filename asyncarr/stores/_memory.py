@@ -13,14 +13,13 @@ store) to write from other processes.
 from __future__ import annotations
 
 import itertools
-import os
-import secrets
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from asyncarr._process import process_token
 from asyncarr._types import RangeRequest, Versioned, range_to_slice
 from asyncarr.abc import Store
 from asyncarr.config import StoreLimits
@@ -35,20 +34,10 @@ from asyncarr.stores._bodies import too_large
 __all__ = ["MemoryStore", "memory_store_from_url"]
 
 
-_process_token = secrets.token_hex(8)
-"""Tells this process from every other one (a new token in a forked child): a pickled
-store shares its data only when loaded where it was pickled."""
 _serials = itertools.count(1)
 _live: weakref.WeakValueDictionary[int, _Data] = weakref.WeakValueDictionary()
 """Every store's data in this process, by serial number (for unpickling)."""
 
-
-def _new_process_token() -> None:
-    global _process_token
-    _process_token = secrets.token_hex(8)
-
-
-os.register_at_fork(after_in_child=_new_process_token)
 
 
 class _Data:
@@ -118,7 +107,7 @@ class MemoryStore(Store):
         data = self._data
         with data.lock:
             values = dict(data.values)
-        state = (_process_token, data.serial, self._name, self.read_only, self.limits, values)
+        state = (process_token(), data.serial, self._name, self.read_only, self.limits, values)
         return (_reopen_memory_store, (type(self), *state))
 
     def _check_writable(self, key: str | None = None) -> None:
@@ -312,7 +301,7 @@ def _reopen_memory_store(
     values: dict[str, bytes],
 ) -> MemoryStore:
     """Unpickle a :class:`MemoryStore` (see the module docs)."""
-    shared = _live.get(serial) if token == _process_token else None
+    shared = _live.get(serial) if token == process_token() else None
     if shared is None:
         shared = _Data(snapshot=True)
         shared.values = values

@@ -15,6 +15,7 @@ import pytest
 import asyncarr
 import asyncarr.sync as az
 from asyncarr.errors import ReadOnlyStoreError
+from asyncarr.runtime import get_portal
 from asyncarr.testing._fresh_process import run_in_fresh_process, use_pickled_nodes
 from asyncarr.testing._procs import StoreLocation
 from asyncarr.testing._servers_s3 import S3TestServer
@@ -59,12 +60,18 @@ def test_every_node_kind_is_used_through_its_copy_in_a_fresh_process(
 
 
 def test_a_copy_in_this_process_shares_the_data() -> None:
+    """Loaded where it was pickled, a copy is the same data, and it leaves this process's
+    event-loop thread to its leases (only other processes keep theirs running)."""
+    leases = get_portal().leases
     arr = az.create_array("memory://pickled-here", shape=(4,), chunks=(2,), dtype="f8")
     for clone in (pickle.loads(pickle.dumps(arr)), copy.deepcopy(arr)):
         clone[:2] = 7.0
         np.testing.assert_array_equal(arr[:], [7, 7, 0, 0])
         assert clone.metadata == arr.metadata and not clone.read_only
         arr[:] = 0
+        clone.close()
+    arr.close()
+    assert get_portal().leases == leases
 
 
 def test_a_memory_array_in_another_process_is_a_read_only_snapshot() -> None:

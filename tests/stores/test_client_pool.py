@@ -376,3 +376,25 @@ async def test_acquire_nowait_refuses_a_client_that_acquire_is_opening() -> None
         pool.acquire_nowait("k", FakeClient)
     gate.set()
     await pool.release(await opening)
+
+
+def test_a_stopping_portal_closes_the_clients_of_its_loop() -> None:
+    """Clients still leased (by stores never closed) are closed on the portal's loop when
+    its thread stops, once: a later release closes nothing again."""
+    from asyncarr.runtime import SyncPortal
+
+    pool = new_pool()
+    portal = SyncPortal(name="test-closing-portal")
+    with portal:
+
+        async def open_two() -> list[Lease[str, FakeClient]]:
+            return [await pool.acquire(key, Opener()) for key in ("a", "b")]
+
+        leases = portal.call(open_two)
+        loop = portal.loop
+    clients = [lease.client for lease in leases]
+    assert [c.closed_on for c in clients] == [[loop], [loop]]
+    assert pool.entries() == []
+    asyncio.run(pool.release_all(leases))
+    assert [len(c.closed_on) for c in clients] == [1, 1]
+    assert not any(c.abandoned for c in clients)

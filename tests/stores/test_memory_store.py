@@ -10,6 +10,7 @@ from asyncarr.testing import StoreTests
 
 class TestMemoryStore(StoreTests):
     pickled_copy_shares_data = False
+
     @pytest.fixture
     async def store(self) -> AsyncIterator[Store]:
         s = MemoryStore()
