@@ -65,8 +65,10 @@ Modes (:attr:`asyncarr.config.ExecutorConfig.mode`):
       :meth:`CodecExecutor.decisions` reports them with the measurements.
       ``auto`` never uses processes when worker start-up would re-run the
       user's main script (no ``if __name__ == "__main__":`` guard, see
-      :func:`main_module_is_reimport_safe`), nor in a daemonic process (a
-      ``dask.distributed`` worker), which may not start processes.
+      :func:`main_module_is_reimport_safe`), nor in a process that
+      ``multiprocessing`` started (a ``dask.distributed`` worker, which as a
+      daemonic process may not start any, or a worker of dask's ``processes``
+      scheduler, whose parent spreads the work already).
 
 Only buffers handed out by :meth:`CodecExecutor.allocate` may be *written*
 by jobs: a job that views a non-shared buffer from ``allocate`` never goes
@@ -86,6 +88,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import threading
@@ -511,8 +514,11 @@ class CodecExecutor:
         self._mp_context = mp_context
         mode = self._config.mode
         # A daemonic process (a dask.distributed worker, a multiprocessing pool's) may not
-        # start processes of its own: worker processes are out of the question there.
+        # start processes of its own: worker processes are out of the question there. In
+        # any other worker process (dask's "processes" scheduler) ``auto`` stays on threads
+        # too: its parent already spreads the work over processes.
         daemonic = multiprocessing.current_process().daemon
+        in_a_worker = multiprocessing.parent_process() is not None
         if mode == "processes" and daemonic:
             raise ConfigError(
                 "executor mode 'processes' cannot start codec worker processes from this "
@@ -524,7 +530,7 @@ class CodecExecutor:
         self._processes_possible = mode == "processes" or (
             self._auto
             and self._process_workers > 1
-            and not daemonic
+            and not in_a_worker
             and main_module_is_reimport_safe()
         )
         self._lock = threading.Lock()
@@ -672,6 +678,13 @@ class CodecExecutor:
                     mp_context=multiprocessing.get_context(self._mp_context),
                     initializer=_shm.warm_worker,
                     initargs=(self._warm_modules, owner_lifeline(), self._mp_context),
+                )
+                # Shut the pool down when this process exits, before multiprocessing joins
+                # its children: in a process that multiprocessing started (a dask worker)
+                # the exit joins them first, and the pool's workers would wait forever.
+                # Priority 20: before the pool's queues stop their feeder threads (10).
+                multiprocessing.util.Finalize(
+                    self._procs, _shut_down, (weakref.ref(self._procs),), exitpriority=20
                 )
             return self._procs
 
@@ -904,6 +917,12 @@ class CodecExecutor:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _shut_down(pool_ref: weakref.ref[ProcessPoolExecutor]) -> None:
+    pool = pool_ref()
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _ON_THREADS: Any = object()

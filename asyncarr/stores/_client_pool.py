@@ -182,6 +182,11 @@ class LoopClientPool(Generic[K, C]):
             asyncio.AbstractEventLoop, dict[K, PooledClient[K, C]]
         ] = weakref.WeakKeyDictionary()
 
+    @property
+    def name(self) -> str:
+        """The label of the pool's clients (``"S3"``, ``"GCS"``, ...)."""
+        return self._name
+
     def __repr__(self) -> str:
         return f"LoopClientPool({self._name!r}, {len(self.values())} open)"
 

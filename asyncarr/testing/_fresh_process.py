@@ -12,7 +12,6 @@ import atexit
 import multiprocessing
 import os
 import pickle
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -83,15 +82,11 @@ async def _use_store(blob: bytes, key: str, new_key: str, new_value: bytes) -> d
 
 
 def open_clients() -> dict[str, int]:
-    """How many SDK clients the client pools of the store backends loaded in this process
-    hold (every event loop's)."""
-    counts: dict[str, int] = {}
-    for name in ("_s3", "_gcs", "_azure", "_mongodb", "_http"):
-        module = sys.modules.get(f"asyncarr.stores.{name}")
-        pool = getattr(module, "_clients", None) or getattr(module, "_sessions", None)
-        if pool is not None:
-            counts[name.lstrip("_")] = len(pool.entries())
-    return counts
+    """How many SDK clients each client pool in this process holds (every event loop's),
+    by the pool's name in lower case (``"s3"``, ``"gcs"``, ...)."""
+    from asyncarr.stores._client_pool import _pools
+
+    return {pool.name.lower(): len(pool.entries()) for pool in list(_pools)}
 
 
 def use_pickled_nodes(blob: bytes, times: int) -> dict[str, Any]:
