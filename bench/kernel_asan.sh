@@ -2,6 +2,7 @@
 # Run the native kernel's tests (the fuzz suite by default) against a build of the kernel
 # with AddressSanitizer and UndefinedBehaviorSanitizer. Not part of `make test` (slow).
 #   bench/kernel_asan.sh [pytest args...]     e.g. ASYNCARR_FUZZ_EXAMPLES=2000 bench/kernel_asan.sh
+#   bench/kernel_asan.sh --python script.py [args...]   (e.g. bench/kernel_atheris.py)
 # The regular build is put back afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,12 @@ trap restore EXIT
 asan="$("${CC:-cc}" -print-file-name=libasan.so)"
 ubsan="$("${CC:-cc}" -print-file-name=libubsan.so)"
 [ $# -gt 0 ] || set -- tests/kernel
+if [ "$1" = "--python" ]; then
+  shift
+  run=("$py")
+else
+  run=("$py" -m pytest -q -p no:cacheprovider)
+fi
 LD_PRELOAD="$asan:$ubsan" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
-  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  "$py" -m pytest -q -p no:cacheprovider -p no:randomly "$@"
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+  "${run[@]}" "$@"

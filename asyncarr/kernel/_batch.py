@@ -193,8 +193,10 @@ def read_chunks(
 ) -> ReadOutcome:
     """Read, decode and place a batch of chunks into ``out`` (see :data:`ReadItem`).
 
-    ``labels`` name the items in errors where their source is a buffer (default: the
-    key of a file source). A chunk that fails leaves its region undefined.
+    ``workers`` native threads share the batch (the calling thread is one of them;
+    several calls may also run at once from several threads). ``labels`` name the items
+    in errors where their source is a buffer (default: the key of a file source). A
+    chunk that fails leaves its region undefined.
     """
     _check_array(chain, out, "output", writable=True)
     try:

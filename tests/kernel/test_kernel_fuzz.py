@@ -94,10 +94,22 @@ def _older_zstd() -> bool:
     consistency checks, and 1.5.6 checks more than 1.5.4 (Debian 12's): such a libzstd
     decodes a few damaged frames (about 1 in 300 with 1-3 flipped bits, found by this
     test; blosc's zstd blocks too, as Debian's libblosc uses the system libzstd) to wrong
-    values where the Python path reports them corrupt. With a checksum
-    (``zstd-checksum``) the two agree exactly."""
+    values where the Python path reports them corrupt, and a damaged frame that both
+    decode may decode to different wrong values (found by ``bench/kernel_atheris.py``).
+    Valid frames decode identically; with a checksum (``zstd-checksum``) the two agree
+    exactly on damaged ones too."""
     version = str(ak.kernel_versions().get("zstd", "0"))
     return tuple(int(p) for p in version.split(".")[:3]) < (1, 5, 6)
+
+
+def _unchecked_zstd(name: str, data: bytes) -> bool:
+    """Whether ``data`` is zstd without a content checksum: a zstd frame whose header
+    has no checksum flag, or a blosc frame whose header says its blocks are zstd."""
+    if name.startswith("blosc"):
+        return len(data) > 2 and (data[2] >> 5) & 7 == 4
+    if name.startswith("zstd"):
+        return data[:4] == b"\x28\xb5\x2f\xfd" and (len(data) < 5 or not data[4] & 4)
+    return False
 
 
 def _python(pipeline: CodecPipeline, data: bytes) -> bytes | None:
@@ -126,9 +138,9 @@ def test_damaged_frames(name: str, data: Any) -> None:
     pipeline, chain, frame = _chain(name)
     mangled = data.draw(damage(frame))
     python, kernel = _python(pipeline, mangled), _kernel(chain, mangled)
+    if _unchecked_zstd(name, mangled) and _older_zstd():
+        return  # any outcome but a crash (see _older_zstd)
     if python is None:
-        if name in ("zstd", "blosc-zstd") and _older_zstd() and not isinstance(kernel, CodecError):
-            return  # see _older_zstd
         assert isinstance(kernel, CodecError)
     else:
         assert kernel == python
