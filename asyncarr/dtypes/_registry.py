@@ -93,6 +93,7 @@ def register_data_type(cls: type[DataType], *, replace: bool = False) -> None:
         if cls in _classes:
             _classes.remove(cls)
         _classes.insert(0, cls)
+        _prune()
 
 
 def unregister_data_type(name: str) -> None:
@@ -101,12 +102,21 @@ def unregister_data_type(name: str) -> None:
     spellings or numpy dtypes either."""
     _ensure_builtins()
     with _lock:
-        cls = _names.pop(name, None)
+        _names.pop(name, None)
         builtin = _builtin_names.get(name)
         if builtin is not None:
             _names[name] = builtin
-        if cls is not None and cls not in _names.values() and cls not in _builtin_names.values():
-            _classes.remove(cls)
+            if builtin not in _classes:
+                _classes.append(builtin)
+        _prune()
+
+
+def _prune() -> None:
+    """Drop classes left with none of their names (holding the lock): a class whose names
+    were all taken over no longer answers for v2 spellings or numpy dtypes either. (A
+    class with no v3 name, a v2-only type, stays.)"""
+    named = set(_names.values())
+    _classes[:] = [c for c in _classes if c in named or not c.v3_names]
 
 
 def registered_data_types() -> list[str]:

@@ -84,6 +84,13 @@ def assert_same_values(got: NDArray, expected: NDArray) -> None:
     fixed-size types), element by element for objects."""
     assert got.shape == expected.shape, (got.shape, expected.shape)
     assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    if got.dtype == object:
+        for a, b in zip(got.flat, expected.flat, strict=True):
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                assert np.array_equal(a, b), (a, b)
+            else:
+                assert a == b and type(a) is type(b), (a, b)
+        return
     if got.dtype.hasobject:
         assert got.tolist() == expected.tolist()
         return

@@ -4,11 +4,13 @@ vlen codecs through CodecTests)."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
+import asyncarr
 from asyncarr.abc import Codec, DataType
 from asyncarr.codecs import VlenBytesCodec, VlenUtf8Codec
 from asyncarr.dtypes import (
@@ -151,6 +153,46 @@ class TestJsonObjects(DataTypeTests):
         for i in range(out.size):
             out[i] = choices[(i + seed) % len(choices)]
         return out.reshape(shape)
+
+
+class TestVlenArrayObjects(DataTypeTests):
+    formats = (2,)
+    shardable = False
+    create_kwargs: ClassVar[dict[str, Any]] = {"filters": [{"id": "vlen-array", "dtype": "<i2"}]}
+
+    @pytest.fixture
+    def data_type(self) -> DataType:
+        return ObjectDataType("vlen-array")
+
+    def values(self, data_type: DataType, shape: tuple[int, ...], seed: int = 0) -> Any:
+        out = np.empty(int(np.prod(shape)), dtype=object)
+        for i in range(out.size):
+            out[i] = np.arange((i + seed) % 4, dtype="<i2")
+        return out.reshape(shape)
+
+
+class TestPickledObjects(DataTypeTests):
+    """Pickled object arrays, trusted for the test (see allow_pickle_decoding)."""
+
+    formats = (2,)
+    shardable = False
+    fills = ("x",)
+    create_kwargs: ClassVar[dict[str, Any]] = {"filters": [{"id": "pickle", "protocol": 5}]}
+
+    @pytest.fixture(autouse=True)
+    def trusted(self) -> Iterator[None]:
+        previous = asyncarr.allow_pickle_decoding(True)
+        try:
+            yield
+        finally:
+            asyncarr.allow_pickle_decoding(previous)
+
+    @pytest.fixture
+    def data_type(self) -> DataType:
+        return ObjectDataType("pickle")
+
+    def values(self, data_type: DataType, shape: tuple[int, ...], seed: int = 0) -> Any:
+        return TestJsonObjects.values(self, data_type, shape, seed)  # type: ignore[arg-type]
 
 
 class TestVlenUtf8Codec(CodecTests):
