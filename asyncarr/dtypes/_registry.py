@@ -259,8 +259,8 @@ def data_type_from_user(value: Any) -> DataType:
         return value
     if value is str or (isinstance(value, str) and value == "str") or is_string_dtype(value):
         return data_type_from_numpy(value) if is_string_dtype(value) else VariableString()
-    if value is bytes:
-        return VariableBytes()
+    if value is bytes or (isinstance(value, str) and value == "bytes"):
+        return VariableBytes()  # (written as zarr-python names it: variable_length_bytes)
     if isinstance(value, dict) or (isinstance(value, str) and _class_for_name(value) is not None):
         try:
             return data_type_from_json(value, zarr_format=3)

@@ -108,6 +108,13 @@ def test_names_are_not_taken_silently(rgb: Any) -> None:
     assert type(data_type_from_numpy(RGB)) is Other  # Rgb, with no name left, answers nothing
 
 
+def test_user_spellings_write_zarr_pythons_names() -> None:
+    assert data_type_from_user("bytes").to_json(3) == "variable_length_bytes"
+    assert data_type_from_user(bytes).to_json(3) == "variable_length_bytes"
+    assert data_type_from_user("str").to_json(3) == "string"
+    assert data_type_from_user("string").to_json(2) == "|O"
+
+
 def test_a_built_in_can_be_replaced_and_restored() -> None:
     class LoudString(asyncarr.dtypes.VariableString):
         pass
