@@ -511,4 +511,3 @@ def _reopen_array(
         owns_store=True,
         read_only=read_only,
     )
-

@@ -21,7 +21,7 @@ from asyncarr.core._metadata import (
     parse_group_metadata_v2,
     parse_group_metadata_v3,
 )
-from asyncarr.errors import MetadataError, NodeNotFoundError
+from asyncarr.errors import MetadataError, NodeNotFoundError, ValueTooLargeError
 from asyncarr.runtime import ManagedStore, gather_all
 
 __all__ = [
@@ -87,8 +87,11 @@ async def read_document_bytes(io: ManagedStore, key: str) -> bytes | None:
     the store's ``max_metadata_bytes`` is a :class:`MetadataError`, and is not read past
     the limit."""
     limit = io.store.limits.max_metadata_bytes
-    data = await io.get(key)
-    if data is not None and len(data) > limit:
+    try:
+        data = await io.get(key, max_size=limit)
+    except ValueTooLargeError as exc:
+        raise MetadataError(document_too_large(None, limit), key=key) from exc
+    if data is not None and len(data) > limit:  # (a store that does not take max_size)
         raise MetadataError(document_too_large(len(data), limit), key=key)
     return data
 

@@ -339,7 +339,10 @@ class AzureBlobStore(Store):
             return PreconditionFailedError(message, store=self, key=key)
         if status in (429, 503) or code == "ServerBusy":
             return ThrottledError(message, store=self, key=key)
-        if code in ("Md5Mismatch", "Crc64Mismatch"):  # the upload was damaged on its way
+        damaged = code in ("Md5Mismatch", "Crc64Mismatch") or (
+            status == 400 and "md5" in message.lower() and "match" in message.lower()
+        )  # (Azurite: InvalidOperation, "Provided contentMD5 doesn't match")
+        if damaged:  # the upload was damaged on its way: sending it again can succeed
             return TransientStoreError(message, store=self, key=key)
         if status >= 500 or status == 408:
             return TransientStoreError(message, store=self, key=key)

@@ -79,6 +79,7 @@ _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _OCTET = "application/octet-stream"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _DELETE_WORKERS = 32
+_DAMAGED_UPLOADS = 3  # a stored object damaged on its way is replaced at most this often
 
 
 def _sdk() -> tuple[Any, Any]:
@@ -224,6 +225,8 @@ def _translate(exc: Exception, store: GCSStore, key: str | None, action: str) ->
     elif isinstance(exc, aiohttp.ClientResponseError):
         what = f"HTTP {exc.status} {_short(exc.message)}"
         cls = _STATUS_ERRORS.get(exc.status, TransientStoreError if exc.status >= 500 else cls)
+        if exc.status == 400 and "crc32c" in exc.message.lower():  # an upload damaged on its way
+            cls = TransientStoreError
     elif isinstance(exc, aiohttp.ClientPayloadError):
         cls, what = TruncatedReadError, f"response body cut short ({what})"
     elif isinstance(exc, TimeoutError):
@@ -592,9 +595,39 @@ class GCSStore(Store):
 
     # -- writes -----------------------------------------------------------------------
     async def _upload(self, key: str, value: bytes, generation: str | None) -> None:
+        """One single-request upload, guarded by ``generation`` (``"0"``: only if absent).
+
+        The upload carries the value's crc32c (GCS refuses a body damaged on its way), and
+        the object the answer describes is checked against it too (fake-gcs-server does
+        not refuse): a damaged object that was stored is replaced at once, guarded by its
+        own generation, so a conditional write that landed damaged still counts as ours.
+        An answer that cannot be read is resolved (:meth:`_applied`) or retried.
+        """
         name = self._object(key)
         self._check_writable(key)
         data = bytes(value)
+        ours = base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+        guard = generation
+        for _repair in range(_DAMAGED_UPLOADS):
+            try:
+                answer = await self._call(
+                    key, "upload", self._sender(key, name, data, ours, guard), on_404="bucket"
+                )
+            except _AnswerLost:
+                # unconditional: retried as is (idempotent); conditional: applied or not?
+                if guard is not None and await self._applied(key, ours, guard):
+                    return
+                raise
+            if not isinstance(answer, dict) or answer.get("crc32c") in (None, ours):
+                return
+            guard = str(answer.get("generation") or "") or None  # replace what landed
+        raise TransientStoreError(
+            f"the upload arrived damaged {_DAMAGED_UPLOADS} times", store=self, key=key
+        )
+
+    def _sender(
+        self, key: str, name: str, data: bytes, crc: str, generation: str | None
+    ) -> Callable[[Storage], Awaitable[Any]]:
         params = {} if generation is None else {"ifGenerationMatch": generation}
 
         async def send(storage: Storage) -> Any:
@@ -607,7 +640,7 @@ class GCSStore(Store):
                     data,
                     content_type=_OCTET,
                     parameters=dict(params),
-                    metadata={"Content-Type": _OCTET},
+                    metadata={"Content-Type": _OCTET, "crc32c": crc},
                     force_resumable_upload=False,
                     timeout=self._request_timeout,
                 )
@@ -619,24 +652,17 @@ class GCSStore(Store):
                     key=key,
                 ) from exc
 
-        try:
-            await self._call(key, "upload", send, on_404="bucket")
-        except _AnswerLost:
-            # unconditional: retried as is (idempotent); conditional: applied or not?
-            if generation is not None and await self._applied(key, data, generation):
-                return
-            raise
+        return send
 
-    async def _applied(self, key: str, data: bytes, generation: str) -> bool:
+    async def _applied(self, key: str, crc: str, generation: str) -> bool:
         """Whether a conditional upload whose answer was lost took effect: the object now
-        holds these bytes (its crc32c) at a generation other than the one the upload was
-        guarded by (``"0"``: absent). Otherwise it is retried, and the retry's own
-        precondition tells."""
+        holds these bytes (their crc32c ``crc``) at a generation other than the one the
+        upload was guarded by (``"0"``: absent). Otherwise it is retried, and the retry's
+        own precondition tells."""
         meta = await self._metadata(key)
         if meta is None:
             return False
-        ours = base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
-        return meta.get("crc32c") == ours and str(meta.get("generation")) != generation
+        return meta.get("crc32c") == crc and str(meta.get("generation")) != generation
 
     async def set(self, key: str, value: bytes) -> None:
         await self._upload(key, value, None)

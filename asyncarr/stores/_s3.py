@@ -112,10 +112,12 @@ from asyncarr.stores._s3_errors import (
 )
 from asyncarr.stores._s3_lean import (
     LeanReader,
+    LeanResponse,
     Route,
     checksum_mismatch,
     clean_endpoint,
     error_code,
+    response_checksums,
 )
 from asyncarr.stores._s3_write import SINGLE_PUT_LIMIT, MultipartConfig, crc32c_b64
 
@@ -349,7 +351,9 @@ class S3Store(Store):
         is read within the range's length or ``max_size`` (:mod:`._bodies`), and a
         ``206`` is checked against the range asked for and its ``Content-Range``."""
         full = self._full(key)
-        params: dict[str, Any] = {"Key": full}
+        # the stored checksum comes back and botocore checks the body against it, as the
+        # lean path does: a body damaged on its way is a retried error, not wrong data
+        params: dict[str, Any] = {"Key": full, "ChecksumMode": "ENABLED"}
         header = None if rng is None else http_range_header(rng)
         if rng is not None and header is None:  # empty range: only existence matters
             return (b"", "") if await self.exists(key) else None
@@ -382,6 +386,20 @@ class S3Store(Store):
             raise error from exc
         if rng is not None and not whole:
             data = ranged_part(self, key, rng, data, resp.get("ContentRange"))
+        elif rng is None:  # botocore checks crc32c only with awscrt: checked here, as lean
+            headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            sent = LeanResponse(
+                200,
+                data,
+                len(data),
+                None,
+                response_checksums(headers),
+                headers.get("x-amz-checksum-type"),
+            )
+            if (mismatch := checksum_mismatch(sent)) is not None:
+                raise TruncatedReadError(
+                    f"S3 body failed its checksum: {mismatch}", store=self, key=key
+                )
         return data, str(resp.get("ETag", ""))
 
     async def get(

@@ -20,6 +20,7 @@ from typing import Any
 from asyncarr.errors import MissingExtraError
 from asyncarr.stores._client_pool import Lease, LoopClientPool
 from asyncarr.stores._s3_lean import LeanReader
+from asyncarr.stores._s3_logging import mask_session_tokens
 from asyncarr.stores._s3_write import LeanWriter
 
 __all__ = ["ClientLease", "ClientSettings", "S3Clients", "client_pool", "sdk"]
@@ -116,6 +117,7 @@ class ClientSettings:
                 "aws_secret_access_key": self.aws_secret_access_key,
                 "aws_session_token": self.aws_session_token,
             }
+        mask_session_tokens(self.aws_session_token)  # botocore logs them at DEBUG level
         creator = session.create_client(
             "s3",
             region_name=self.region_name,

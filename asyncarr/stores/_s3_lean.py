@@ -54,6 +54,7 @@ __all__ = [
     "checksum_mismatch",
     "clean_endpoint",
     "error_code",
+    "response_checksums",
 ]
 
 _SCOPE_RE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
@@ -128,6 +129,16 @@ _CHECKSUM_HEADERS = tuple(
 """The full-object checksum headers S3 sends (``crc64nvme`` is read, and left unchecked
 without ``awscrt``, as botocore does). Looked up by name: scanning every response header
 for the prefix cost more per GET."""
+
+
+def response_checksums(headers: Mapping[str, str]) -> dict[str, str]:
+    """The full-object ``x-amz-checksum-<algorithm>`` values among ``headers`` (lower-case
+    names), by algorithm."""
+    return {
+        algorithm: value
+        for algorithm, header in _CHECKSUM_HEADERS
+        if (value := headers.get(header)) is not None
+    }
 
 
 def checksum_mismatch(resp: LeanResponse) -> str | None:
@@ -371,11 +382,7 @@ class LeanReader:
             body,
             int(length) if length is not None and length.isdigit() else None,
             found.get("content-range"),
-            {
-                algorithm: value
-                for algorithm, header in _CHECKSUM_HEADERS
-                if (value := found.get(header)) is not None
-            },
+            response_checksums(found),
             found.get("x-amz-checksum-type"),
         )
 

@@ -30,7 +30,7 @@ def certificate_failure(exc: BaseException) -> str | None:
             continue
         seen.add(id(item))
         if isinstance(item, ssl.SSLCertVerificationError):
-            return item.verify_message or str(item)
+            return str(getattr(item, "verify_message", None) or item)
         text = str(item)
         if any(marker in text for marker in _MARKERS):
             return text

@@ -65,7 +65,9 @@ def sample_array(shape: tuple[int, ...], dtype: np.dtype[Any] | str, seed: int =
     elif kind == "U":
         flat = np.array([chr(0x41 + i % 50) * (1 + i % 2) for i in range(n)], dtype=dtype)
     elif kind == "T":  # variable-length strings (numpy StringDType)
-        flat = np.array(["é" * (i % 5) + chr(0x41 + i % 50) * (i % 3) for i in range(n)], dtype=dtype)
+        flat = np.array(
+            ["é" * (i % 5) + chr(0x41 + i % 50) * (i % 3) for i in range(n)], dtype=dtype
+        )
     elif kind == "O":  # variable-length byte strings
         flat = np.empty(n, dtype=object)
         for i in range(n):

@@ -8,7 +8,6 @@ conformance suite runs it against moto and SeaweedFS.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from asyncarr.stores._http1 import (
     IncompleteBodyError,
     Origin,
 )
+from asyncarr.testing._tls import self_signed_tls
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 """Serves one connection (its number, from 0); reads requests with :func:`_request`."""
@@ -398,51 +398,8 @@ async def test_a_closed_client_refuses_requests() -> None:
         await client.get(Origin("http", "127.0.0.1", 9), "/", [])
 
 
-def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """(server context, client context trusting it) for a certificate for 127.0.0.1."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asyncarr test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
-    return server, client
-
-
 async def test_https_with_a_trusted_certificate_and_a_refused_one(tmp_path: Path) -> None:
-    server_ctx, client_ctx = _self_signed(tmp_path)
+    server_ctx, client_ctx = self_signed_tls(tmp_path)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         while True:
@@ -488,7 +445,7 @@ async def test_request_bodies_are_sent_whole_with_their_length(
             seen.append((head, body))
             writer.write(_ok(hashlib.sha256(body).hexdigest().encode()))
 
-    server_ctx, client_ctx = _self_signed(tmp_path) if secure else (None, None)
+    server_ctx, client_ctx = self_signed_tls(tmp_path) if secure else (None, None)
     big = bytes(range(256)) * (12 * 1024)  # 3 MiB: more than the socket buffers take at once
     async with _serving(handler, server_ctx) as (server, origin):
         client = HTTP1Client(
