@@ -1,4 +1,5 @@
-"""Copy an array between any two stores, block by block with bounded memory."""
+"""Copy an array between any two stores with bounded memory: its stored chunk objects as
+they are where the encoding does not change, else block by block, decoded and encoded."""
 
 from __future__ import annotations
 
@@ -32,17 +33,22 @@ class CopyReport:
     source: str
     dest: str
     nbytes: int
+    """Bytes of the array (uncompressed)."""
     blocks: int
+    """Units moved: blocks of whole chunks, or stored chunk objects (:attr:`as_stored`)."""
     seconds: float
+    as_stored: bool = False
+    """The chunk objects were copied as stored, without decoding and encoding them."""
 
     @property
     def mb_per_s(self) -> float:
         return self.nbytes / 1e6 / self.seconds if self.seconds > 0 else float("inf")
 
     def __str__(self) -> str:
+        units = "stored objects" if self.as_stored else "blocks"
         return (
-            f"copied {self.source} -> {self.dest}: {self.nbytes / 1e6:.1f} MB in {self.blocks} blocks, "
-            f"{self.seconds:.2f} s ({self.mb_per_s:.0f} MB/s)"
+            f"copied {self.source} -> {self.dest}: {self.nbytes / 1e6:.1f} MB in {self.blocks} "
+            f"{units}, {self.seconds:.2f} s ({self.mb_per_s:.0f} MB/s)"
         )
 
 
@@ -83,6 +89,12 @@ async def copy_array(
     Shape, dtype, chunks, shards, fill value, dimension names and attributes
     are kept; the codecs too unless ``compressor`` or another ``zarr_format``
     is asked for. Memory stays near ``concurrency × block_bytes``.
+
+    Where the destination stores chunks exactly as the source does (the same format,
+    codecs, chunk grid, data type and fill value), the stored chunk (or shard) objects
+    are copied as they are, several in flight, without decoding and encoding them:
+    what a byte copy of the files would give, at the speed of the stores. Otherwise
+    blocks of whole chunks are read, decoded, encoded and written.
     """
     src = await open_array(source, storage_options=source_options)
     dest_store: Store | None = None
@@ -94,25 +106,33 @@ async def copy_array(
         start = time.perf_counter()
         count = 0
         started: list[tuple[slice, ...]] = []
+        written: list[str] = []
+        as_stored = _stored_alike(src.metadata, meta)
         try:
             # The metadata goes in last: until every block is written, nothing at the
             # destination claims to be an array (an interrupted copy is never mistaken for
             # a complete one).
             async with staged_array(dest_store, meta, overwrite=overwrite) as dst:
+                if as_stored:
+                    budget = concurrency * block_bytes
+                    count = await _copy_stored(src, dest_store, meta, written, budget)
+                else:
 
-                async def move(block: tuple[slice, ...]) -> None:
-                    nonlocal count
-                    started.append(block)
-                    await dst.write(await src.read(block), block)
-                    count += 1
+                    async def move(block: tuple[slice, ...]) -> None:
+                        nonlocal count
+                        started.append(block)
+                        await dst.write(await src.read(block), block)
+                        count += 1
 
-                await bounded_for_each(move, _blocks(src, block_bytes), limit=concurrency)
+                    await bounded_for_each(move, _blocks(src, block_bytes), limit=concurrency)
         except (ContainsArrayError, ContainsGroupError):
             raise  # someone else's node is there: its chunks are not ours to remove
         except BaseException as exc:
-            await _remove_written(dest_store, meta, started, exc, dest)
+            keys = written if as_stored else _block_keys(meta, started)
+            await _remove_written(dest_store, keys, exc, dest)
             raise
-        return CopyReport(str(source), str(dest), src.nbytes, count, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return CopyReport(str(source), str(dest), src.nbytes, count, seconds, as_stored)
     finally:
         try:
             if owns_dest and dest_store is not None:
@@ -128,21 +148,26 @@ def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
     filters: Any = None
     chosen: Any = DEFAULT_COMPRESSOR if compressor is None else compressor
     sharded = any(isinstance(c, ShardingCodec) for c in src.codecs)
-    if compressor is None and fmt == src.zarr_format == 3 and not sharded:
+    keep = compressor is None and fmt == src.zarr_format == 3
+    if keep:  # the whole chain (a sharding codec with its inner codecs included)
         codecs = list(src.codecs)
     elif compressor is None and fmt == src.zarr_format == 2:
         chosen = src.metadata.v2_compressor
         filters = src.metadata.v2_filters
     return build_array_metadata(
         shape=src.shape,
-        chunks=src.chunks if sharded or src.chunk_grid.is_regular else src.chunk_grid,
+        chunks=(
+            src.chunk_grid
+            if keep or not (sharded or src.chunk_grid.is_regular)
+            else src.chunks
+        ),
         dtype=src.metadata.data_type,
         zarr_format=fmt,
         fill_value=src.fill_value,
         compressor=chosen,
         filters=filters,
         codecs=codecs,
-        shards=src.chunk_grid if fmt == 3 and sharded else None,
+        shards=src.chunk_grid if fmt == 3 and sharded and not keep else None,
         order="C",
         dimension_names=src.dimension_names,
         attributes=dict(src.attrs),
@@ -150,22 +175,66 @@ def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
     )
 
 
-REMOVE_WRITTEN_SECONDS = 30.0
-"""How long a failed or interrupted copy spends removing the chunks it wrote."""
+def _stored_alike(source: ArrayMetadata, dest: ArrayMetadata) -> bool:
+    """Whether ``dest`` stores every chunk exactly as ``source`` does, so that the source's
+    chunk objects are the destination's (their keys may differ)."""
+    names_only = {"attributes", "dimension_names", "chunk_key_encoding", "dimension_separator"}
+
+    def encoding(meta: ArrayMetadata) -> dict[str, Any]:
+        return {k: v for k, v in meta.to_json().items() if k not in names_only}
+
+    return encoding(source) == encoding(dest)
 
 
-async def _remove_written(
-    store: Store,
-    meta: ArrayMetadata,
-    blocks: list[tuple[slice, ...]],
-    exc: BaseException,
-    dest: object,
-) -> None:
-    """Remove the chunk objects of the ``blocks`` a failed copy started writing (there is
-    no array there: its metadata was never stored), for at most
-    :data:`REMOVE_WRITTEN_SECONDS`; what could not be removed is noted on ``exc``."""
+async def _copy_stored(
+    src: AsyncArray, dest: Store, meta: ArrayMetadata, written: list[str], budget: int
+) -> int:
+    """Copy each stored chunk object of ``src`` to its key under ``meta`` in ``dest``
+    (missing ones stay missing: they read as the fill value), as many in flight as the
+    destination's concurrency allows within about ``budget`` bytes (counted at the
+    uncompressed chunk size). Appends each key to ``written`` before writing it; returns
+    how many objects were copied."""
+    source_io, dest_io = managed(src.store), managed(dest)
+    chunk_bytes = math.prod(meta.chunk_grid.max_chunk_shape) * meta.dtype.itemsize
+    limit = max(1, min(dest.limits.max_concurrency, budget // max(1, chunk_bytes)))
+    bound = _stored_bound(src, chunk_bytes)
+    prefix = f"{src.path}/" if src.path else ""
+    copied = 0
+
+    async def move(coords: tuple[int, ...]) -> None:
+        nonlocal copied
+        data = await source_io.get(prefix + src.metadata.chunk_key(coords), max_size=bound)
+        if data is None:
+            return
+        key = meta.chunk_key(coords)
+        written.append(key)
+        await dest_io.set(key, data)
+        copied += 1
+
+    grid = itertools.product(*(range(n) for n in meta.chunk_grid.grid_shape))
+    await bounded_for_each(move, grid, limit=limit)
+    return copied
+
+
+def _stored_bound(src: AsyncArray, chunk_bytes: int) -> int:
+    """A generous bound for the stored size of one of ``src``'s chunk (or shard) objects
+    of at most ``chunk_bytes`` decoded, so that a broken or hostile source cannot make the
+    copy read an endless body: twice the decoded size (compressors expand incompressible
+    data by 12.5 % at worst) plus a shard's index, or 2 GiB for variable-length data."""
+    if src.dtype.hasobject:
+        return 1 << 31
+    inner = 1  # chunks in one stored object (a shard's)
+    for codec in src.codecs:
+        if isinstance(codec, ShardingCodec):
+            inner_bytes = math.prod(codec.chunk_shape) * src.dtype.itemsize
+            inner = max(1, -(-chunk_bytes // max(1, inner_bytes)))
+    return 2 * chunk_bytes + 16 * inner + (1 << 20)
+
+
+def _block_keys(meta: ArrayMetadata, blocks: list[tuple[slice, ...]]) -> list[str]:
+    """The chunk keys of ``blocks`` (whole chunks) under ``meta``."""
     dims = meta.chunk_grid.dims
-    keys = sorted(
+    return sorted(
         {
             meta.chunk_key(coords)
             for block in blocks
@@ -178,6 +247,16 @@ async def _remove_written(
             )
         }
     )
+
+
+REMOVE_WRITTEN_SECONDS = 30.0
+"""How long a failed or interrupted copy spends removing the chunks it wrote."""
+
+
+async def _remove_written(store: Store, keys: list[str], exc: BaseException, dest: object) -> None:
+    """Remove the chunk objects a failed copy may have written (``keys``; there is no
+    array there: its metadata was never stored), for at most
+    :data:`REMOVE_WRITTEN_SECONDS`; what could not be removed is noted on ``exc``."""
     if not keys:
         return
     io = managed(store)
