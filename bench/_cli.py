@@ -16,6 +16,7 @@ import numpy as np
 
 from bench._dask import close_cluster, dask_tools
 from bench._data import DATASETS, RESULTS_DIR, WORKLOADS, Workload, ensure_dataset, make_data
+from bench._ingest import INGEST_TOOLS, run_ingest
 from bench._limits import limit_tools
 from bench._report import (
     check_targets,
@@ -62,7 +63,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="WORKLOAD",
-        help="run only these workloads (repeatable or comma-separated); see --list",
+        help="run only these workloads (repeatable or comma-separated; a prefix such as "
+        "s3-ingest selects every workload it starts); see --list",
     )
     p.add_argument(
         "--reps", type=int, default=None, help="timed repetitions per tool (default 5; quick 3)"
@@ -98,6 +100,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="run only these tools besides asyncarr (repeatable or comma-separated keys: "
         "zarr, zarr-tuned, zarrs, tensorstore, raw-get, limit, limit-zstd-ctx, limit-raw, floor, "
         "dask-zarr, dask-asyncarr-chunks; "
+        "s3-ingest: " + ", ".join(INGEST_TOOLS) + "; "
         "none: asyncarr alone), to see one peer's effect on the next",
     )
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
@@ -108,6 +111,11 @@ def _select(args: argparse.Namespace) -> list[Workload]:
     names = [n for item in args.only for n in item.split(",") if n]
     if not names:
         names = list(QUICK_WORKLOADS if args.quick else WORKLOADS)
+    names = [
+        found
+        for n in names
+        for found in ([n] if n in WORKLOADS else [w for w in WORKLOADS if w.startswith(n)] or [n])
+    ]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
@@ -296,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         *dask_tools(),
     ]
     wanted = {t for arg in args.tools for t in arg.split(",") if t}
-    unknown = wanted - {t.key for t in tools} - {"none"}
+    unknown = wanted - {t.key for t in tools} - set(INGEST_TOOLS) - {"none"}
     if unknown:
         raise SystemExit(f"--tools: unknown {sorted(unknown)}; known: {[t.key for t in tools]}")
     if wanted:
@@ -312,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             _log(f"\n[{wl.name}] {wl.title}")
             runner.run_workload(wl, data(wl.ds.shape))
-        _run_s3(runner, [w for w in workloads if w.store == "s3"], data)
+        _run_s3(runner, [w for w in workloads if w.store == "s3" and "ingest" not in w.ops], data)
+        ingest = [w for w in workloads if "ingest" in w.ops]
+        if ingest:
+            run_ingest(loop, runner, ingest, data, wanted=wanted, log=_log)
     finally:
         loop.close()
         close_cluster()

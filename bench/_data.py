@@ -112,6 +112,7 @@ class Workload:
     store: str = "local"
     """``local``, ``memory`` or ``s3``."""
     ops: tuple[str, ...] = ("read", "write", "random")
+    """``ingest``: copied from local disk into S3 (:mod:`bench._ingest`)."""
     s3_server: str | None = None
     """``moto`` or ``seaweedfs`` for S3 workloads."""
     latency_ms: float = 0.0
@@ -192,6 +193,78 @@ WORKLOADS: dict[str, Workload] = {
             store="s3",
             ops=("read",),
             s3_server="seaweedfs",
+            latency_ms=20.0,
+        ),
+        Workload(
+            "s3-ingest-seaweedfs",
+            "local -> S3 SeaweedFS, 256 chunks, zstd",
+            "zstd-4096-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="seaweedfs",
+            latency_ms=0.0,
+        ),
+        Workload(
+            "s3-ingest-seaweedfs-20ms",
+            "local -> S3 SeaweedFS +20 ms/request, 256 chunks, zstd",
+            "zstd-4096-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="seaweedfs",
+            latency_ms=20.0,
+        ),
+        Workload(
+            "s3-ingest-moto",
+            "local -> S3 moto, 256 chunks, zstd",
+            "zstd-4096-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="moto",
+            latency_ms=0.0,
+        ),
+        Workload(
+            "s3-ingest-moto-20ms",
+            "local -> S3 moto +20 ms/request, 256 chunks, zstd",
+            "zstd-4096-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="moto",
+            latency_ms=20.0,
+        ),
+        Workload(
+            "s3-ingest-sharded-seaweedfs",
+            "local -> S3 SeaweedFS, 4 shards of 64 chunks, zstd",
+            "sharded-4096-s2048-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="seaweedfs",
+            latency_ms=0.0,
+        ),
+        Workload(
+            "s3-ingest-sharded-seaweedfs-20ms",
+            "local -> S3 SeaweedFS +20 ms/request, 4 shards of 64 chunks, zstd",
+            "sharded-4096-s2048-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="seaweedfs",
+            latency_ms=20.0,
+        ),
+        Workload(
+            "s3-ingest-sharded-moto",
+            "local -> S3 moto, 4 shards of 64 chunks, zstd",
+            "sharded-4096-s2048-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="moto",
+            latency_ms=0.0,
+        ),
+        Workload(
+            "s3-ingest-sharded-moto-20ms",
+            "local -> S3 moto +20 ms/request, 4 shards of 64 chunks, zstd",
+            "sharded-4096-s2048-c256",
+            store="s3",
+            ops=("ingest",),
+            s3_server="moto",
             latency_ms=20.0,
         ),
     ]

@@ -90,6 +90,9 @@ def print_table(results: list[Result], out: Callable[[str], None] = print) -> No
     )
     out("Limits: 'limit' = numcodecs decode (read) / encode (write) of every chunk on all cores;")
     out("raw GETs = aiobotocore GETs of every chunk object, same concurrency, no decoding.")
+    if any(r.op == "ingest" for r in results):
+        out("s3-ingest: raw PUTs = the dataset's stored objects PUT from memory, same")
+        out("concurrency; cpu rows = the bench process's CPU per MiB uploaded (lower is better).")
 
 
 def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Target]:
@@ -145,6 +148,8 @@ def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Targ
                         f"asyncarr {ours.median:.2f} ms, tensorstore {ts.median:.2f} ms",
                     )
                 )
+        elif "ingest" in wl.ops:
+            out.extend(_ingest_targets(results, wl_name))
         elif wl.store == "s3" and wl.latency_ms > 0:
             ours = _find(results, wl_name, "read", "asyncarr")
             if ours is None:
@@ -180,6 +185,34 @@ def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Targ
                     at_most=True,
                 )
             )
+    return out
+
+
+INGEST_PEERS = ("tensorstore", "zarr-obstore")
+
+
+def _ingest_targets(results: list[Result], wl: str) -> list[Target]:
+    """s3-ingest: asyncarr's copy against the best peer and raw obstore PUTs of the same
+    objects; its transport's CPU per MiB PUT against obstore's."""
+    out: list[Target] = []
+    ours = _find(results, wl, "ingest", "asyncarr")
+    raw = _find(results, wl, "ingest", "raw-put-obstore")
+    if ours is not None:
+        peers = [p for t in INGEST_PEERS if (p := _find(results, wl, "ingest", t))]
+        if peers:
+            best = max(peers, key=lambda p: p.median)
+            detail = f"best peer {best.label} {best.median:.1f} MB/s, asyncarr {ours.median:.1f}"
+            out.append(Target(f"{wl} ≥ 1.0× best peer", _speedup(ours, best), 1.0, detail))
+        if raw is not None:
+            detail = f"{raw.label} {raw.median:.1f} MB/s"
+            out.append(Target(f"{wl} ≥ 0.9× raw obstore PUTs", _speedup(ours, raw), 0.9, detail))
+    cpu = _find(results, wl, "cpu", "raw-put-asyncarr")
+    cpu_obstore = _find(results, wl, "cpu", "raw-put-obstore")
+    if cpu is not None and cpu_obstore is not None:
+        detail = f"asyncarr {cpu.median:.2f}, obstore {cpu_obstore.median:.2f} ms CPU per MiB PUT"
+        out.append(
+            Target(f"{wl} CPU per MiB PUT ≤ obstore", _speedup(cpu, cpu_obstore), 1.0, detail)
+        )
     return out
 
 
