@@ -9,16 +9,6 @@ names and signatures.
     block = await arr.read((slice(0, 10), slice(0, 10)))
 """
 
-import warnings as _warnings
-
-with _warnings.catch_warnings():
-    # numcodecs >= 0.16.4 warns at import when the `crc32c` package (which our crc32c
-    # codec uses) is installed; the warning is about numcodecs' own checksum codecs.
-    _warnings.filterwarnings(
-        "ignore", message="crc32c usage is deprecated", category=DeprecationWarning
-    )
-    import numcodecs as _numcodecs  # noqa: F401
-
 from asyncarr import errors
 from asyncarr._types import ByteRange, ChunkSpec, OffsetRange, SuffixRange, Versioned
 from asyncarr.abc import (

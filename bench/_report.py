@@ -96,7 +96,7 @@ def print_table(results: list[Result], out: Callable[[str], None] = print) -> No
 
 
 def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Target]:
-    """Every target of the benchmark issue that this run has data for."""
+    """Every benchmark target that this run has data for."""
     out: list[Target] = []
     workloads = sorted({r.workload for r in results}, key=list(WORKLOADS).index)
     for wl_name in workloads:

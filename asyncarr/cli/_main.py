@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from asyncarr import __version__
 from asyncarr.errors import AsyncarrError
 
 __all__ = ["main"]
@@ -98,15 +100,33 @@ async def _copy(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except asyncio.CancelledError as exc:  # Ctrl-C: say what was left behind
-        _print_notes(exc)
+        _print_notes(exc, "copy")
         raise
     print(report)
     return 0
 
 
-def _print_notes(exc: BaseException) -> None:
+def _print_notes(exc: BaseException, command: str = "") -> None:
     for note in getattr(exc, "__notes__", ()):
-        print(f"asyncarr: {note}", file=sys.stderr)
+        print(f"asyncarr: {_cli_spelling(str(note), command)}", file=sys.stderr)
+
+
+_KEYWORDS_AS_FLAGS = (
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bzarr_format=(\d)\b"), r"--zarr-format \1"),
+    (re.compile(r"\bcompressor=(?=[\s,.;)]|$)"), "--compressor"),
+)
+"""Python keyword arguments named in library messages, and the flags that set them."""
+_OPTION_FLAGS = {"copy": "--source-option/--dest-option KEY=VALUE"}
+
+
+def _cli_spelling(message: str, command: str) -> str:
+    """A library message as the command line says it: its flags instead of the Python
+    keywords (``--overwrite``, not ``overwrite=True``)."""
+    for pattern, flag in _KEYWORDS_AS_FLAGS:
+        message = pattern.sub(flag, message)
+    options = _OPTION_FLAGS.get(command, "-o/--storage-option KEY=VALUE")
+    return re.sub(r"\bstorage_options\b", f"storage options ({options})", message)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -120,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asyncarr", description="Inspect and move Zarr v2/v3 data."
     )
+    parser.add_argument("--version", action="version", version=f"asyncarr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_url(p: argparse.ArgumentParser) -> None:
@@ -177,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = asyncio.run(args.func(args))
         return code
     except (AsyncarrError, OSError) as exc:  # (OSError: local paths the CLI itself touches)
-        print(f"asyncarr: error: {exc}", file=sys.stderr)
-        _print_notes(exc)
+        print(f"asyncarr: error: {_cli_spelling(str(exc), args.command)}", file=sys.stderr)
+        _print_notes(exc, args.command)
         return 1
     except KeyboardInterrupt:
         print("asyncarr: interrupted", file=sys.stderr)

@@ -20,7 +20,13 @@ from asyncarr.core._metadata import (
     GroupMetadata,
     dumps_json,
 )
-from asyncarr.core._nodes import join_path, load_node, save_array_metadata, save_group_metadata
+from asyncarr.core._nodes import (
+    join_path,
+    load_node,
+    node_location,
+    save_array_metadata,
+    save_group_metadata,
+)
 from asyncarr.errors import (
     ConfigError,
     ContainsArrayError,
@@ -81,10 +87,10 @@ async def _prepare_location(store: Store, path: str, overwrite: bool) -> None:
     if existing is None:
         return
     if not overwrite:
-        where = f"path {path!r}" if path else "the store root"
+        where = node_location(store, path)
         if isinstance(existing, ArrayMetadata):
-            raise ContainsArrayError(f"an array already exists at {where} (pass overwrite=True)")
-        raise ContainsGroupError(f"a group already exists at {where} (pass overwrite=True)")
+            raise ContainsArrayError(f"an array already exists {where} (pass overwrite=True)")
+        raise ContainsGroupError(f"a group already exists {where} (pass overwrite=True)")
     io = managed(store)
     prefix = f"{path}/" if path else ""
     try:
@@ -102,8 +108,8 @@ async def _ensure_parents(store: Store, path: str, zarr_format: Literal[2, 3]) -
     for ancestor in ancestors:
         existing = await _existing(store, ancestor)
         if isinstance(existing, ArrayMetadata):
-            where = f"path {ancestor!r}" if ancestor else "the store root"
-            raise ContainsArrayError(f"cannot create {path!r}: an array exists at {where}")
+            where = node_location(store, ancestor)
+            raise ContainsArrayError(f"cannot create {path!r}: an array exists {where}")
         if existing is None:
             meta = GroupMetadata(zarr_format)
             name = ZARR_JSON if zarr_format == 3 else ZGROUP
@@ -140,7 +146,7 @@ async def _publish_node(st: Store, path: str, meta: ArrayMetadata | GroupMetadat
     name = ZARR_JSON if meta.zarr_format == 3 else (ZARRAY if is_array else ZGROUP)
     if not await io.set_if_not_exists(join_path(path, name), dumps_json(meta.to_json())):
         error = ContainsArrayError if is_array else ContainsGroupError
-        raise error(f"another writer created a node at {path or 'the store root'!r} concurrently")
+        raise error(f"another writer created a node {node_location(st, path)} concurrently")
     if meta.zarr_format == 2 and meta.attributes:  # v2 keeps attributes in .zattrs
         if isinstance(meta, ArrayMetadata):
             await save_array_metadata(io, path, meta)
@@ -304,11 +310,11 @@ async def _group_from(
             meta = GroupMetadata(2, meta.attributes, docs)
         elif use_consolidated:
             raise NodeNotFoundError(
-                f"no consolidated metadata (.zmetadata) at {path or 'the store root'!r}"
+                f"no consolidated metadata (.zmetadata) {node_location(st, path)}"
             )
     elif use_consolidated and meta.consolidated is None:
         raise NodeNotFoundError(
-            f"the group at {path or 'the store root'!r} has no consolidated metadata"
+            f"the group {node_location(st, path)} has no consolidated metadata"
         )
     return AsyncGroup(
         st,
@@ -339,7 +345,7 @@ async def open_array(
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
         if not isinstance(meta, ArrayMetadata):
             raise ContainsGroupError(
-                f"expected an array at {path or 'the store root'!r}, found a group"
+                f"expected an array {node_location(st, path)}, found a group"
             )
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
@@ -389,7 +395,7 @@ async def open_group(
             return AsyncGroup(st, path, grp.metadata, owns_store=owns)
         if not isinstance(meta, GroupMetadata):
             raise ContainsArrayError(
-                f"expected a group at {path or 'the store root'!r}, found an array"
+                f"expected a group {node_location(st, path)}, found an array"
             )
         return await _group_from(st, path, meta, owns, use_consolidated, mode == "r")
     except BaseException as exc:

@@ -28,6 +28,7 @@ __all__ = [
     "join_path",
     "load_node",
     "metadata_keys",
+    "node_location",
     "node_from_documents",
     "read_document",
     "read_document_bytes",
@@ -78,8 +79,14 @@ def node_from_documents(
             return parse_array_metadata_v2(zarray, zattrs, key=_key(path, ZARRAY))
         if zgroup is not None:
             return parse_group_metadata_v2(zgroup, zattrs, key=_key(path, ZGROUP))
-    where = f"at path {path!r}" if path else "at the store root"
+    where = f"at path {path!r}" if path else "at the root"
     raise NodeNotFoundError(f"no Zarr array or group {where}")
+
+
+def node_location(store: object, path: str) -> str:
+    """Where a node is, for messages: ``at 'a/b' in <store>`` or ``at <store>``; a store
+    shows as its URL, bucket or directory (its repr, which never holds credentials)."""
+    return f"at {path!r} in {store}" if path else f"at {store}"
 
 
 async def read_document_bytes(io: ManagedStore, key: str) -> bytes | None:
@@ -116,7 +123,6 @@ async def load_node(
     v2 documents ``.zarray`` comes before ``.zgroup`` the same way; ``.zattrs`` belongs to
     the node found and must be a JSON object.
     """
-    where = f"at path {path!r}" if path else "at the store root"
     try:
         if zarr_format == 2:
             return await _load_v2(io, path)
@@ -124,7 +130,7 @@ async def load_node(
         if zarr_format == 3:
             doc = await read_document(io, v3_key)
             if doc is None:
-                raise NodeNotFoundError(f"no Zarr v3 array or group {where}")
+                raise NodeNotFoundError("no Zarr v3 array or group")
             return node_from_documents(path, doc, None, None, None, zarr_format=3)
         v2 = asyncio.ensure_future(_load_v2(io, path))
         try:
@@ -144,7 +150,7 @@ async def load_node(
             elif not v2.cancelled():
                 v2.exception()  # retrieved: a failure nobody awaited is not logged
     except NodeNotFoundError as exc:  # say where: the store (its root, bucket, URL, ...)
-        raise NodeNotFoundError(f"{exc} of {io.store}") from None
+        raise NodeNotFoundError(f"{exc} {node_location(io.store, path)}") from None
 
 
 async def _v2_instead_of(
@@ -177,8 +183,7 @@ async def _load_v2(io: ManagedStore, path: str) -> ArrayMetadata | GroupMetadata
     if not found:
         if junk is not None:
             raise junk
-        where = f"at path {path!r}" if path else "at the store root"
-        raise NodeNotFoundError(f"no Zarr array or group {where}")
+        raise NodeNotFoundError("no Zarr array or group")
     attrs = None if raw[2] is None else loads_json(raw[2], key=keys[2])
     return node_from_documents(
         path, None, found.get(ZARRAY), found.get(ZGROUP), attrs, zarr_format=2

@@ -7,12 +7,15 @@ are imported only when a URL of that scheme is opened.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from asyncarr.abc import Store
 from asyncarr.errors import ConfigError
+from asyncarr.stores._fsspec_options import translate_fsspec_options
 
 __all__ = [
     "StoreFactory",
@@ -106,5 +109,30 @@ def store_from_url(
         scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
         scheme = "file"  # plain path (also Windows drive letters)
+        _check_plain_path(url)
     factory = _resolve(scheme)
-    return factory(url, read_only=read_only, storage_options=dict(storage_options or {}))
+    options = dict(storage_options or {})
+    if _factories.get(scheme) == _BUILTIN.get(scheme):
+        options = translate_fsspec_options(scheme, options)
+    return factory(url, read_only=read_only, storage_options=options)
+
+
+_SCHEME_WITHOUT_SLASHES = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/?(?!/)(.*)$")
+"""``s3:/bucket`` or ``s3:bucket``: a scheme not followed by ``//``."""
+
+
+def _check_plain_path(url: str) -> None:
+    """Refuse, with the fix, what looks like a URL mistyped as a path, or a zip archive
+    given as a plain path (a plain path is a directory of files)."""
+    mistyped = _SCHEME_WITHOUT_SLASHES.match(url)
+    if mistyped and mistyped.group(1).lower() in set(_factories) - {"file"}:
+        scheme, rest = mistyped.group(1), mistyped.group(2)
+        raise ConfigError(
+            f"{url!r} looks like a mistyped {scheme}:// URL (as it is, it would open a local "
+            f"path): a URL has two slashes after the scheme; did you mean {scheme}://{rest}?"
+        )
+    if url.lower().rstrip("/").endswith(".zip") and not os.path.isdir(os.path.expanduser(url)):
+        raise ConfigError(
+            f"{url!r} names a zip archive, but a plain path opens a directory of files: "
+            f"open the archive as zip://{url}"
+        )

@@ -112,3 +112,23 @@ def test_info_json_is_strict_json_even_for_nan_and_infinity(tmp_path: Path) -> N
 
     document = json.loads(out.stdout, parse_constant=refuse)
     assert document["fill_value"] == "NaN"
+
+
+def test_version_and_messages_in_the_command_lines_terms(tmp_path: Path) -> None:
+    """--version; refusals name the flags (--overwrite, -o) rather than Python keywords."""
+    import asyncarr
+
+    version = _cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"asyncarr {asyncarr.__version__}"
+    for name in ("a", "b"):
+        az.create_array(str(tmp_path / name), shape=(3,), dtype="u1").close()
+    copy = _cli("copy", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert copy.returncode == 1
+    assert "--overwrite" in copy.stderr and "overwrite=True" not in copy.stderr
+    assert str(tmp_path / "b") in copy.stderr
+    unknown = _cli("info", "s3://bucket-name/x", "-o", "nope=1")
+    assert unknown.returncode == 1
+    assert "-o/--storage-option" in unknown.stderr and "storage_options" not in unknown.stderr
+    mistyped = _cli("info", "s3:/bucket-name/x")
+    assert "did you mean s3://bucket-name/x?" in mistyped.stderr
