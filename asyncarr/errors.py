@@ -109,9 +109,7 @@ class ConflictError(StoreError):
     changed some of the same keys (listed in :attr:`keys`, sorted). Nothing of the losing
     commit is visible; re-read and try again."""
 
-    def __init__(
-        self, message: str, *, store: object = None, keys: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, message: str, *, store: object = None, keys: tuple[str, ...] = ()) -> None:
         shown = ", ".join(repr(k) for k in keys[:10])
         more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
         super().__init__(f"{message}: {shown}{more}" if keys else message, store=store)

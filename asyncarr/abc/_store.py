@@ -273,6 +273,7 @@ class Store(ABC):
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         return clone
+
     def operation(self, name: str, *, write: bool) -> contextlib.AbstractAsyncContextManager[None]:
         """Bracket one top-level call of the array API (``async with
         store.operation("write temp", write=True): ...``): the store calls made inside it,

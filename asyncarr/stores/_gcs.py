@@ -19,10 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import functools
-import hashlib
 import io
-import json
 import os
 import re
 import weakref
@@ -63,6 +60,11 @@ from asyncarr.stores._bodies import (
     read_response,
 )
 from asyncarr.stores._client_pool import Lease, LoopClientPool
+from asyncarr.stores._gcs_auth import (
+    NoToken,
+    one_attempt_token,
+    resolve_credentials,
+)
 from asyncarr.stores._tls import certificate_failure
 
 if TYPE_CHECKING:
@@ -74,7 +76,6 @@ T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _OCTET = "application/octet-stream"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -92,86 +93,13 @@ def _sdk() -> tuple[Any, Any]:
     return Storage, Token
 
 
-# -- credentials ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    """Where access tokens come from. Never printed: only :attr:`kind` is."""
-
-    kind: str  # "anonymous" | "default" | "file" (a path) | "info" (JSON text) | "token"
-    source: Any = None
-
-    @property
-    def cache_key(self) -> tuple[str, str]:
-        """Identifies the credentials for session sharing (holds no secret)."""
-        if self.kind == "info":
-            return (self.kind, hashlib.sha256(str(self.source).encode()).hexdigest())
-        return (self.kind, str(id(self.source)) if self.kind == "token" else str(self.source))
-
-
-def _check_key_file(path: str, origin: str) -> _Credentials:
-    """File credentials, once ``path`` proved to be a Google credentials JSON file."""
-    problem = ""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if not isinstance(data, dict) or "type" not in data:
-            problem = "has no 'type' field (expected a service-account or authorized-user JSON)"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
-    except ValueError:
-        problem = "is not valid JSON"
-    if problem:
-        raise ConfigError(f"the GCS credentials file {path!r} given by {origin} {problem}")
-    return _Credentials("file", os.path.abspath(path))
-
-
-def _resolve_credentials(credentials: object, anon: bool) -> _Credentials:
-    if anon:
-        return _Credentials("anonymous")
-    if credentials is None or credentials in ("google_default", "default"):
-        env_path = os.environ.get(CREDENTIALS_ENV)
-        return _check_key_file(env_path, CREDENTIALS_ENV) if env_path else _Credentials("default")
-    if isinstance(credentials, str | os.PathLike):
-        return _check_key_file(os.fspath(credentials), "storage_options")
-    if isinstance(credentials, Mapping):
-        if "type" not in credentials:
-            raise ConfigError("GCS credentials given as a dict need a 'type' field")
-        return _Credentials("info", json.dumps(dict(credentials), sort_keys=True))
-    if callable(getattr(credentials, "get", None)):
-        return _Credentials("token", credentials)
-    raise ConfigError(
-        "GCS credentials must be a path to a JSON key file, a dict, 'anon', "
-        f"'google_default' or a gcloud.aio.auth.Token; got {type(credentials).__name__}"
-    )
-
-
 class _AnswerLost(TransientStoreError):
     """An upload was sent but its answer could not be read (cut short, not JSON): it may
     or may not have been applied (internal)."""
 
 
-@functools.cache
-def _one_attempt_token(token_cls: type) -> type:
-    """``token_cls`` fetching its access token in one attempt: gcloud-aio retries five
-    times over seconds, also when the token endpoint refuses for good; asyncarr's runtime
-    retries what is transient (:meth:`GCSStore._ensure_token`)."""
-    from tenacity import stop_after_attempt
-
-    once = token_cls.acquire_access_token.retry_with(stop=stop_after_attempt(1))  # type: ignore[attr-defined]
-    return type("OneAttemptToken", (token_cls,), {"acquire_access_token": once})
-
-
 class _SetupError(Exception):
     """Creating a client failed after its session (``args[0]``) was opened."""
-
-
-class _NoToken:
-    """Stands in for a Token on anonymous clients so none is ever created."""
-
-    async def get(self) -> None:
-        return None
 
 
 # -- shared clients (one per endpoint, credentials and event loop) --------------------------
@@ -301,7 +229,7 @@ class GCSStore(Store):
             raise ConfigError("GCS: anon=True cannot be combined with credentials")
         self._anon = bool(anon)
         _sdk()  # a missing extra fails here, not at the first request
-        self._credentials = _resolve_credentials(credentials, self._anon)
+        self._credentials = resolve_credentials(credentials, self._anon)
         self._project = project
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if value is not None and (not isinstance(value, int | float) or value <= 0):
@@ -383,14 +311,14 @@ class GCSStore(Store):
         try:
             token: Any
             if creds.kind == "anonymous":
-                token = _NoToken()
+                token = NoToken()
             elif creds.kind == "token":
                 token = creds.source
             else:
                 service: Any = creds.source
                 if creds.kind == "info":
                     service = io.StringIO(str(creds.source))
-                token = _one_attempt_token(token_cls)(
+                token = one_attempt_token(token_cls)(
                     service_file=service, session=session, scopes=_SCOPES
                 )
             storage = storage_cls(

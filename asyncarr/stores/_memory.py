@@ -39,7 +39,6 @@ _live: weakref.WeakValueDictionary[int, _Data] = weakref.WeakValueDictionary()
 """Every store's data in this process, by serial number (for unpickling)."""
 
 
-
 class _Data:
     """The shared state behind one or more MemoryStore views."""
 

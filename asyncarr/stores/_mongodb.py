@@ -79,15 +79,13 @@ from asyncarr.errors import (
     ConfigError,
     KeyNotFoundError,
     MissingExtraError,
-    PermissionDeniedError,
     PreconditionFailedError,
     StoreError,
-    ThrottledError,
     TransientStoreError,
 )
 from asyncarr.stores._bodies import too_large
 from asyncarr.stores._client_pool import Lease, LoopClientPool, PooledClient
-from asyncarr.stores._tls import certificate_failure
+from asyncarr.stores._mongodb_errors import translate
 
 if TYPE_CHECKING:
     from gridfs import AsyncGridFSBucket
@@ -114,13 +112,6 @@ SERVER_SELECTION_TIMEOUT_MS = 5000
 a URI or ``client_kwargs`` setting of ``serverSelectionTimeoutMS`` wins."""
 
 _OPTIONS = frozenset({"inline_threshold", "gridfs_chunk_size", "limits", "client_kwargs"})
-
-# OperationFailure codes (https://www.mongodb.com/docs/manual/reference/error-codes/)
-_AUTH_CODES = frozenset({13, 18})  # Unauthorized, AuthenticationFailed
-_THROTTLE_CODES = frozenset({16500})  # TooManyRequests (Cosmos DB's API for MongoDB)
-_TRANSIENT_CODES = frozenset(
-    {6, 7, 50, 64, 89, 91, 112, 133, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
-)
 
 
 def _import_pymongo() -> None:
@@ -356,7 +347,7 @@ class MongoDBStore(Store):
         except AsyncarrError:
             raise
         except Exception as exc:
-            translated = _translate(exc, self, key)
+            translated = translate(exc, self, key, self._scrub)
             if translated is None:
                 raise
             raise translated from exc
@@ -712,55 +703,6 @@ def _secrets_of(netloc: str, client_kwargs: Mapping[str, Any]) -> list[str]:
     if isinstance(password, str):
         found.append(password)
     return [s for s in found if s]
-
-
-def _translate(exc: Exception, store: MongoDBStore, key: str | None) -> AsyncarrError | None:
-    """The asyncarr error for a driver exception (``None`` only without the driver)."""
-    try:
-        from bson.errors import BSONError
-        from gridfs.errors import CorruptGridFile
-        from pymongo import errors as pe
-    except ImportError:  # pragma: no cover - the store could not have been built
-        return None
-    message = store._scrub(str(exc))
-    refused = certificate_failure(exc)
-    if refused is not None:  # a configuration problem: retrying cannot help
-        what = f"MongoDB TLS certificate refused: {store._scrub(refused)}"
-        return StoreError(what, store=store, key=key)
-    if isinstance(exc, pe.DuplicateKeyError):
-        return PreconditionFailedError("key already exists", store=store, key=key)
-    if isinstance(exc, pe.OperationFailure):
-        code = exc.code
-        if code in _AUTH_CODES:
-            return PermissionDeniedError(f"MongoDB refused access: {message}", store=store, key=key)
-        if code in _THROTTLE_CODES:
-            return ThrottledError(f"MongoDB throttled the request: {message}", store=store, key=key)
-        if (
-            isinstance(exc, pe.ExecutionTimeout)
-            or code in _TRANSIENT_CODES
-            or exc.has_error_label("RetryableWriteError")
-            or exc.has_error_label("TransientTransactionError")
-            or exc.timeout
-        ):
-            return TransientStoreError(f"MongoDB fault: {message}", store=store, key=key)
-        return StoreError(
-            f"MongoDB operation failed (code {code}): {message}", store=store, key=key
-        )
-    if isinstance(exc, pe.ConnectionFailure) or (isinstance(exc, pe.PyMongoError) and exc.timeout):
-        return TransientStoreError(f"MongoDB unreachable: {message}", store=store, key=key)
-    if isinstance(exc, CorruptGridFile):
-        return TransientStoreError(f"GridFS read failed: {message}", store=store, key=key)
-    if isinstance(exc, pe.ConfigurationError):
-        return ConfigError(f"invalid MongoDB configuration for {store}: {message}")
-    if isinstance(exc, pe.PyMongoError | BSONError):
-        return StoreError(f"MongoDB error: {message}", store=store, key=key)
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return TransientStoreError(f"MongoDB I/O fault: {message}", store=store, key=key)
-    # anything else from inside the driver (e.g. a KeyError in its authentication code
-    # against a server without authentication) is still a failed store call
-    return StoreError(
-        f"MongoDB driver failed: {type(exc).__name__}: {message}", store=store, key=key
-    )
 
 
 def mongodb_store_from_url(

@@ -112,12 +112,11 @@ from asyncarr.stores._s3_errors import (
 )
 from asyncarr.stores._s3_lean import (
     LeanReader,
-    LeanResponse,
     Route,
-    checksum_mismatch,
+    check_checksum,
     clean_endpoint,
     error_code,
-    response_checksums,
+    whole_response,
 )
 from asyncarr.stores._s3_write import SINGLE_PUT_LIMIT, MultipartConfig, crc32c_b64
 
@@ -388,18 +387,7 @@ class S3Store(Store):
             data = ranged_part(self, key, rng, data, resp.get("ContentRange"))
         elif rng is None:  # botocore checks crc32c only with awscrt: checked here, as lean
             headers = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-            sent = LeanResponse(
-                200,
-                data,
-                len(data),
-                None,
-                response_checksums(headers),
-                headers.get("x-amz-checksum-type"),
-            )
-            if (mismatch := checksum_mismatch(sent)) is not None:
-                raise TruncatedReadError(
-                    f"S3 body failed its checksum: {mismatch}", store=self, key=key
-                )
+            check_checksum(self, key, whole_response(data, headers))
         return data, str(resp.get("ETag", ""))
 
     async def get(
@@ -453,11 +441,7 @@ class S3Store(Store):
                     store=self,
                     key=key,
                 )
-            mismatch = checksum_mismatch(resp)
-            if mismatch is not None:  # damaged on its way (botocore: FlexibleChecksumError)
-                raise TruncatedReadError(
-                    f"S3 body failed its checksum: {mismatch}", store=self, key=key
-                )
+            check_checksum(self, key, resp)  # damaged on its way: retried
             if rng is not None and status == 200 and not resp.content_range:
                 data = data[range_to_slice(rng, len(data))]  # the service ignored Range
             elif rng is not None:

@@ -43,6 +43,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import crc32c
 
+from asyncarr.errors import TruncatedReadError
 from asyncarr.stores._bodies import read_body
 from asyncarr.stores._http1 import HTTP1Client, HTTPResponse, Origin
 from asyncarr.stores._sigv4 import SigningCredentials, canonical_path, sign_get
@@ -51,10 +52,12 @@ __all__ = [
     "LeanReader",
     "LeanResponse",
     "Route",
+    "check_checksum",
     "checksum_mismatch",
     "clean_endpoint",
     "error_code",
     "response_checksums",
+    "whole_response",
 ]
 
 _SCOPE_RE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
@@ -156,6 +159,22 @@ def checksum_mismatch(resp: LeanResponse) -> str | None:
             return f"{algorithm} of the body is {actual}, the service sent {expected}"
         return None
     return None
+
+
+def check_checksum(store: object, key: str, resp: LeanResponse) -> None:
+    """Raise a :class:`~asyncarr.errors.TruncatedReadError` (retried) where ``resp``'s
+    body fails the checksum sent with it (botocore: ``FlexibleChecksumError``)."""
+    mismatch = checksum_mismatch(resp)
+    if mismatch is not None:
+        raise TruncatedReadError(f"S3 body failed its checksum: {mismatch}", store=store, key=key)
+
+
+def whole_response(body: bytes, headers: Mapping[str, str]) -> LeanResponse:
+    """A ``200`` answer with ``body`` and ``headers`` (lower-case names; botocore's
+    ``HTTPHeaders``), for :func:`check_checksum`."""
+    return LeanResponse(
+        200, body, len(body), None, response_checksums(headers), headers.get("x-amz-checksum-type")
+    )
 
 
 def _host(parts: SplitResult) -> str:
