@@ -274,21 +274,14 @@ static void write_one(ak_job *job, ak_tstate *ts, size_t i, size_t *io)
             r->status = AK_EMPTY;
         return;
     }
+    if (job->mode == AK_ENCODE) { /* straight into the bytes object the caller gets */
+        ak_encode_into(c, ts, chunk, it->out, it->out_cap, &it->out_len, r);
+        return;
+    }
     const unsigned char *enc;
     size_t len;
-    if (ak_encode(c, ts, chunk, &enc, &len, r) != AK_OK)
-        return;
-    if (job->mode == AK_WRITE) {
+    if (ak_encode(c, ts, chunk, &enc, &len, r) == AK_OK)
         ak_store(job->files, ts, it->key, it->keylen, enc, len, io, r);
-        return;
-    }
-    it->out = malloc(len ? len : 1);
-    if (it->out == NULL) {
-        ak_fail_nomem(r);
-        return;
-    }
-    memcpy(it->out, enc, len);
-    it->out_len = len;
 }
 
 /* -- threads -------------------------------------------------------------------------------- */

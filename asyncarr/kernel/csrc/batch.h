@@ -26,7 +26,8 @@ typedef struct {
     const char *src;              /* where the chunk's region starts in the value */
     int full;                     /* the region is the whole chunk (no padding) */
     int direct;                   /* ... and laid out in the value as stored: no gather */
-    unsigned char *out;           /* AK_ENCODE: the encoded chunk (malloc'd) */
+    unsigned char *out;           /* AK_ENCODE: where the encoded chunk goes (a bytes object's */
+    size_t out_cap;               /* buffer of ak_encode_bound bytes, made before the run) */
     size_t out_len;
 } ak_write_item;
 

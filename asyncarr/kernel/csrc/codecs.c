@@ -397,6 +397,26 @@ size_t ak_encode_bound(const ak_chain *c)
     }
 }
 
+int ak_encode_into(const ak_chain *c, ak_tstate *ts, const unsigned char *src,
+                   unsigned char *dst, size_t cap, size_t *out_len, ak_result *r)
+{
+    switch (c->codec) {
+    case AK_ZSTD:
+        return encode_zstd(c, ts, src, dst, cap, out_len, r);
+    case AK_BLOSC:
+        return encode_blosc(c, src, dst, cap, out_len, r);
+    case AK_LZ4:
+        return encode_lz4(c, src, dst, cap, out_len, r);
+    case AK_GZIP:
+    case AK_ZLIB:
+        return encode_deflate(c, src, dst, cap, out_len, c->codec == AK_GZIP, r);
+    default:
+        memcpy(dst, src, c->nbytes);
+        *out_len = c->nbytes;
+        return AK_OK;
+    }
+}
+
 int ak_encode(const ak_chain *c, ak_tstate *ts, const unsigned char *src,
               const unsigned char **out, size_t *out_len, ak_result *r)
 {
@@ -409,20 +429,6 @@ int ak_encode(const ak_chain *c, ak_tstate *ts, const unsigned char *src,
     unsigned char *buf = ak_buffer(&ts->enc, &ts->enc_cap, cap);
     if (buf == NULL)
         return ak_fail_nomem(r);
-    int st;
-    switch (c->codec) {
-    case AK_ZSTD:
-        st = encode_zstd(c, ts, src, buf, cap, out_len, r);
-        break;
-    case AK_BLOSC:
-        st = encode_blosc(c, src, buf, cap, out_len, r);
-        break;
-    case AK_LZ4:
-        st = encode_lz4(c, src, buf, cap, out_len, r);
-        break;
-    default:
-        st = encode_deflate(c, src, buf, cap, out_len, c->codec == AK_GZIP, r);
-    }
     *out = buf;
-    return st;
+    return ak_encode_into(c, ts, src, buf, cap, out_len, r);
 }

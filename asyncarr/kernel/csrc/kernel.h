@@ -104,6 +104,9 @@ int ak_decode(const ak_chain *c, ak_tstate *ts, const unsigned char *src, size_t
 /* Encode c->nbytes at src; *out points into the thread's buffer (or at src for AK_RAW). */
 int ak_encode(const ak_chain *c, ak_tstate *ts, const unsigned char *src,
               const unsigned char **out, size_t *out_len, ak_result *r);
+/* Encode c->nbytes at src into dst (cap bytes, at least ak_encode_bound). */
+int ak_encode_into(const ak_chain *c, ak_tstate *ts, const unsigned char *src,
+                   unsigned char *dst, size_t cap, size_t *out_len, ak_result *r);
 size_t ak_encode_bound(const ak_chain *c);
 
 /* -- files.c: keys under a root ------------------------------------------------------ */

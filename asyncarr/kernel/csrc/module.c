@@ -123,9 +123,6 @@ static void batch_free(batch *b)
     if (b->job.results)
         for (size_t i = 0; i < b->job.n; i++)
             free(b->job.results[i].msg);
-    if (b->job.writes)
-        for (size_t i = 0; i < b->job.n; i++)
-            free(b->job.writes[i].out);
     for (Py_ssize_t i = 0; i < b->nviews; i++)
         PyBuffer_Release(&b->views[i]);
     if (b->have_array)
@@ -520,6 +517,30 @@ static PyObject *kernel_write(PyObject *self, PyObject *args)
     return result;
 }
 
+/* A bytes object of the encoded-size bound per item, which the workers encode into
+ * (untouched memory costs nothing until written); shrunk to size afterwards, as
+ * numcodecs does with its own output. */
+static PyObject *encode_targets(batch *b)
+{
+    size_t bound = ak_encode_bound(b->job.chain);
+    if (bound > PY_SSIZE_T_MAX) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *chunks = PyList_New((Py_ssize_t)b->job.n);
+    for (size_t i = 0; chunks != NULL && i < b->job.n; i++) {
+        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(bound ? bound : 1));
+        if (data == NULL) {
+            Py_CLEAR(chunks);
+            break;
+        }
+        PyList_SET_ITEM(chunks, (Py_ssize_t)i, data);
+        b->job.writes[i].out = (unsigned char *)PyBytes_AS_STRING(data);
+        b->job.writes[i].out_cap = bound;
+    }
+    return chunks;
+}
+
 static PyObject *kernel_encode(PyObject *self, PyObject *args)
 {
     PyObject *capsule, *value, *sels;
@@ -531,22 +552,20 @@ static PyObject *kernel_encode(PyObject *self, PyObject *args)
         return NULL;
     batch b;
     PyObject *result = NULL;
+    PyObject *chunks = NULL;
     if (batch_init(&b, capsule, value, 0, (size_t)PyTuple_GET_SIZE(seq), AK_ENCODE) == 0 &&
-        parse_write_items(&b, seq, 0) == 0) {
+        parse_write_items(&b, seq, 0) == 0 &&
+        (chunks = encode_targets(&b)) != NULL) {
         b.job.write_empty = write_empty;
         run(&b, workers);
-        PyObject *chunks = PyList_New((Py_ssize_t)b.job.n);
         for (size_t i = 0; chunks != NULL && i < b.job.n; i++) {
-            const ak_write_item *it = &b.job.writes[i];
-            PyObject *data = it->out != NULL && b.job.results[i].status == AK_OK
-                                 ? PyBytes_FromStringAndSize((const char *)it->out,
-                                                             (Py_ssize_t)it->out_len)
-                                 : Py_NewRef(Py_None);
-            if (data == NULL) {
+            PyObject **slot = &PyList_GET_ITEM(chunks, (Py_ssize_t)i);
+            if (b.job.results[i].status != AK_OK) {
+                Py_SETREF(*slot, Py_NewRef(Py_None));
+            } else if (_PyBytes_Resize(slot, (Py_ssize_t)b.job.writes[i].out_len) != 0) {
+                *slot = Py_NewRef(Py_None); /* (the failed resize freed it) */
                 Py_CLEAR(chunks);
-                break;
             }
-            PyList_SET_ITEM(chunks, (Py_ssize_t)i, data);
         }
         PyObject *errors = chunks ? errors_list(&b) : NULL;
         if (errors != NULL)
