@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from asyncarr.testing._procs import StoreLocation
 
 _FIXTURE_MODULES = [
     "asyncarr.testing._fixtures_s3",
@@ -34,3 +37,17 @@ def zarr_implementations() -> Path:
         path = base / "zarr_implementations"
     assert (path / "expected.npy").exists(), f"shared test data missing at {path}"
     return path
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.servers)])
+def local_or_s3_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreLocation]:
+    """A location on local disk, then one in a fresh bucket of the moto S3 server."""
+    if request.param == "local":
+        yield StoreLocation(url=str(tmp_path / "data"), storage_options={})
+        return
+    server = request.getfixturevalue("moto_s3_server")
+    bucket = server.create_bucket()
+    try:
+        yield StoreLocation(url=f"s3://{bucket}/data", storage_options=server.storage_options())
+    finally:
+        server.delete_bucket(bucket)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,13 @@ from asyncarr.errors import ReadOnlyStoreError
 from asyncarr.runtime import get_portal
 from asyncarr.testing._fresh_process import run_in_fresh_process, use_pickled_nodes
 from asyncarr.testing._procs import StoreLocation
-from asyncarr.testing._servers_s3 import S3TestServer
 
 ROUNDS = 4
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.servers)])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreLocation]:
-    if request.param == "local":
-        yield StoreLocation(url=str(tmp_path / "data.zarr"), storage_options={})
-        return
-    server: S3TestServer = request.getfixturevalue("moto_s3_server")
-    bucket = server.create_bucket()
-    try:
-        yield StoreLocation(url=f"s3://{bucket}/root", storage_options=server.storage_options())
-    finally:
-        server.delete_bucket(bucket)
+@pytest.fixture
+def location(local_or_s3_location: StoreLocation) -> StoreLocation:
+    return local_or_s3_location
 
 
 def test_every_node_kind_is_used_through_its_copy_in_a_fresh_process(

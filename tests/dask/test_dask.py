@@ -63,17 +63,9 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
         yield pool
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.servers)])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreLocation]:
-    if request.param == "local":
-        yield StoreLocation(url=str(tmp_path / "data"), storage_options={})
-        return
-    server: S3TestServer = request.getfixturevalue("moto_s3_server")
-    bucket = server.create_bucket()
-    try:
-        yield StoreLocation(url=f"s3://{bucket}/data", storage_options=server.storage_options())
-    finally:
-        server.delete_bucket(bucket)
+@pytest.fixture
+def location(local_or_s3_location: StoreLocation) -> StoreLocation:
+    return local_or_s3_location
 
 
 def _source(location: StoreLocation, name: str, **kwargs: object) -> str:
