@@ -1,51 +1,21 @@
-"""``asyncarr info|tree|copy|demo``: inspect, copy and try out Zarr data from a shell."""
+"""``asyncarr info|tree|copy|demo|layers|compact|gc|pack``: inspect, copy and try out Zarr
+data, and keep layered containers, from a shell."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from asyncarr import __version__
+from asyncarr.cli._common import json_text as _json
+from asyncarr.cli._common import storage_options as _storage_options
+from asyncarr.cli._layered import add_layered_commands
 from asyncarr.errors import AsyncarrError
 
 __all__ = ["main"]
-
-
-def _storage_options(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"asyncarr: --storage-option needs KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats spelt as ``zarr.json`` spells them ("NaN",
-    "Infinity", "-Infinity"): strict JSON parsers refuse bare NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _json(document: Any) -> str:
-    """``document`` as strict JSON (what ``--json`` prints)."""
-    plain = json.loads(json.dumps(document, default=str))  # numpy scalars etc. made plain
-    return json.dumps(_json_safe(plain), indent=2, allow_nan=False)
 
 
 async def _info(args: argparse.Namespace) -> int:
@@ -188,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default=".cache/demo", help="where to put the demo data")
     p.add_argument("--size", type=int, default=4096, help="edge length of the square float32 array")
     p.set_defaults(func=_demo)
+    add_layered_commands(sub, add_url)
     return parser
 
 
