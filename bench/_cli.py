@@ -318,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         for wl in workloads:
             if wl.store == "s3":
                 continue
+            if wl.store == "layered":
+                from bench._layered import run_layered
+
+                _log(f"\n[{wl.name}] {wl.title}")
+                runner.results += run_layered(wl, reps, _log)
+                continue
             _log(f"\n[{wl.name}] {wl.title}")
             runner.run_workload(wl, data(wl.ds.shape))
         _run_s3(runner, [w for w in workloads if w.store == "s3" and "ingest" not in w.ops], data)

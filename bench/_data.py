@@ -110,7 +110,7 @@ class Workload:
     title: str
     dataset: str
     store: str = "local"
-    """``local``, ``memory`` or ``s3``."""
+    """``local``, ``memory``, ``s3`` or ``layered`` (bench/_layered.py: its own runs)."""
     ops: tuple[str, ...] = ("read", "write", "random")
     """``ingest``: copied from local disk into S3 (:mod:`bench._ingest`)."""
     s3_server: str | None = None
@@ -159,6 +159,13 @@ WORKLOADS: dict[str, Workload] = {
             "zstd-4096-c256",
             ops=("sum",),
             dask="cluster",
+        ),
+        Workload(
+            "layered",
+            "layered container (1 and 10 layers) vs the plain store: random chunks, a 1% commit",
+            "zstd-4096-c256",
+            store="layered",
+            ops=("random", "commit"),
         ),
         Workload(
             "s3-moto",

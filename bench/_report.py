@@ -150,6 +150,8 @@ def check_targets(results: list[Result], rss: list[dict[str, Any]]) -> list[Targ
                 )
         elif "ingest" in wl.ops:
             out.extend(_ingest_targets(results, wl_name))
+        elif wl.store == "layered":
+            out += _layered_targets(results, wl_name)
         elif wl.store == "s3" and wl.latency_ms > 0:
             ours = _find(results, wl_name, "read", "asyncarr")
             if ours is None:
@@ -212,6 +214,47 @@ def _ingest_targets(results: list[Result], wl: str) -> list[Target]:
         detail = f"asyncarr {cpu.median:.2f}, obstore {cpu_obstore.median:.2f} ms CPU per MiB PUT"
         out.append(
             Target(f"{wl} CPU per MiB PUT ≤ obstore", _speedup(cpu, cpu_obstore), 1.0, detail)
+        )
+    return out
+
+
+def _layered_targets(results: list[Result], wl: str) -> list[Target]:
+    out: list[Target] = []
+    plain = _find(results, wl, "random", "asyncarr")
+    for n in (1, 10):
+        lay = _find(results, wl, "random", f"layered-{n}")
+        if plain is not None and lay is not None and lay.values:
+            out.append(
+                Target(
+                    f"{wl}: random chunk latency, {n} layer(s) ≤ 1.2× plain store",
+                    lay.median / plain.median,
+                    1.2,
+                    f"{lay.median:.3f} ms vs {plain.median:.3f} ms",
+                    at_most=True,
+                )
+            )
+        s3_plain = _find(results, wl, "s3-requests", "asyncarr")
+        s3_lay = _find(results, wl, "s3-requests", f"layered-{n}")
+        if s3_plain is not None and s3_lay is not None and s3_lay.values and s3_plain.values:
+            out.append(
+                Target(
+                    f"{wl}: S3 requests per read, {n} layer(s) ≤ plain + 1",
+                    s3_lay.median / (s3_plain.median + 1),
+                    1.0,
+                    f"{s3_lay.median:.2f} vs {s3_plain.median:.2f} requests per read",
+                    at_most=True,
+                )
+            )
+    commit = _find(results, wl, "commit", "commit-1pct")
+    if commit is not None and commit.values:
+        out.append(
+            Target(
+                f"{wl}: a 1% commit uploads ≤ 1.2× the changed chunks",
+                commit.median / 100.0,
+                1.2,
+                commit.note,
+                at_most=True,
+            )
         )
     return out
 
