@@ -249,3 +249,15 @@ async def test_snapshot_of_a_generation_that_is_not_there() -> None:
     with pytest.raises(SnapshotNotFoundError, match="removed by garbage collection"):
         await LayeredStore(base, at=1).get("a")
     assert await LayeredStore(base).get("a") is None  # generation 3 is empty
+
+
+def test_a_very_compressible_index_is_accepted() -> None:
+    """Empty values and sequential keys: the index compresses by ~100x (a bound on the
+    ratio must not refuse real layers)."""
+    builder = LayerBuilder()
+    for i in range(120_000):
+        builder.add(f"c/{i // 1000}/{i % 1000}", b"")
+    data = builder.finish()
+    index, _ = parse_layer_object("big", data)
+    assert len(index) == 120_000 and index.position("c/119/999") is not None
+    assert len(data) * 64 < 34 * 120_000  # compressed far more than 64x
