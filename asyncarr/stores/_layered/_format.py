@@ -19,6 +19,7 @@ the object's size and fixed limits), so a damaged or hostile layer is a
 
 from __future__ import annotations
 
+import itertools
 import operator
 import struct
 from collections.abc import Iterator
@@ -352,10 +353,10 @@ def _decode_keys(raw: bytes, start: int, lengths: np.ndarray[Any, Any], name: st
     except UnicodeDecodeError:  # pragma: no cover - isascii() said so
         text = None
     if text is not None:
-        keys = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        keys = [text[a:b] for a, b in itertools.pairwise(bounds)]
     else:
         keys = []
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             try:
                 keys.append(blob[a:b].decode("utf-8"))
             except UnicodeDecodeError as exc:
@@ -367,7 +368,7 @@ def _decode_keys(raw: bytes, start: int, lengths: np.ndarray[Any, Any], name: st
             except InvalidKeyError as exc:
                 raise _corrupt(name, f"invalid key {key!r}") from exc
     if not all(map(operator.lt, keys, keys[1:])):
-        for a, b in zip(keys, keys[1:], strict=False):
+        for a, b in itertools.pairwise(keys):
             if not a < b:
                 raise _corrupt(name, f"keys are not sorted and unique ({a!r}, {b!r})")
     return keys
