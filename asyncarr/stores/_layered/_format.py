@@ -368,9 +368,9 @@ def _decode_keys(raw: bytes, start: int, lengths: np.ndarray[Any, Any], name: st
             except InvalidKeyError as exc:
                 raise _corrupt(name, f"invalid key {key!r}") from exc
     if not all(map(operator.lt, keys, keys[1:])):
-        for a, b in itertools.pairwise(keys):
-            if not a < b:
-                raise _corrupt(name, f"keys are not sorted and unique ({a!r}, {b!r})")
+        for first, second in itertools.pairwise(keys):
+            if not first < second:
+                raise _corrupt(name, f"keys are not sorted and unique ({first!r}, {second!r})")
     return keys
 
 
