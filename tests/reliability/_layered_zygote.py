@@ -1,5 +1,6 @@
-"""A fork server for ``test_layered_crash.py``: forks processes that commit, compact or
-collect garbage in a layered container on local disk, to be killed at random moments.
+"""A fork server for ``test_layered_crash.py`` and ``test_layered_concurrency.py``: forks
+processes that commit, compact or collect garbage in a layered container, to be killed
+at random moments, or that commit concurrently.
 
 Commands, one per line on stdin (answers on stdout):
 
@@ -10,6 +11,12 @@ Commands, one per line on stdin (answers on stdout):
 ``compact <root>`` / ``gc <root>``
     the same for a compaction (output cut into 2 KiB layers) and a garbage collection
     (keep the newest generation, no grace period).
+``disjoint <url> <options json file> <worker> <rounds> <start time>``
+    fork a child that, from ``<start time>`` (seconds since the epoch) on, writes
+    ``<rounds>`` chunk rows of its own, one commit each (``test_layered_concurrency.py``).
+``contend <url> <options json file> <worker> <rounds> <start time> <result file>``
+    the same for a child that increments a shared counter chunk in a transaction per
+    round, and writes how many landed and how many conflicted to ``<result file>``.
 ``wait <pid>``
     reap that child; answers ``status <exit code or -signal>``.
 
@@ -21,19 +28,30 @@ this warm, single-threaded process makes each start in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 from _reliability_helpers import ReportingLocalStore, pattern
 
 import asyncarr
+import asyncarr.stores._s3  # (imported once here, not in every child)
 from asyncarr.config import ExecutorConfig
+from asyncarr.errors import ConflictError
 from asyncarr.stores import LayeredStore, MemoryStore
 from asyncarr.stores._layered._maintenance import collect_garbage, compact
 
 SHAPE = (32, 32)
 CHUNKS = (8, 8)
+CHUNK = 8
+"""The chunk edge of the concurrency tests' arrays (one column of chunks)."""
 
 
 class ReportingStore(ReportingLocalStore):
@@ -64,16 +82,65 @@ async def run(command: str, root: str, gen: int, progress: str) -> None:
 
 
 def _child(command: str, root: str, gen: int, progress: str) -> None:
+    _exit_with(lambda: asyncio.run(run(command, root, gen, progress)))
+
+
+def _exit_with(work: Callable[[], object]) -> None:
+    """In a forked child: do ``work`` on the inline executor, then exit (1 on error)."""
     code = 0
     try:
         asyncarr.set_executor(ExecutorConfig(mode="inline"))
-        asyncio.run(run(command, root, gen, progress))
+        work()
     except BaseException:
         traceback.print_exc()
         code = 1
     finally:
         sys.stderr.flush()
         os._exit(code)
+
+
+async def _disjoint(url: str, options: dict[str, Any], worker: int, rounds: int) -> None:
+    """Write ``rounds`` chunk rows of our own, one commit each."""
+    arr = await asyncarr.open_array(url, mode="r+", storage_options=options)
+    for r in range(rounds):
+        row = (worker * rounds + r) * CHUNK
+        value = np.full((CHUNK, CHUNK), worker * 100 + r + 1, "int32")
+        await arr.write(value, slice(row, row + CHUNK))
+    await arr.aclose()
+
+
+async def _contend(url: str, options: dict[str, Any], worker: int, rounds: int) -> dict[str, Any]:
+    """Increment the counter (element 0, in chunk ``c/0/0``) in a transaction per round,
+    and mark a chunk row of our own; count commits and conflicts."""
+    landed = conflicts = 0
+    named: set[tuple[str, ...]] = set()
+    for r in range(rounds):
+        try:
+            async with asyncarr.transaction(
+                url, message=f"w{worker} r{r}", storage_options=options
+            ) as st:
+                arr = await asyncarr.open_array(st, mode="r+")
+                counter = int((await arr.read(slice(0, 1)))[0, 0])
+                await asyncio.sleep(0.002 * (worker + 1))  # widen the race
+                await arr.write(counter + 1, (slice(0, CHUNK), slice(0, CHUNK)))
+                row = (1 + worker * rounds + r) * CHUNK
+                await arr.write(1, (slice(row, row + CHUNK), slice(0, CHUNK)))
+            landed += 1
+        except ConflictError as exc:
+            conflicts += 1
+            named.add(exc.keys)
+    return {"landed": landed, "conflicts": conflicts, "named": sorted(named)}
+
+
+def _concurrent(command: str, args: list[str]) -> None:
+    url, options_file, worker, rounds, start = args[:5]
+    options = json.loads(Path(options_file).read_text())
+    time.sleep(max(0.0, float(start) - time.time()))  # all start together
+    if command == "disjoint":
+        asyncio.run(_disjoint(url, options, int(worker), int(rounds)))
+        return
+    result = asyncio.run(_contend(url, options, int(worker), int(rounds)))
+    Path(args[5]).write_text(json.dumps(result))
 
 
 async def _warm_up() -> None:
@@ -101,6 +168,11 @@ def main() -> None:
             pid = os.fork()
             if pid == 0:
                 _child(cmd, root, gen, progress)
+            print(f"pid {pid}", flush=True)
+        elif cmd in ("disjoint", "contend"):
+            pid = os.fork()
+            if pid == 0:
+                _exit_with(functools.partial(_concurrent, cmd, args))
             print(f"pid {pid}", flush=True)
         elif cmd == "wait":
             _, status = os.waitpid(int(args[0]), 0)
