@@ -34,6 +34,7 @@ values are never truncated (nor counted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import random
 from collections import Counter
@@ -346,6 +347,11 @@ class FaultyStore(Store):
             close_inner=self._close_inner,
             _state=self._state,
         )
+
+    def operation(self, name: str, *, write: bool) -> contextlib.AbstractAsyncContextManager[None]:
+        """The inner store's operation (a layered container's commit, say): the calls made
+        through the wrapper inside it belong to it."""
+        return self._inner.operation(name, write=write)
 
     def __repr__(self) -> str:
         return f"FaultyStore({self._inner!r}, rules={len(self._state.rules)})"

@@ -266,3 +266,14 @@ async def test_layered_container_read_over_http(tmp_path: Path, http_location: A
     np.testing.assert_array_equal(await remote.read(), 3)
     assert [m.generation for m in await remote.store.history()] == [4, 3, 2, 1]  # type: ignore[attr-defined]
     await remote.aclose()
+
+
+async def test_a_wrapper_forwards_operations() -> None:
+    """Through a FaultyStore, an array write is still one commit of the container."""
+    store = LayeredStore(MemoryStore())
+    faulty = FaultyStore(store, close_inner=False)
+    arr = await asyncarr.create_array(faulty, shape=(16,), chunks=(2,), dtype="i4")
+    before = await store.generation()
+    await arr.write(np.arange(16))  # 8 chunks
+    assert await store.generation() == before + 1
+    assert (await store.history())[0].message == "write /"
