@@ -16,13 +16,10 @@ goes into one generation:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import logging
 import math
-import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,12 +34,12 @@ from asyncarr.errors import (
     ConfigError,
     ConflictError,
     KeyNotFoundError,
-    PreconditionFailedError,
     ReadOnlyStoreError,
     StoreError,
 )
 from asyncarr.stores._bodies import too_large
 from asyncarr.stores._layered._container import Container, LayerMissingError
+from asyncarr.stores._layered._groupcommit import GroupCommit, Op, apply_op, batch_message
 from asyncarr.stores._layered._manifest import Manifest
 from asyncarr.stores._layered._snapshot import Snapshot
 from asyncarr.stores._layered._txn import Transaction, Value, version_of
@@ -75,18 +72,6 @@ _SCOPES: contextvars.ContextVar[Mapping[int, _Scope]] = contextvars.ContextVar(
 
 
 @dataclass(eq=False)
-class _Op:
-    """One store call waiting to be committed by a group commit."""
-
-    kind: str
-    key: str
-    value: bytes | None = None
-    version: str | None = None
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-    claimed: bool = False
-
-
-@dataclass(eq=False)
 class _Shared:
     """What every view of one container shares."""
 
@@ -96,11 +81,7 @@ class _Shared:
     auto_compact_layers: int | None
     spill_bytes: int
     compression: Compression
-    queue: list[_Op] = field(default_factory=list)
-    queue_lock: threading.Lock = field(default_factory=threading.Lock)
-    commit_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    group: GroupCommit = field(default_factory=GroupCommit)
     closed: bool = False
 
 
@@ -479,7 +460,7 @@ class LayeredStore(Store):
         if txn is not None:
             await txn.put(key, bytes(value))
             return
-        await self._autocommit(_Op("set", key, bytes(value)))
+        await self._autocommit(Op("set", key, bytes(value)))
 
     async def delete(self, key: str) -> None:
         key = self._key(key)
@@ -488,7 +469,7 @@ class LayeredStore(Store):
         if txn is not None:
             await txn.put(key, None)
             return
-        await self._autocommit(_Op("delete", key))
+        await self._autocommit(Op("delete", key))
 
     async def delete_prefix(self, prefix: str) -> None:
         prefix = self._list_prefix_arg(prefix)
@@ -498,80 +479,37 @@ class LayeredStore(Store):
             for key in txn.keys_with_prefix(prefix):
                 await txn.put(key, None)
             return
-        await self._autocommit(_Op("delete_prefix", prefix))
+        await self._autocommit(Op("delete_prefix", prefix))
 
     async def set_if_not_exists(self, key: str, value: bytes) -> bool:
         key = self._key(key)
         self._check_writable(key)
-        op = _Op("set_if_not_exists", key, bytes(value))
+        op = Op("set_if_not_exists", key, bytes(value))
         txn = self._writing()
         if txn is not None:
-            return bool(await _apply(txn, op))
+            return bool(await apply_op(txn, op))
         return bool(await self._autocommit(op))
 
     async def set_if_version(self, key: str, value: bytes, version: str | None) -> None:
         key = self._key(key)
         self._check_writable(key)
-        op = _Op("set_if_version", key, bytes(value), version)
+        op = Op("set_if_version", key, bytes(value), version)
         txn = self._writing()
-        await (_apply(txn, op) if txn is not None else self._autocommit(op))
+        await (apply_op(txn, op) if txn is not None else self._autocommit(op))
 
     async def delete_if_version(self, key: str, version: str) -> None:
         key = self._key(key)
         self._check_writable(key)
-        op = _Op("delete_if_version", key, None, version)
+        op = Op("delete_if_version", key, None, version)
         txn = self._writing()
-        await (_apply(txn, op) if txn is not None else self._autocommit(op))
+        await (apply_op(txn, op) if txn is not None else self._autocommit(op))
 
     # -- group commit --------------------------------------------------------------------
-    def _commit_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        shared = self._shared
-        with shared.queue_lock:
-            lock = shared.commit_locks.get(loop)
-            if lock is None:
-                lock = shared.commit_locks[loop] = asyncio.Lock()
-            return lock
+    async def _autocommit(self, op: Op) -> Any:
+        """Commit one store call, together with the calls waiting with it."""
+        return await self._shared.group.submit(op, self._publish_batch)
 
-    async def _autocommit(self, op: _Op) -> Any:
-        """Commit one store call: it joins the calls waiting on this handle; whichever
-        gets the lock first commits all of them as one generation."""
-        shared = self._shared
-        with shared.queue_lock:
-            shared.queue.append(op)
-        async with self._commit_lock():
-            if not op.claimed:  # (else a leader took it: just wait for the outcome)
-                # let the calls that are ready to run join this commit (one pass of the
-                # event loop: they queue up behind the lock)
-                await asyncio.sleep(0)
-                with shared.queue_lock:
-                    batch = [o for o in shared.queue if not o.claimed]
-                    for o in batch:
-                        o.claimed = True
-                    shared.queue.clear()
-                task = asyncio.ensure_future(self._commit_batch(batch))
-                await await_unabandoned(task, lambda: False)
-        return await asyncio.wrap_future(op.future)
-
-    async def _commit_batch(self, batch: list[_Op]) -> None:
-        """Publish ``batch``; every call's outcome goes to its future."""
-        try:
-            outcomes = await self._publish_batch(batch)
-        except Exception as exc:
-            for op in batch:
-                op.future.set_exception(exc)
-            return
-        except BaseException:
-            for op in batch:
-                op.future.cancel()
-            raise
-        for op, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                op.future.set_exception(outcome)
-            else:
-                op.future.set_result(outcome)
-
-    async def _publish_batch(self, batch: list[_Op]) -> list[Any]:
+    async def _publish_batch(self, batch: list[Op]) -> list[Any]:
         """Evaluate ``batch`` on the newest generation (again after each lost race) and
         publish it as the next one; the outcome of each call."""
         shared = self._shared
@@ -587,7 +525,7 @@ class LayeredStore(Store):
             snap = await container.snapshot(newest, near=container.latest)
             txn = self._new_transaction(snap)
             txn_base[0] = snap
-            outcomes[:] = [await _apply(txn, op, capture=True) for op in batch]
+            outcomes[:] = [await apply_op(txn, op, capture=True) for op in batch]
             layers = await txn.seal()
             uploaded.extend(ref.name for ref in layers)
             if not layers:
@@ -596,7 +534,7 @@ class LayeredStore(Store):
                 generation=newest + 1,
                 layers=(*layers, *(top.layers if top else ())),
                 timestamp=max(time.time(), top.timestamp if top else 0.0),
-                message=_batch_message(batch),
+                message=batch_message(batch),
                 added=tuple(ref.name for ref in layers),
             )
 
@@ -660,42 +598,6 @@ class LayeredStore(Store):
         if self.read_only:
             what = "a snapshot" if self._at is not None else "store"
             raise ReadOnlyStoreError(f"{what} is read-only", store=self, key=key)
-
-
-async def _apply(txn: Transaction, op: _Op, *, capture: bool = False) -> Any:
-    """Apply one store call to ``txn``: its result, or (``capture``) the error it gets."""
-    kind, key = op.kind, op.key
-    try:
-        if kind == "set":
-            await txn.put(key, op.value)
-        elif kind == "delete":
-            await txn.put(key, None)
-        elif kind == "delete_prefix":
-            for k in txn.keys_with_prefix(key):
-                await txn.put(k, None)
-        elif kind == "set_if_not_exists":
-            if txn.lookup(key) is not None:
-                return False
-            await txn.put(key, op.value)
-            return True
-        else:
-            current = txn.version(key)
-            if current != op.version or (kind == "delete_if_version" and current is None):
-                raise PreconditionFailedError(
-                    f"version is {current}, expected {op.version}", store=txn.container, key=key
-                )
-            await txn.put(key, op.value)
-    except PreconditionFailedError as exc:
-        if capture:
-            return exc
-        raise
-    return None
-
-
-def _batch_message(batch: list[_Op]) -> str:
-    if len(batch) == 1:
-        return f"{batch[0].kind} {batch[0].key}"
-    return f"{len(batch)} changes ({batch[0].kind} {batch[0].key}, ...)"
 
 
 def _check_at(at: Any) -> int | float | None:
