@@ -24,10 +24,29 @@ from asyncarr.runtime._shm import populate as populate_shared
 from asyncarr.runtime._stats import StoreStats, store_stats
 from asyncarr.stores import _layered
 
+
+def _forget_layered(roots: list[str], keys: set[str] | None) -> None:
+    """Drop cached chunks at ``root + key`` (any key under a root when ``keys`` is None)."""
+    cache = get_chunk_cache()
+    if cache is None:
+        return
+    if keys is None:
+        starts = tuple(roots)
+        cache.invalidate_where(
+            lambda k: isinstance(k, tuple) and len(k) == 2 and str(k[1]).startswith(starts)
+        )
+        return
+    places = {root + key for root in roots for key in keys}
+    cache.invalidate_where(lambda k: isinstance(k, tuple) and len(k) == 2 and k[1] in places)
+
+
 # Layered containers make several requests of their base store per operation (footers,
 # manifests, commits): each goes through the base's ManagedStore (its endpoint's limits,
-# timeouts, retries and statistics), as the core's own requests do.
-_layered.use_runtime_io(managed)
+# timeouts, retries and statistics), as the core's own requests do. When a handle moves
+# to a newer generation, chunks it cached that commits changed are forgotten.
+_layered.use_runtime(
+    io=managed, caching=lambda: get_chunk_cache() is not None, forget=_forget_layered
+)
 
 __all__ = [
     "AdaptiveLimiter",

@@ -277,3 +277,25 @@ async def test_a_wrapper_forwards_operations() -> None:
     await arr.write(np.arange(16))  # 8 chunks
     assert await store.generation() == before + 1
     assert (await store.history())[0].message == "write /"
+
+
+async def test_chunk_cache_follows_new_generations() -> None:
+    """With a chunk cache, a handle following the newest generation forgets the chunks
+    that commits made elsewhere (another handle, a transaction) changed."""
+    base = MemoryStore()
+    reader_store = LayeredStore(base, refresh_interval=0.0)
+    writer = await asyncarr.create_array(LayeredStore(base), shape=(8,), chunks=(4,), dtype="i4")
+    await writer.write(np.arange(8))
+    asyncarr.set_chunk_cache(asyncarr.CacheConfig(max_bytes=1 << 20))
+    try:
+        reader = await asyncarr.open_array(reader_store)
+        np.testing.assert_array_equal(await reader.read(), np.arange(8))  # now cached
+        await writer.write(-1, slice(0, 2))  # another handle on the same container
+        np.testing.assert_array_equal(await reader.read(), [-1, -1, 2, 3, 4, 5, 6, 7])
+        async with asyncarr.transaction(reader_store, message="t") as st:
+            await (await asyncarr.open_array(st, mode="r+")).write(9, slice(6, 8))
+        np.testing.assert_array_equal(await reader.read(), [-1, -1, 2, 3, 4, 5, 9, 9])
+        old = await asyncarr.open_array(reader_store.snapshot(2))
+        np.testing.assert_array_equal(await old.read(), np.arange(8))  # its own place
+    finally:
+        asyncarr.set_chunk_cache(None)

@@ -2,7 +2,7 @@
 base store (layers of values with a footer index, numbered manifests created with
 put-if-absent). See ``docs/layered.md``."""
 
-from asyncarr.stores._layered._container import use_runtime_io
+from asyncarr.stores._layered._container import use_runtime
 from asyncarr.stores._layered._maintenance import GCReport, build_pack
 from asyncarr.stores._layered._manifest import Manifest
 from asyncarr.stores._layered._store import LayeredStore
@@ -15,5 +15,5 @@ __all__ = [
     "build_pack",
     "layered_store_from_url",
     "split_object_url",
-    "use_runtime_io",
+    "use_runtime",
 ]

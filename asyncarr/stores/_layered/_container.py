@@ -57,7 +57,7 @@ __all__ = [
     "Container",
     "LayerMissingError",
     "MakeManifest",
-    "use_runtime_io",
+    "use_runtime",
 ]
 
 logger = logging.getLogger("asyncarr.layered")
@@ -94,14 +94,29 @@ class BaseIO(Protocol):
 
 
 _runtime_io: Callable[[Store], Any] | None = None
+_runtime_cache: tuple[Callable[[], bool], Callable[[list[str], set[str] | None], None]] | None = (
+    None
+)
 
 
-def use_runtime_io(factory: Callable[[Store], Any]) -> None:
-    """Route every base-store request of layered containers through ``factory(store)``
-    (the runtime installs its :func:`~asyncarr.runtime.managed` here when imported, so
-    limits, retries, timeouts and statistics apply to each request the container makes)."""
-    global _runtime_io
-    _runtime_io = factory
+def use_runtime(
+    *,
+    io: Callable[[Store], Any],
+    caching: Callable[[], bool],
+    forget: Callable[[list[str], set[str] | None], None],
+) -> None:
+    """How layered containers reach the runtime (layer 3, which a store cannot import;
+    the runtime calls this when imported):
+
+    - ``io(store)``: the view every base-store request goes through (the runtime's
+      :func:`~asyncarr.runtime.managed`: limits, retries, timeouts, statistics);
+    - ``caching()``: whether decoded chunks are cached;
+    - ``forget(roots, keys)``: drop cached chunks whose place is a root plus one of the
+      keys (``None``: every key): a handle's view moved to a generation that changed them.
+    """
+    global _runtime_io, _runtime_cache
+    _runtime_io = io
+    _runtime_cache = (caching, forget)
 
 
 def _pause(attempt: int) -> Awaitable[None]:
@@ -125,6 +140,9 @@ class Container:
         self._pack_state: tuple[Manifest, LayerIndex] | None = None
         self.latest: Snapshot | None = None
         self.checked_at = -math.inf
+        self.followers: weakref.WeakSet[Any] = weakref.WeakSet()
+        """The handles that read the newest generation (``cache_root``: where the chunk
+        cache keeps what they read)."""
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -458,13 +476,39 @@ class Container:
             snap = snap.stacked(manifest, tuple(new))
         return snap
 
-    def adopt(self, snap: Snapshot, checked_at: float | None = None) -> None:
-        """Make ``snap`` the latest known state (if it is newer)."""
+    async def adopt(self, snap: Snapshot, checked_at: float | None = None) -> None:
+        """Make ``snap`` the latest known state (if it is newer). Decoded chunks the
+        handles following the newest generation cached for keys changed since are
+        forgotten first (only where a chunk cache is on)."""
+        stale = await self._changed_since(self.latest, snap)
         with self._state_lock:
             if self.latest is None or snap.generation >= self.latest.generation:
                 self.latest = snap
+                if stale != set() and _runtime_cache is not None:
+                    roots = [view.cache_root for view in list(self.followers)]
+                    if roots:
+                        _runtime_cache[1](roots, stale)
             if checked_at is not None:
                 self.checked_at = max(self.checked_at, checked_at)
+
+    async def _changed_since(self, old: Snapshot | None, new: Snapshot) -> set[str] | None:
+        """The keys commits changed from ``old`` to ``new`` (``None``: unknown, all);
+        an empty set when nothing is cached anyway."""
+        if (
+            old is None
+            or new.generation <= old.generation
+            or _runtime_cache is None
+            or not _runtime_cache[0]()
+            or not self.followers
+        ):
+            return set()
+        keys: set[str] = set()
+        try:
+            for gen in range(old.generation + 1, new.generation + 1):
+                keys |= await self.changed_keys(await self.manifest(gen))
+        except SnapshotNotFoundError:
+            return None
+        return keys
 
     async def fresh(self, max_age: float) -> Snapshot:
         """The newest generation's snapshot, checked for newer ones at most ``max_age``
@@ -483,7 +527,7 @@ class Container:
             newest = await self.newest(latest.generation if latest is not None else None)
             if latest is None or newest != latest.generation:
                 latest = await self.snapshot(newest, near=latest)
-            self.adopt(latest, started)
+            await self.adopt(latest, started)
             return latest
 
     # -- publishing ---------------------------------------------------------------------------

@@ -191,6 +191,8 @@ class LayeredStore(Store):
         self._txn = _txn
         self._message = _message
         self._root = _txn is None and at is None
+        if self._root:
+            container.followers.add(self)
 
     # -- identity ------------------------------------------------------------------------
     @property
@@ -201,6 +203,19 @@ class LayeredStore(Store):
     @property
     def endpoint_key(self) -> str:
         return f"layered:{self.base.endpoint_key}"
+
+    @property
+    def location(self) -> str:
+        """This handle's own place: its reads (the newest generation, a snapshot, a
+        transaction's own changes) are not another handle's, so each caches decoded
+        chunks on its own (and a handle following the newest generation forgets those
+        that later commits changed)."""
+        return f"layered-handle:{id(self):x}"
+
+    @property
+    def cache_root(self) -> str:
+        """Where the chunk cache keeps this handle's chunks (its location and ``/``)."""
+        return self.location + "/"
 
     @property
     def supports_conditional_writes(self) -> bool:
@@ -354,7 +369,7 @@ class LayeredStore(Store):
         container = self._shared.container
         latest = container.latest
         near = latest if latest is not None and latest.generation >= base.generation else base
-        container.adopt(await container.snapshot(manifest.generation, near=near))
+        await container.adopt(await container.snapshot(manifest.generation, near=near))
         limit = self._shared.auto_compact_layers
         if limit is not None and len(manifest.layers) > limit:
             from asyncarr.stores._layered._maintenance import auto_compact
@@ -570,7 +585,7 @@ class LayeredStore(Store):
         manifest = await compact(self._shared.container, oldest=layers, message=message)
         if manifest is not None:
             container = self._shared.container
-            container.adopt(await container.snapshot(manifest.generation))
+            await container.adopt(await container.snapshot(manifest.generation))
         return manifest
 
     async def gc(self, *, keep: int = 1, older_than: float = 0.0, grace: float = 3600.0) -> Any:
