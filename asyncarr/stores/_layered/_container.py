@@ -56,6 +56,7 @@ __all__ = [
     "BaseIO",
     "Container",
     "LayerMissingError",
+    "LoopLocks",
     "MakeManifest",
     "use_runtime",
 ]
@@ -143,9 +144,7 @@ class Container:
         self.followers: weakref.WeakSet[Any] = weakref.WeakSet()
         """The handles that read the newest generation (``cache_root``: where the chunk
         cache keeps what they read)."""
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._refresh_locks = LoopLocks()
         self._state_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -164,12 +163,7 @@ class Container:
         return name
 
     def refresh_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        with self._state_lock:
-            lock = self._locks.get(loop)
-            if lock is None:
-                lock = self._locks[loop] = asyncio.Lock()
-            return lock
+        return self._refresh_locks.get()
 
     # -- generations -----------------------------------------------------------------------
     async def generations(self) -> list[int]:
@@ -562,6 +556,26 @@ class Container:
             f"gave up after {MAX_PUBLISH_ATTEMPTS} lost races for the next generation",
             store=self,
         )
+
+
+class LoopLocks:
+    """One :class:`asyncio.Lock` per event loop (a handle may be used from several: the
+    sync API's and the caller's), for coordinating the tasks of each."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> asyncio.Lock:
+        """The running loop's lock."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            lock = self._locks.get(loop)
+            if lock is None:
+                lock = self._locks[loop] = asyncio.Lock()
+            return lock
 
 
 class LayerMissingError(CorruptContainerError):

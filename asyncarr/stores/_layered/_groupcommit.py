@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from asyncarr._tasks import await_unabandoned
 from asyncarr.errors import PreconditionFailedError
+from asyncarr.stores._layered._container import LoopLocks
 from asyncarr.stores._layered._txn import Transaction
 
 __all__ = ["GroupCommit", "Op", "apply_op", "batch_message"]
@@ -46,24 +46,14 @@ class GroupCommit:
     def __init__(self) -> None:
         self._queue: list[Op] = []
         self._lock = threading.Lock()
-        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _loop_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            lock = self._loop_locks.get(loop)
-            if lock is None:
-                lock = self._loop_locks[loop] = asyncio.Lock()
-            return lock
+        self._loop_locks = LoopLocks()
 
     async def submit(self, op: Op, publish: Callable[[list[Op]], Awaitable[list[Any]]]) -> Any:
         """``op``'s outcome once it is committed (``publish`` commits a batch and returns
         each call's outcome, an exception instance for a call that failed alone)."""
         with self._lock:
             self._queue.append(op)
-        async with self._loop_lock():
+        async with self._loop_locks.get():
             if not op.claimed:  # (else a leader took it: just wait for the outcome)
                 await asyncio.sleep(0)  # the calls ready to run queue up behind the lock
                 with self._lock:
