@@ -313,9 +313,7 @@ async def _group_from(
                 f"no consolidated metadata (.zmetadata) {node_location(st, path)}"
             )
     elif use_consolidated and meta.consolidated is None:
-        raise NodeNotFoundError(
-            f"the group {node_location(st, path)} has no consolidated metadata"
-        )
+        raise NodeNotFoundError(f"the group {node_location(st, path)} has no consolidated metadata")
     return AsyncGroup(
         st,
         path,
@@ -344,9 +342,7 @@ async def open_array(
     try:
         meta = await load_node(managed(st), path, zarr_format=zarr_format)
         if not isinstance(meta, ArrayMetadata):
-            raise ContainsGroupError(
-                f"expected an array {node_location(st, path)}, found a group"
-            )
+            raise ContainsGroupError(f"expected an array {node_location(st, path)}, found a group")
     except BaseException as exc:
         await _close_on_error(st, owns, exc)
         raise
@@ -394,9 +390,7 @@ async def open_group(
             grp = await create_group(st, zarr_format=zarr_format or 3, path=path)
             return AsyncGroup(st, path, grp.metadata, owns_store=owns)
         if not isinstance(meta, GroupMetadata):
-            raise ContainsArrayError(
-                f"expected a group {node_location(st, path)}, found an array"
-            )
+            raise ContainsArrayError(f"expected a group {node_location(st, path)}, found an array")
         return await _group_from(st, path, meta, owns, use_consolidated, mode == "r")
     except BaseException as exc:
         await _close_on_error(st, owns, exc)

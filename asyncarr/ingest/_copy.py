@@ -157,9 +157,7 @@ def _dest_metadata(src: AsyncArray, fmt: int, compressor: Any) -> ArrayMetadata:
     return build_array_metadata(
         shape=src.shape,
         chunks=(
-            src.chunk_grid
-            if keep or not (sharded or src.chunk_grid.is_regular)
-            else src.chunks
+            src.chunk_grid if keep or not (sharded or src.chunk_grid.is_regular) else src.chunks
         ),
         dtype=src.metadata.data_type,
         zarr_format=fmt,

@@ -333,14 +333,34 @@ async def read_response(
     """:func:`read_body` for an aiohttp response to a GET of ``rng`` (a ``200`` to a
     ranged request: the whole value, of which only the range is kept), decoding an
     unrequested gzip or deflate ``Content-Encoding`` within the bound."""
+    declared = resp.content_length
+    limit = read_limit(rng, max_size)
+    whole_for = rng if resp.status == 200 else None
+    encoding = resp.headers.get("Content-Encoding")
+    plain = (encoding or "").strip().lower() in _IDENTITY
+    if (
+        whole_for is None
+        and plain
+        and declared is not None
+        and (limit is None or declared <= limit)
+    ):
+        # the common case in one read (aiohttp's parser stops at Content-Length): no pieces
+        body: bytes = await resp.content.read()
+        if len(body) != declared:
+            raise TruncatedReadError(
+                f"got {len(body)} of the {declared} bytes announced by Content-Length",
+                store=store,
+                key=key,
+            )
+        return body
     return await read_body(
         resp.content.iter_chunked(_PIECE),
         store=store,
         key=key,
-        declared=resp.content_length,
-        limit=read_limit(rng, max_size),
-        encoding=resp.headers.get("Content-Encoding"),
-        whole_for=rng if resp.status == 200 else None,
+        declared=declared,
+        limit=limit,
+        encoding=encoding,
+        whole_for=whole_for,
     )
 
 

@@ -47,8 +47,7 @@ _AZURE_REFUSED = {
 _GCS_TOKENS = {"cloud": "google_default"}
 """gcsfs ``token`` values with another asyncarr spelling."""
 _GCS_REFUSED_TOKENS = {
-    "browser": "log in with 'gcloud auth application-default login' and use "
-    "token='google_default'",
+    "browser": "log in with 'gcloud auth application-default login' and use token='google_default'",
     "cache": "use token='google_default' (application default credentials) or a key file path",
 }
 
@@ -82,7 +81,9 @@ def _nested(
             for s3_key, s3_item in item.items():
                 if s3_key != "addressing_style":
                     raise _refuse(scheme, f"{option}['s3'][{s3_key!r}]", _s3_known())
-                _put(out, scheme, "addressing_style", s3_item, f"{option}['s3']['addressing_style']")
+                _put(
+                    out, scheme, "addressing_style", s3_item, f"{option}['s3']['addressing_style']"
+                )
             continue
         target = renames.get(key)
         if target is None:
